@@ -1,0 +1,90 @@
+"""Storage dtypes and their decoding to float32.
+
+One table, keyed by the safetensors dtype name (the torch and GGUF readers translate their own names to these).
+Decoding is a pure function of the raw little-endian bytes, so every reader shares it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+def _fp8_table(exp_bits: int, man_bits: int, finite_only: bool) -> np.ndarray:
+    """float32 value of each of the 256 codes of an 8-bit float (1 sign, exp_bits, man_bits)."""
+    bias = (1 << (exp_bits - 1)) - 1
+    max_exp = (1 << exp_bits) - 1
+    table = np.empty(256, dtype=np.float32)
+    for code in range(256):
+        sign = -1.0 if code & 0x80 else 1.0
+        e = (code >> man_bits) & max_exp
+        m = code & ((1 << man_bits) - 1)
+        if finite_only and e == max_exp and m == (1 << man_bits) - 1:
+            value = float("nan")  # E4M3FN: only S.1111.111 is NaN; there is no infinity
+        elif not finite_only and e == max_exp:
+            value = float("inf") if m == 0 else float("nan")  # E5M2 follows IEEE
+        elif e == 0:
+            value = (m / (1 << man_bits)) * 2.0 ** (1 - bias)  # subnormal
+        else:
+            value = (1 + m / (1 << man_bits)) * 2.0 ** (e - bias)
+        table[code] = sign * value
+    return table
+
+
+_E4M3 = _fp8_table(4, 3, finite_only=True)
+_E5M2 = _fp8_table(5, 2, finite_only=False)
+
+
+def _bf16(raw: np.ndarray) -> np.ndarray:
+    # bf16 is the top half of a float32: widen into a zeroed float32 by writing the high 16 bits only.
+    out = np.zeros(raw.size // 2, dtype=np.float32)
+    out.view(np.uint16)[1::2] = raw.view(np.uint16)  # little-endian: high half is the odd uint16
+    return out
+
+
+def _cast(np_dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+    def decode(raw: np.ndarray) -> np.ndarray:
+        return raw.view(np.dtype(np_dtype).newbyteorder("<")).astype(np.float32)
+
+    return decode
+
+
+def _lut(table: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda raw: table[raw.view(np.uint8)]
+
+
+@dataclass(frozen=True)
+class DType:
+    name: str  # safetensors spelling
+    itemsize: int
+    decode: Callable[[np.ndarray], np.ndarray]  # raw uint8 bytes (itemsize * n) -> float32 (n,)
+    is_float: bool
+
+
+DTYPES: dict[str, DType] = {
+    d.name: d
+    for d in [
+        DType("F64", 8, _cast("f8"), True),
+        DType("F32", 4, _cast("f4"), True),
+        DType("F16", 2, _cast("f2"), True),
+        DType("BF16", 2, _bf16, True),
+        DType("F8_E4M3", 1, _lut(_E4M3), True),
+        DType("F8_E5M2", 1, _lut(_E5M2), True),
+        DType("I64", 8, _cast("i8"), False),
+        DType("I32", 4, _cast("i4"), False),
+        DType("I16", 2, _cast("i2"), False),
+        DType("I8", 1, _cast("i1"), False),
+        DType("U64", 8, _cast("u8"), False),
+        DType("U32", 4, _cast("u4"), False),
+        DType("U16", 2, _cast("u2"), False),
+        DType("U8", 1, _cast("u1"), False),
+        DType("BOOL", 1, _cast("u1"), False),
+    ]
+}
+
+
+def decode(dtype: str, raw: np.ndarray) -> np.ndarray:
+    """Raw little-endian bytes (uint8 array) -> float32 array."""
+    return DTYPES[dtype].decode(raw)

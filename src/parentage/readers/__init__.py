@@ -1,0 +1,130 @@
+"""Format readers behind one protocol, and `WeightSet`, which joins the files of one checkpoint.
+
+One module per format (safetensors, gguf, torch_bin); each exposes a class with the verbs of `base.Reader`.
+`open_file` picks the class from the file's magic bytes, not its extension, so a misnamed file still opens
+and a hostile one cannot pick its own parser.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import CheckpointNotFoundError, FormatError
+from .base import Reader, ReadStats, TensorInfo, rows_cols
+from .gguf import GGUFFile
+from .safetensors import SafetensorsFile
+from .torch_bin import TorchZipFile
+
+__all__ = ["Reader", "TensorInfo", "WeightSet", "open_file", "sniff_format", "GGUFFile", "SafetensorsFile", "TorchZipFile"]
+
+READERS = {"safetensors": SafetensorsFile, "gguf": GGUFFile, "torch": TorchZipFile}
+
+
+def sniff_format(path: Path) -> str:
+    """The format of a weights file, from its first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(path, "no such file") from None
+    except IsADirectoryError:
+        raise FormatError(path, "is a folder, not a weights file") from None
+    if head[:4] == b"GGUF":
+        return "gguf"
+    if head[:4] == b"PK\x03\x04":
+        return "torch"
+    if head[:1] == b"\x80":  # a bare pickle: torch's legacy format, refused by the torch reader with a clear line
+        return "torch"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if len(head) < 9 and path.suffix == ".safetensors":
+        return "safetensors"  # let the safetensors parser explain the truncation
+    raise FormatError(path, "not a weights file parentage knows (safetensors, GGUF or a torch zip checkpoint)")
+
+
+def open_file(path: str | Path) -> Reader:
+    path = Path(path)
+    return READERS[sniff_format(path)](path)
+
+
+def _block_size(n: int, n_blocks: int) -> int:
+    """The power-of-two block edge that cuts `n` into `n_blocks` pieces (DeepSeek-V3 uses 128)."""
+    return 1 << max(0, math.ceil(math.log2(n / n_blocks))) if n_blocks else n
+
+
+class WeightSet:
+    """All the weight files of one checkpoint, as one name space, with FP8 scales applied on read."""
+
+    def __init__(self, readers: Sequence[Reader]):
+        self.readers = list(readers)
+        self._owner: dict[str, Reader] = {}
+        for r in self.readers:
+            for name in r.names():
+                if name in self._owner:
+                    raise FormatError(r.path, f"tensor {name!r} also appears in {self._owner[name].path}")
+                self._owner[name] = r
+
+    @property
+    def format(self) -> str:
+        formats = sorted({r.format for r in self.readers})
+        return formats[0] if len(formats) == 1 else "+".join(formats)
+
+    def names(self) -> list[str]:
+        return list(self._owner)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._owner
+
+    def info(self, name: str) -> TensorInfo:
+        return self._owner[name].info(name)
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(r.bytes_total for r in self.readers)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(r.stats.bytes_read for r in self.readers)
+
+    @property
+    def n_reads(self) -> int:
+        return sum(r.stats.n_reads for r in self.readers)
+
+    def scale_for(self, name: str) -> str | None:
+        """The tensor holding dequantisation scales for an FP8 tensor, if the checkpoint has one."""
+        if not self.info(name).dtype.startswith("F8"):
+            return None
+        for candidate in (f"{name}_scale_inv", f"{name}_scale"):
+            if candidate in self._owner:
+                return candidate
+        return None
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        rows = self._owner[name].read_rows(name, start, stop)
+        scale_name = self.scale_for(name)
+        if scale_name is None or stop == start:
+            return rows
+        return rows * self._expand_scale(name, scale_name, start, stop)
+
+    def _expand_scale(self, name: str, scale_name: str, start: int, stop: int) -> np.ndarray:
+        info, sinfo = self.info(name), self.info(scale_name)
+        n_rows, n_cols = rows_cols(info.shape)
+        s_rows, s_cols = rows_cols(sinfo.shape)
+        if s_rows * s_cols == 1:  # per-tensor scale
+            return self.read_rows(scale_name, 0, 1).reshape(())
+        b_row, b_col = _block_size(n_rows, s_rows), _block_size(n_cols, s_cols)
+        if -(-n_rows // b_row) != s_rows or -(-n_cols // b_col) != s_cols:
+            raise FormatError(info.file, f"scale tensor {scale_name!r} {sinfo.shape} does not tile {name!r} {info.shape}")
+        first, last = start // b_row, (stop - 1) // b_row + 1
+        scales = self.read_rows(scale_name, first, last).reshape(last - first, s_cols)
+        # (stop-start, n_cols): each element takes the scale of its block
+        expanded = scales[np.arange(start, stop) // b_row - first][:, np.arange(n_cols) // b_col]
+        return expanded.reshape(stop - start) if len(info.shape) <= 1 else expanded
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()

@@ -1,0 +1,130 @@
+"""The reader protocol and what every format shares: bounded mmap access with read accounting.
+
+A reader sees one weights file. It lists tensor names, gives each one's dtype and shape, and reads rows
+`[start, stop)` as float32. "Rows" are along the first axis of the tensor viewed as 2-D
+`(prod(shape[:-1]), shape[-1])`, so a 3-D expert stack `(n_experts, d_ff, d_model)` is read expert by expert as
+row blocks; a 1-D tensor (norm gain, bias) is a column of single-element rows and comes back 1-D.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import FormatError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str  # safetensors spelling for plain dtypes ("BF16"), GGML spelling for quantised ones ("Q8_0")
+    shape: tuple[int, ...]
+    file: str
+    nbytes: int  # bytes the tensor occupies on disk
+
+    @property
+    def n_rows(self) -> int:
+        return rows_cols(self.shape)[0]
+
+    @property
+    def n_cols(self) -> int:
+        return rows_cols(self.shape)[1]
+
+
+def rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The 2-D view every reader reads rows of: leading axes flattened, last axis kept."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], 1
+    return int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+
+
+def shaped_rows(flat: np.ndarray, shape: tuple[int, ...], n: int) -> np.ndarray:
+    """Give `n` decoded rows the 2-D (or, for 1-D tensors, 1-D) shape the protocol promises."""
+    return flat.reshape(n) if len(shape) <= 1 else flat.reshape(n, shape[-1])
+
+
+def check_row_range(path: str | Path, info: TensorInfo, start: int, stop: int) -> None:
+    if not (0 <= start <= stop <= info.n_rows):
+        raise IndexError(f"{path}: rows [{start}, {stop}) out of range for {info.name} with {info.n_rows} rows")
+
+
+@dataclass
+class ReadStats:
+    """What a reader has read so far: the cost line of every report comes from here."""
+
+    bytes_read: int = 0
+    n_reads: int = 0
+
+    def add(self, nbytes: int) -> None:
+        self.bytes_read += nbytes
+        self.n_reads += 1
+
+
+@runtime_checkable
+class Reader(Protocol):
+    path: Path
+    format: str
+    metadata: dict
+    stats: ReadStats
+
+    def names(self) -> list[str]: ...
+
+    def info(self, name: str) -> TensorInfo: ...
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray: ...
+
+    @property
+    def bytes_total(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class MappedFile:
+    """A file read through mmap, opened on first use, every read bounds-checked and counted."""
+
+    path: Path
+    stats: ReadStats = field(default_factory=ReadStats)
+    _fh: object = None
+    _mm: mmap.mmap | None = None
+
+    def __post_init__(self) -> None:
+        self.size = os.path.getsize(self.path)
+
+    def read(self, offset: int, nbytes: int) -> np.ndarray:
+        """`nbytes` bytes at `offset` as a uint8 array (a view on the map: decode copies it)."""
+        if offset < 0 or nbytes < 0 or offset + nbytes > self.size:
+            raise FormatError(
+                self.path, f"read of {nbytes} bytes at offset {offset} runs past the end of the file ({self.size} bytes)"
+            )
+        self.stats.add(nbytes)
+        if nbytes == 0:
+            return np.empty(0, dtype=np.uint8)
+        if self._mm is None:
+            self._fh = open(self.path, "rb")
+            self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return np.frombuffer(self._mm, dtype=np.uint8, count=nbytes, offset=offset)
+
+    def close(self) -> None:
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:  # a caller still holds a view; the map closes when it is dropped
+                pass
+            self._fh.close()
+            self._mm = self._fh = None
+
+
+def read_head(path: Path, nbytes: int, stats: ReadStats) -> bytes:
+    """Plain read of a file's first bytes (headers), counted."""
+    with open(path, "rb") as f:
+        data = f.read(nbytes)
+    stats.add(len(data))
+    return data

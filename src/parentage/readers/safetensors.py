@@ -1,0 +1,125 @@
+"""safetensors: our own validating header parser and mmap row reads.
+
+We do not use the `safetensors` package to read: it loads whole tensors, and we want to read row blocks of
+100B-parameter checkpoints. The parser is strict because the header is untrusted input: a size cap, dtype and
+shape/offset consistency, and offsets that tile the data buffer exactly (no gaps, overlaps or overrun), as the
+format specifies.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..constants import SAFETENSORS_MAX_HEADER
+from ..dtypes import DTYPES, decode
+from ..errors import FormatError, UnsupportedDtypeError
+from .base import MappedFile, ReadStats, TensorInfo, check_row_range, read_head, rows_cols, shaped_rows
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
+def parse_header(path: Path, raw: bytes, file_size: int) -> tuple[dict[str, tuple[TensorInfo, int]], dict]:
+    """Validate a header and return {name: (info, begin offset in the buffer)} and the `__metadata__` map."""
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise FormatError(path, f"safetensors header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise FormatError(path, "safetensors header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FormatError(path, "safetensors __metadata__ must map strings to strings")
+
+    entries: dict[str, tuple[TensorInfo, int]] = {}
+    spans = []
+    for name, spec in header.items():
+        if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= spec.keys():
+            raise FormatError(path, f"tensor {name!r}: entry needs dtype, shape and data_offsets")
+        dtype, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
+        if dtype not in DTYPES:
+            raise UnsupportedDtypeError(path, f"tensor {name!r} has dtype {dtype!r}, which parentage cannot decode")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise FormatError(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
+            raise FormatError(path, f"tensor {name!r}: data_offsets {offsets!r} must be [begin, end] with begin <= end")
+        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+        if offsets[1] - offsets[0] != expected:
+            raise FormatError(
+                path,
+                f"tensor {name!r}: {dtype}{shape} needs {expected} bytes but data_offsets span {offsets[1] - offsets[0]}",
+            )
+        info = TensorInfo(name, dtype, tuple(shape), str(path), expected)
+        entries[name] = (info, offsets[0])
+        spans.append((offsets[0], offsets[1], name))
+
+    buffer_size = file_size - 8 - len(raw)
+    cursor = 0
+    for begin, end, name in sorted(spans):
+        if begin != cursor:
+            what = "overlaps the previous tensor" if begin < cursor else f"leaves a gap of {begin - cursor} bytes"
+            raise FormatError(path, f"tensor {name!r} at data offset {begin} {what}; offsets must tile the buffer")
+        cursor = end
+    if cursor != buffer_size:
+        if cursor > buffer_size:
+            problem = f"tensors need {cursor} data bytes but the file holds {buffer_size} (truncated?)"
+        else:
+            problem = f"{buffer_size - cursor} bytes after the last tensor are not described by the header"
+        raise FormatError(path, problem)
+    return entries, metadata
+
+
+class SafetensorsFile:
+    format = "safetensors"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.stats = ReadStats()
+        self._file = MappedFile(self.path, self.stats)
+        size = self._file.size
+        head = read_head(self.path, 8, self.stats)
+        if len(head) < 8:
+            raise FormatError(self.path, f"truncated: {size} bytes, too short for the 8-byte safetensors header length")
+        n = int.from_bytes(head, "little")
+        if n > SAFETENSORS_MAX_HEADER:
+            raise FormatError(self.path, f"header length {n} exceeds the {SAFETENSORS_MAX_HEADER}-byte cap (corrupt or not safetensors)")
+        if 8 + n > size:
+            raise FormatError(self.path, f"header length {n} runs past the end of the file ({size} bytes; truncated?)")
+        raw = bytes(self._file.read(8, n))
+        if not raw.lstrip().startswith(b"{"):
+            raise FormatError(self.path, "not a safetensors file: the header does not start with '{'")
+        self._entries, self.metadata = parse_header(self.path, raw, size)
+        self._data_start = 8 + n
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def info(self, name: str) -> TensorInfo:
+        return self._entries[name][0]
+
+    @property
+    def bytes_total(self) -> int:
+        return self._file.size
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        info, begin = self._entries[name]
+        check_row_range(self.path, info, start, stop)
+        row_bytes = rows_cols(info.shape)[1] * DTYPES[info.dtype].itemsize
+        raw = self._file.read(self._data_start + begin + start * row_bytes, (stop - start) * row_bytes)
+        return shaped_rows(decode(info.dtype, raw), info.shape, stop - start)
+
+    def close(self) -> None:
+        self._file.close()
