@@ -1,0 +1,381 @@
+"""Checkpoint: one model's config, architecture summary, tensors by canonical role, and read accounting.
+
+    ckpt = Checkpoint.open("path/or/org/name")
+    ckpt.summary.n_layers, ckpt.summary.hidden_size
+    ckpt.tensor(Role("attn_q", layer=3)).read_rows(0, 16)   # (16, hidden) float32, one contiguous read
+    ckpt.cost()                                             # bytes read vs bytes held
+
+Nothing is read beyond headers and small JSON files until a caller asks for rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import names as N
+from .errors import ArchitectureError, FormatError
+from .readers import GGUFFile, WeightSet, open_file
+from .readers.base import rows_cols
+from .refs import Resolved, read_json, resolve
+
+# config.json spellings of the numbers we summarise, first found wins.
+CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "n_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size"),
+    "moe_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size"),
+    "n_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
+    "n_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "n_kv_heads", "multi_query_group_num"),
+    "head_dim": ("head_dim",),
+    "n_experts": ("num_local_experts", "num_experts", "n_routed_experts"),
+    "n_shared_experts": ("n_shared_experts",),
+    "vocab_size": ("vocab_size", "padded_vocab_size"),
+}
+# The same numbers in GGUF metadata, under "{arch}.".
+GGUF_KEYS: dict[str, str] = {
+    "n_layers": "block_count",
+    "hidden_size": "embedding_length",
+    "intermediate_size": "feed_forward_length",
+    "moe_intermediate_size": "expert_feed_forward_length",
+    "n_heads": "attention.head_count",
+    "n_kv_heads": "attention.head_count_kv",
+    "head_dim": "attention.key_length",
+    "n_experts": "expert_count",
+    "n_shared_experts": "expert_shared_count",
+    "vocab_size": "vocab_size",
+}
+# GGUF `general.architecture` -> the family name we report (the tensor names are GGUF's own either way).
+GGUF_ARCH_FAMILY = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe",
+                    "gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3", "phi3": "phi3", "gptneox": "gpt_neox",
+                    "falcon": "falcon", "gpt2": "gpt2", "bert": "bert", "deepseek2": "deepseek_v2"}
+
+
+@dataclass
+class ArchSummary:
+    family: str
+    family_confidence: str  # "declared" (config agrees with names), "names" (detected from names), "inferred"
+    n_layers: int | None
+    hidden_size: int | None
+    intermediate_size: int | None
+    n_heads: int | None
+    n_kv_heads: int | None
+    head_dim: int | None
+    n_experts: int | None  # None for dense models
+    n_shared_experts: int | None
+    moe_intermediate_size: int | None
+    vocab_size: int | None
+    tied_embeddings: bool
+    n_params: int
+
+
+class Tensor:
+    """One canonical tensor: a view on a stored tensor (all of it, some rows, or transposed columns)."""
+
+    def __init__(self, weights: WeightSet, piece: N.Piece):
+        self.weights, self.piece = weights, piece
+        self.role, self.shape = piece.role, piece.shape
+        self.dtype = weights.info(piece.source).dtype
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.role.key}, {self.shape}, {self.dtype}, from {self.piece.source!r})"
+
+    @property
+    def n_rows(self) -> int:
+        return rows_cols(self.shape)[0]
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Canonical rows [start, stop) as float32: (stop-start, in_features), or (stop-start,) for vectors."""
+        if not 0 <= start <= stop <= self.n_rows:
+            raise IndexError(f"rows [{start}, {stop}) out of range for {self.role.key} with {self.n_rows} rows")
+        p, w = self.piece, self.weights
+        if p.transposed:
+            # Stored (in, out): canonical rows are stored columns, so the whole tensor is read (GPT-2 sizes only).
+            stored_in = w.info(p.source).shape[0]
+            cols = np.arange(start, stop) if p.rows is None else p.rows[start:stop]
+            return np.ascontiguousarray(w.read_rows(p.source, 0, stored_in)[:, cols].T)
+        if p.rows is None:
+            return w.read_rows(p.source, start, stop)
+        src = p.rows[start:stop]
+        if src.size == 0:
+            return w.read_rows(p.source, 0, 0)
+        lo, hi = int(src.min()), int(src.max()) + 1
+        block = w.read_rows(p.source, lo, hi)  # one contiguous read spanning the rows we need
+        return block if hi - lo == src.size and src[0] == lo and np.all(np.diff(src) == 1) else block[src - lo]
+
+    def read(self) -> np.ndarray:
+        return self.read_rows(0, self.n_rows)
+
+
+@dataclass
+class Checkpoint:
+    ref: str
+    resolved: Resolved
+    weights: WeightSet
+    config: dict
+    family: N.Family
+    tensors: dict[N.Role, Tensor]
+    summary: ArchSummary
+    unmapped: list[str] = field(default_factory=list)  # stored names no table accounts for
+    extra_layers: list[int] = field(default_factory=list)  # layer indices past n_layers (e.g. DeepSeek MTP)
+    warnings: list[str] = field(default_factory=list)
+    opened_seconds: float = 0.0
+
+    # -- construction -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, ref: str | Path) -> "Checkpoint":
+        t0 = time.perf_counter()
+        resolved = resolve(str(ref))
+        readers = []
+        try:
+            for path in resolved.weights:
+                readers.append(open_file(path))
+            weights = WeightSet(readers)
+        except BaseException:
+            for r in readers:
+                r.close()
+            raise
+        if resolved.index is not None:
+            _check_index(resolved.index, weights)
+        config = _load_config(resolved, weights)
+        ckpt = _build(str(ref), resolved, weights, config)
+        ckpt.opened_seconds = time.perf_counter() - t0
+        return ckpt
+
+    def close(self) -> None:
+        self.weights.close()
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- access -------------------------------------------------------------------------------------------------
+
+    @property
+    def format(self) -> str:
+        return self.weights.format
+
+    def tensor(self, role: N.Role) -> Tensor:
+        return self.tensors[role]
+
+    def get(self, role: str, layer: int | None = None, expert: int | None = None, param: str = "weight") -> Tensor | None:
+        return self.tensors.get(N.Role(role, layer, expert, param))
+
+    def layer_roles(self, layer: int) -> list[N.Role]:
+        return sorted(r for r in self.tensors if r.layer == layer)
+
+    def tokenizer_files(self) -> list[Path]:
+        return self.resolved.tokenizer_files()
+
+    def cost(self) -> dict:
+        return {"bytes_read": self.weights.bytes_read, "bytes_total": self.weights.bytes_total, "n_reads": self.weights.n_reads}
+
+
+def _check_index(index: Path, weights: WeightSet) -> None:
+    data = read_json(index)
+    for name, shard in data["weight_map"].items():
+        if name not in weights:
+            raise FormatError(index, f"names tensor {name!r} in {shard}, but that shard does not hold it")
+
+
+def _load_config(resolved: Resolved, weights: WeightSet) -> dict:
+    path = resolved.side_file("config.json")
+    if path is not None:
+        config = read_json(path)
+        if not isinstance(config, dict):
+            raise FormatError(path, "config.json is not a JSON object")
+        # Multimodal wrappers keep the language model's numbers in text_config.
+        text = config.get("text_config")
+        return {**config, **text} if isinstance(text, dict) else config
+    gguf = next((r for r in weights.readers if isinstance(r, GGUFFile)), None)
+    if gguf is not None:
+        return _config_from_gguf(gguf)
+    return {}
+
+
+def _config_from_gguf(r: GGUFFile) -> dict:
+    """A config.json-like dict from GGUF metadata, so the summary code has one input shape."""
+    arch = r.arch
+    config: dict = {"model_type": GGUF_ARCH_FAMILY.get(arch, arch), "_gguf_arch": arch}
+    for ours, key in GGUF_KEYS.items():
+        value = r.metadata.get(f"{arch}.{key}")
+        if isinstance(value, np.ndarray):  # per-layer values (some archs): report the largest
+            value = int(value.max()) if value.size else None
+        if value is not None:
+            config[CONFIG_KEYS[ours][0]] = int(value)
+    tokens = r.metadata.get("tokenizer.ggml.tokens")
+    if tokens is not None and "vocab_size" not in config:
+        config["vocab_size"] = len(tokens)
+    return config
+
+
+def _config_value(config: dict, key: str) -> int | None:
+    for k in CONFIG_KEYS[key]:
+        v = config.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return int(v)
+    return None
+
+
+def _choose_family(config: dict, names: list[str], is_gguf: bool) -> tuple[N.Family, str, str]:
+    """(name table, reported family, confidence). The config's word is checked against the names."""
+    if is_gguf:
+        return N.FAMILIES["gguf"], config.get("model_type") or "unknown", "declared"
+    declared = config.get("model_type")
+    table = N.MODEL_TYPE_TABLE.get(declared) if declared else None
+    if table and N.coverage(N.FAMILIES[table], names) >= 0.9:
+        return N.FAMILIES[table], declared, "declared"
+    scored = sorted(((N.coverage(f, names), f.name) for f in N.FAMILIES.values() if f.name != "gguf"), reverse=True)
+    if scored and scored[0][0] >= 0.9:
+        name = scored[0][1]
+        return N.FAMILIES[name], declared or name, "names"
+    inferred = N.infer_family(names)
+    if inferred is None:
+        raise ArchitectureError(None, "tensor names fit no known family and show no repeated layer block")
+    return inferred, declared or "unknown", "inferred"
+
+
+def _dims(config: dict) -> N.Dims:
+    if config.get("new_decoder_architecture"):
+        layout = "grouped"
+    elif config.get("multi_query"):
+        layout = "multi_query"
+    else:
+        layout = "interleaved"
+    return N.Dims(
+        _config_value(config, "n_heads"),
+        _config_value(config, "n_kv_heads") or (1 if layout == "multi_query" else None),
+        _config_value(config, "head_dim"),
+        _config_value(config, "hidden_size"),
+        layout,
+    )
+
+
+def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.Piece], list[str]]:
+    pieces, unmapped = [], []
+    for name in weights.names():
+        m = N.match_name(family, name)
+        if m == "drop":
+            continue
+        if m is None:
+            unmapped.append(name)
+            continue
+        shape = weights.info(name).shape
+        transposed = m.transposed and len(shape) == 2
+        canon = (shape[1], shape[0]) if transposed else shape
+        if m.target.startswith("split:"):
+            n = canon[0]
+            for role, rows in N.SPLITS[m.target[6:]](n, dims):
+                pieces.append(N.Piece(N.Role(role, m.layer, m.expert, m.param), name, (len(rows),) + canon[1:], rows, transposed))
+        elif m.target.startswith("experts:"):
+            if len(shape) != 3:
+                raise FormatError(weights.info(name).file, f"expert stack {name!r} should be 3-D, is {shape}")
+            n_exp, rows_per = shape[0], shape[1]
+            for e in range(n_exp):
+                rows = np.arange(e * rows_per, (e + 1) * rows_per)
+                pieces.append(N.Piece(N.Role(m.target[8:], m.layer, e, m.param), name, shape[1:], rows))
+        else:
+            pieces.append(N.Piece(N.Role(m.target, m.layer, m.expert, m.param), name, canon, None, transposed))
+    return pieces, unmapped
+
+
+def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict) -> Checkpoint:
+    names = weights.names()
+    is_gguf = any(isinstance(r, GGUFFile) for r in weights.readers)
+    try:
+        family, family_name, confidence = _choose_family(config, names, is_gguf)
+    except ArchitectureError as e:
+        raise ArchitectureError(resolved.weights[0], e.problem) from None
+    pieces, unmapped = _pieces(family, weights, _dims(config))
+    tensors: dict[N.Role, Tensor] = {}
+    for p in pieces:
+        if p.role in tensors:
+            raise FormatError(resolved.weights[0], f"two tensors map to {p.role.key}: {tensors[p.role].piece.source!r} and {p.source!r}")
+        tensors[p.role] = Tensor(weights, p)
+
+    warnings: list[str] = []
+    n_layers_cfg = _config_value(config, "n_layers")
+    layers = sorted({r.layer for r in tensors if r.layer is not None})
+    extra = [l for l in layers if n_layers_cfg is not None and l >= n_layers_cfg]
+    if extra:  # DeepSeek-V3 ships a multi-token-prediction block as layer n_layers; it is not part of the stack
+        for role in [r for r in tensors if r.layer in extra]:
+            del tensors[role]
+        warnings.append(f"layers {extra} lie past num_hidden_layers={n_layers_cfg} (e.g. multi-token prediction) and are set aside")
+        layers = [l for l in layers if l not in extra]
+
+    embed = tensors.get(N.Role("embed"))
+    lm_head_role = N.Role("lm_head")
+    tied = embed is not None and lm_head_role not in tensors
+    if tied:
+        tensors[lm_head_role] = Tensor(weights, N.Piece(lm_head_role, embed.piece.source, embed.shape, embed.piece.rows, embed.piece.transposed))
+
+    summary = _summarise(config, tensors, layers, family_name, confidence, tied, weights)
+    warnings += _cross_check(config, summary, tensors, layers)
+    if confidence == "inferred":
+        warnings.append("family not recognised: layer roles were inferred from tensor names (low confidence)")
+    if unmapped:
+        warnings.append(f"{len(unmapped)} tensors have no role (e.g. {unmapped[0]!r})")
+    return Checkpoint(ref, resolved, weights, config, family, tensors, summary, unmapped, extra, warnings)
+
+
+def _first(tensors: dict[N.Role, Tensor], role: str, expert: bool) -> Tensor | None:
+    for r in sorted(tensors, key=lambda r: (r.layer if r.layer is not None else -1, r.expert or 0)):
+        if r.role == role and r.param == "weight" and (r.expert is not None) == expert:
+            return tensors[r]
+    return None
+
+
+def _summarise(config, tensors, layers, family_name, confidence, tied, weights) -> ArchSummary:
+    cfg = {k: _config_value(config, k) for k in CONFIG_KEYS}
+    embed = tensors.get(N.Role("embed"))
+    dense_up = _first(tensors, "mlp_up", expert=False) or _first(tensors, "mlp_gate", expert=False)
+    expert_up = _first(tensors, "mlp_up", expert=True) or _first(tensors, "mlp_gate", expert=True)
+    experts = {r.expert for r in tensors if r.expert is not None}
+    n_params = sum(int(np.prod(weights.info(n).shape, dtype=np.int64)) for n in weights.names())
+    hidden = cfg["hidden_size"] or (embed.shape[1] if embed is not None and len(embed.shape) == 2 else None)
+    return ArchSummary(
+        family=family_name,
+        family_confidence=confidence,
+        n_layers=len(layers) if layers else cfg["n_layers"],
+        hidden_size=hidden,
+        intermediate_size=(dense_up.shape[0] if dense_up is not None else None) or cfg["intermediate_size"]
+        or (expert_up.shape[0] if expert_up is not None else None),
+        n_heads=cfg["n_heads"],
+        n_kv_heads=cfg["n_kv_heads"] or cfg["n_heads"],
+        head_dim=cfg["head_dim"] or (hidden // cfg["n_heads"] if hidden and cfg["n_heads"] else None),
+        n_experts=(max(experts) + 1 if experts else None) or cfg["n_experts"] or None,
+        n_shared_experts=cfg["n_shared_experts"],
+        moe_intermediate_size=(expert_up.shape[0] if expert_up is not None else None) or cfg["moe_intermediate_size"],
+        vocab_size=(embed.shape[0] if embed is not None else None) or cfg["vocab_size"],
+        tied_embeddings=tied,
+        n_params=n_params,
+    )
+
+
+def _cross_check(config: dict, s: ArchSummary, tensors, layers) -> list[str]:
+    """Where the config and the tensors disagree, say so (a renamed or edited checkpoint shows here)."""
+    out = []
+    n_cfg = _config_value(config, "n_layers")
+    if n_cfg is not None and layers and n_cfg != len(layers):
+        out.append(f"config says {n_cfg} layers, tensors hold {len(layers)}")
+    if layers and layers != list(range(len(layers))):
+        missing = sorted(set(range(max(layers) + 1)) - set(layers))
+        out.append(f"layer indices are not contiguous (missing {missing[:8]})")
+    v_cfg = _config_value(config, "vocab_size")
+    if v_cfg is not None and s.vocab_size is not None and v_cfg != s.vocab_size:
+        out.append(f"config vocab_size {v_cfg} differs from the embedding's {s.vocab_size} rows")
+    h_cfg = _config_value(config, "hidden_size")
+    embed = tensors.get(N.Role("embed"))
+    if h_cfg is not None and embed is not None and len(embed.shape) == 2 and embed.shape[1] != h_cfg:
+        out.append(f"config hidden_size {h_cfg} differs from the embedding's {embed.shape[1]} columns")
+    return out
+
+
+def summary_dict(ckpt: Checkpoint) -> dict:
+    return asdict(ckpt.summary)

@@ -1,0 +1,134 @@
+"""Command line: a thin Click layer over the library.
+
+Exit status: 0 when the command ran (whatever it found), 1 on bad input (one line on stderr naming the file and
+the problem; a traceback only with --debug), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import ParentageError
+
+
+class _Group(click.Group):
+    """Turns library errors into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except (ParentageError, OSError, MemoryError) as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            message = str(e) if isinstance(e, ParentageError) else _os_error_line(e)
+            click.echo(f"parentage: error: {message}", err=True)
+            ctx.exit(1)
+        except Exception as e:  # a bug of ours: still one line, with the way to the traceback
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"parentage: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+def _os_error_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    return f"{type(e).__name__}: {e}"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="parentage")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Test whether one language-model checkpoint was derived from another, from the weights themselves.
+
+    \b
+    Examples:
+      parentage inspect ./my-model
+      parentage inspect org/name@main --format json
+      parentage demo
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _emit_json(doc: dict) -> None:
+    click.echo(json.dumps(doc, indent=2, default=_json_default))
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+@click.option("--hash", "hash_files", is_flag=True, help="Add sha256 of every file (reads every byte).")
+def inspect(model: str, fmt: str, hash_files: bool) -> None:
+    """Architecture, declared lineage, tokenizer and files of MODEL.
+
+    MODEL is a model folder, a weights file (safetensors, GGUF, torch .bin/.pt), a shard index
+    (*.index.json), or a Hugging Face hub id org/name[@revision] (resolved through the local cache when
+    HF_HUB_OFFLINE=1). Only headers are read.
+
+    \b
+    Examples:
+      parentage inspect ./Llama-3-8B
+      parentage inspect model-q8_0.gguf --format json
+      parentage inspect ./model --hash
+    """
+    from .inspection import format_human, inspect_checkpoint
+
+    doc = inspect_checkpoint(model, hash_files=hash_files)
+    if fmt == "json":
+        _emit_json(doc)
+    else:
+        click.echo(format_human(doc))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def demo(fmt: str) -> None:
+    """Run the main job on a built-in example, with no download.
+
+    Until the zoo and `compare` land, the demo writes a small llama-shaped checkpoint into the parentage cache
+    (PARENTAGE_CACHE, default ~/.cache/parentage) and inspects it.
+
+    \b
+    Example:
+      parentage demo
+    """
+    from .constants import cache_dir
+    from .inspection import format_human, inspect_checkpoint
+    from .synthetic import write_model
+
+    folder = cache_dir() / "demo" / "tiny-llama"
+    if not (folder / "model.safetensors").is_file():
+        write_model(folder, "llama", seed=0, dtype="BF16")
+    doc = inspect_checkpoint(str(folder))
+    if fmt == "json":
+        _emit_json(doc)
+    else:
+        click.echo(format_human(doc))
+        click.echo(f"\n(demo checkpoint written to {folder}; `parentage compare` arrives with the compare issue)")
+
+
+def main() -> None:
+    cli(prog_name="parentage")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""`parentage inspect`: architecture, declared lineage, tokenizer and files of one checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import Checkpoint
+from .declared import declared_lineage
+from .readers import GGUFFile
+
+SIDE_FILES = ("config.json", "generation_config.json", "README.md", "mergekit_config.yml")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files(ckpt: Checkpoint, hash_files: bool) -> list[dict]:
+    r = ckpt.resolved
+    paths = list(r.weights)
+    if r.index is not None:
+        paths.append(r.index)
+    paths += [p for p in (r.side_file(n) for n in SIDE_FILES) if p is not None]
+    paths += [p for p in ckpt.tokenizer_files() if p not in paths]
+    out = []
+    for p in paths:
+        role = "weights" if p in r.weights else "index" if p == r.index else "tokenizer" if p in ckpt.tokenizer_files() else "side"
+        out.append({"path": str(p), "role": role, "size": p.stat().st_size, "sha256": sha256_file(p) if hash_files else None})
+    return out
+
+
+def _tokenizer(ckpt: Checkpoint) -> dict:
+    files = [p.name for p in ckpt.tokenizer_files()]
+    gguf = next((x for x in ckpt.weights.readers if isinstance(x, GGUFFile)), None)
+    embedded = None
+    if gguf is not None and "tokenizer.ggml.tokens" in gguf.metadata:
+        embedded = {"model": gguf.metadata.get("tokenizer.ggml.model"), "n_tokens": len(gguf.metadata["tokenizer.ggml.tokens"])}
+    return {"files": files, "gguf_embedded": embedded}
+
+
+def inspect_checkpoint(ref: str, hash_files: bool = False) -> dict:
+    """The `inspect --format json` document (fields in DESIGN.md)."""
+    t0 = time.perf_counter()
+    with Checkpoint.open(ref) as ckpt:
+        s = ckpt.summary
+        doc = {
+            "schema_version": 1,
+            "tool": {"name": "parentage", "version": __version__},
+            "ref": ref,
+            "resolved": str(ckpt.resolved.root),
+            "hub": ckpt.resolved.hub,
+            "format": ckpt.format,
+            "arch": s.family,
+            "family_confidence": s.family_confidence,
+            "n_layers": s.n_layers,
+            "hidden_size": s.hidden_size,
+            "intermediate_size": s.intermediate_size,
+            "n_heads": s.n_heads,
+            "n_kv_heads": s.n_kv_heads,
+            "head_dim": s.head_dim,
+            "n_experts": s.n_experts,
+            "n_shared_experts": s.n_shared_experts,
+            "moe_intermediate_size": s.moe_intermediate_size,
+            "vocab_size": s.vocab_size,
+            "tied_embeddings": s.tied_embeddings,
+            "n_params": s.n_params,
+            "dtypes": sorted({ckpt.weights.info(n).dtype for n in ckpt.weights.names()}),
+            "n_tensors": len(ckpt.weights.names()),
+            "roles": _role_counts(ckpt),
+            "unmapped": ckpt.unmapped[:50],
+            "declared": declared_lineage(ckpt),
+            "tokenizer": _tokenizer(ckpt),
+            "files": [],
+            "warnings": ckpt.warnings,
+        }
+        cost = ckpt.cost()
+        doc["files"] = _files(ckpt, hash_files)
+        if hash_files:  # hashing reads every byte; say so in the cost line
+            cost["bytes_read"] += sum(f["size"] for f in doc["files"])
+        doc["cost"] = {**cost, "seconds": round(time.perf_counter() - t0, 4)}
+    return doc
+
+
+def _role_counts(ckpt: Checkpoint) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in ckpt.tensors:
+        counts[r.role] = counts.get(r.role, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def format_human(doc: dict) -> str:
+    """Five-second read: what it is, what it claims, what it cost."""
+    moe = f", {doc['n_experts']} experts (FFN {doc['moe_intermediate_size']})" if doc["n_experts"] else ""
+    lines = [
+        f"{doc['ref']}",
+        f"  {doc['arch']} ({doc['family_confidence']}), {doc['format']}, {doc['n_params'] / 1e6:,.1f}M parameters, {'/'.join(doc['dtypes'])}",
+        f"  {doc['n_layers']} layers, hidden {doc['hidden_size']}, FFN {doc['intermediate_size']}, "
+        f"heads {doc['n_heads']}/{doc['n_kv_heads']} (q/kv){moe}, vocab {doc['vocab_size']}"
+        + (", tied embeddings" if doc["tied_embeddings"] else ""),
+    ]
+    declared = doc["declared"]
+    if declared:
+        lines.append("  declared:")
+        for source, fields in declared.items():
+            text = ", ".join(f"{k}={v}" for k, v in fields.items()) if isinstance(fields, dict) else ", ".join(map(str, fields))
+            lines.append(f"    {source}: {text[:200]}")
+    tok = doc["tokenizer"]
+    if tok["files"] or tok["gguf_embedded"]:
+        emb = tok["gguf_embedded"]
+        lines.append("  tokenizer: " + ", ".join(tok["files"] + ([f"embedded {emb['model']} ({emb['n_tokens']} tokens)"] if emb else [])))
+    for w in doc["warnings"]:
+        lines.append(f"  warning: {w}")
+    total = sum(f["size"] for f in doc["files"])
+    lines.append(f"  files: {len(doc['files'])} ({_fmt_bytes(total)})")
+    for f in doc["files"]:
+        digest = f"  sha256 {f['sha256']}" if f["sha256"] else ""
+        lines.append(f"    {Path(f['path']).name}  {_fmt_bytes(f['size'])}{digest}")
+    c = doc["cost"]
+    lines.append(f"  read {_fmt_bytes(c['bytes_read'])} of {_fmt_bytes(c['bytes_total'])} in {c['seconds']:.2f} s")
+    return "\n".join(lines)
