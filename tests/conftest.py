@@ -1,0 +1,17 @@
+import importlib.util
+import os
+
+import pytest
+
+# No test touches the network: the hub client must only ever look at a cache the test builds.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+has_torch = importlib.util.find_spec("torch") is not None
+requires_torch = pytest.mark.skipif(not has_torch, reason="torch not installed (the optional zoo extra)")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
+    monkeypatch.setenv("PARENTAGE_CACHE", str(tmp_path_factory.mktemp("parentage-cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
