@@ -231,9 +231,14 @@ def _choose_family(config: dict, names: list[str], is_gguf: bool) -> tuple[N.Fam
     table = N.MODEL_TYPE_TABLE.get(declared) if declared else None
     if table and N.coverage(N.FAMILIES[table], names) >= 0.9:
         return N.FAMILIES[table], declared, "declared"
-    scored = sorted(((N.coverage(f, names), f.name) for f in N.FAMILIES.values() if f.name != "gguf"), reverse=True)
-    if scored and scored[0][0] >= 0.9:
-        name = scored[0][1]
+    # Best coverage wins; on a tie the smaller table (qwen3 over qwen3_moe for a dense model), then table order.
+    scored = sorted(
+        (-N.coverage(f, names), len(f.layer) + len(f.globals), i, f.name)
+        for i, f in enumerate(N.FAMILIES.values())
+        if f.name != "gguf"
+    )
+    if scored and -scored[0][0] >= 0.9:
+        name = scored[0][3]
         return N.FAMILIES[name], declared or name, "names"
     inferred = N.infer_family(names)
     if inferred is None:

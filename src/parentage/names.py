@@ -312,7 +312,7 @@ FAMILIES: dict[str, Family] = {
         Family(  # llama.cpp's names, for every GGUF file (the reader has already undone the Q/K permutation)
             "gguf",
             {"token_embd": "embed", "output_norm": "final_norm", "output": "lm_head", "position_embd": "pos_embed",
-             "token_embd_norm": "embed_norm"},
+             "token_embd_norm": "embed_norm", "token_types": "type_embed"},
             "blk.{L}.",
             {
                 "attn_norm": "attn_norm",
@@ -324,6 +324,8 @@ FAMILIES: dict[str, Family] = {
                 "attn_q_norm": "attn_q_norm",
                 "attn_k_norm": "attn_k_norm",
                 "post_attention_norm": "attn_post_norm",
+                "attn_output_norm": "attn_post_norm",  # BERT's post-norm layout
+                "layer_output_norm": "mlp_post_norm",
                 "attn_q_a": "attn_q_a",
                 "attn_q_a_norm": "attn_q_a_norm",
                 "attn_q_b": "attn_q_b",

@@ -37,10 +37,10 @@ def sniff_format(path: Path) -> str:
         return "gguf"
     if head[:4] == b"PK\x03\x04":
         return "torch"
-    if head[:1] == b"\x80":  # a bare pickle: torch's legacy format, refused by the torch reader with a clear line
-        return "torch"
-    if len(head) >= 9 and head[8:9] == b"{":
+    if len(head) >= 9 and head[8:9] == b"{":  # before the pickle check: a header length may start with 0x80
         return "safetensors"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "torch"  # a bare pickle: torch's legacy format, refused by the torch reader with a clear line
     if len(head) < 9 and path.suffix == ".safetensors":
         return "safetensors"  # let the safetensors parser explain the truncation
     raise FormatError(path, "not a weights file parentage knows (safetensors, GGUF or a torch zip checkpoint)")
