@@ -307,8 +307,11 @@ def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict) -> Ch
     warnings: list[str] = []
     n_layers_cfg = _config_value(config, "n_layers")
     layers = sorted({r.layer for r in tensors if r.layer is not None})
-    extra = [l for l in layers if n_layers_cfg is not None and l >= n_layers_cfg]
-    if extra:  # DeepSeek-V3 ships a multi-token-prediction block as layer n_layers; it is not part of the stack
+    # DeepSeek-V3 ships its multi-token-prediction block as layer n_layers; it is not part of the stack. Only
+    # layers the config declares as such are set aside: any other surplus is reported, not hidden.
+    n_mtp = int(config.get("num_nextn_predict_layers") or 0)
+    extra = [l for l in layers if n_layers_cfg is not None and n_layers_cfg <= l < n_layers_cfg + n_mtp]
+    if extra:
         for role in [r for r in tensors if r.layer in extra]:
             del tensors[role]
         warnings.append(f"layers {extra} lie past num_hidden_layers={n_layers_cfg} (e.g. multi-token prediction) and are set aside")
