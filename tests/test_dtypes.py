@@ -33,3 +33,14 @@ def test_every_dtype_decodes_its_own_itemsize():
     for name, dt in DTYPES.items():
         out = decode(name, np.zeros(dt.itemsize * 3, dtype=np.uint8))
         assert out.shape == (3,) and out.dtype == np.float32, name
+
+
+def test_large_arrays_decode_identically_when_split_across_threads():
+    from parentage import dtypes
+
+    n = dtypes._PARALLEL_MIN + 12345  # not a multiple of the chunk or of the worker count
+    bits = np.random.default_rng(3).integers(0, 1 << 16, size=n, dtype=np.uint16)
+    ours = decode("BF16", bits.view(np.uint8))
+    np.testing.assert_array_equal(ours.view(np.uint32), bits.view(ml_dtypes.bfloat16).astype(np.float32).view(np.uint32))
+    codes = np.random.default_rng(4).integers(0, 256, size=n, dtype=np.uint8)
+    np.testing.assert_array_equal(decode("F8_E4M3", codes), codes.view(ml_dtypes.float8_e4m3fn).astype(np.float32))

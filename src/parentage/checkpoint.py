@@ -140,7 +140,8 @@ class Checkpoint:
                 r.close()
             raise
         if resolved.index is not None:
-            _check_index(resolved.index, weights)
+            _check_index(resolved, weights)
+            resolved.side_bytes_read += resolved.index.stat().st_size
         config = _load_config(resolved, weights)
         ckpt = _build(str(ref), resolved, weights, config)
         ckpt.opened_seconds = time.perf_counter() - t0
@@ -174,20 +175,25 @@ class Checkpoint:
         return self.resolved.tokenizer_files()
 
     def cost(self) -> dict:
-        return {"bytes_read": self.weights.bytes_read, "bytes_total": self.weights.bytes_total, "n_reads": self.weights.n_reads}
+        """Bytes read so far (weight headers and rows, plus the JSON side files) against the weights held."""
+        return {
+            "bytes_read": self.weights.bytes_read + self.resolved.side_bytes_read,
+            "bytes_total": self.weights.bytes_total,
+            "n_reads": self.weights.n_reads,
+        }
 
 
-def _check_index(index: Path, weights: WeightSet) -> None:
-    data = read_json(index)
-    for name, shard in data["weight_map"].items():
-        if name not in weights:
-            raise FormatError(index, f"names tensor {name!r} in {shard}, but that shard does not hold it")
+def _check_index(resolved: Resolved, weights: WeightSet) -> None:
+    for name, shard in resolved.weight_map.items():
+        if name not in weights or Path(weights.info(name).file).name != shard:
+            raise FormatError(resolved.index, f"names tensor {name!r} in {shard}, but that shard does not hold it")
 
 
 def _load_config(resolved: Resolved, weights: WeightSet) -> dict:
     path = resolved.side_file("config.json")
     if path is not None:
         config = read_json(path)
+        resolved.side_bytes_read += path.stat().st_size
         if not isinstance(config, dict):
             raise FormatError(path, "config.json is not a JSON object")
         # Multimodal wrappers keep the language model's numbers in text_config.

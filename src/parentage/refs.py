@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .constants import JSON_MAX_BYTES, hf_cache_dir, hf_offline
@@ -33,7 +33,8 @@ class Resolved:
     weights: list[Path]
     index: Path | None = None
     hub: dict | None = None  # {"repo_id", "revision", "commit"} for hub references
-    notes: list[str] = field(default_factory=list)
+    weight_map: dict[str, str] | None = None  # tensor -> shard, from the index
+    side_bytes_read: int = 0  # JSON side files read while resolving and opening (index, config)
 
     def side_file(self, name: str) -> Path | None:
         p = self.root / name
@@ -55,7 +56,7 @@ def read_json(path: Path) -> object:
         raise FormatError(path, f"not valid JSON ({e})") from None
 
 
-def _shards_from_index(index: Path) -> list[Path]:
+def _shards_from_index(index: Path) -> tuple[list[Path], dict[str, str]]:
     data = read_json(index)
     if not isinstance(data, dict) or not isinstance(data.get("weight_map"), dict):
         raise FormatError(index, "shard index has no 'weight_map' object")
@@ -69,7 +70,7 @@ def _shards_from_index(index: Path) -> list[Path]:
         shards.append(path)
     if not shards:
         raise FormatError(index, "shard index lists no tensors")
-    return shards
+    return shards, data["weight_map"]
 
 
 def _gguf_split_set(path: Path) -> list[Path]:
@@ -84,10 +85,11 @@ def _gguf_split_set(path: Path) -> list[Path]:
     return parts
 
 
-def _weights_in_folder(folder: Path) -> tuple[list[Path], Path | None]:
+def _weights_in_folder(folder: Path) -> tuple[list[Path], Path | None, dict | None]:
     for name in INDEX_FILES:
         if (folder / name).is_file():
-            return _shards_from_index(folder / name), folder / name
+            shards, weight_map = _shards_from_index(folder / name)
+            return shards, folder / name, weight_map
     for pattern in WEIGHT_GLOBS:
         files = sorted(p for p in folder.glob(pattern) if p.is_file())
         if not files:
@@ -97,19 +99,20 @@ def _weights_in_folder(folder: Path) -> tuple[list[Path], Path | None]:
             if len(sets) > 1:
                 names = ", ".join(sorted(p.name for p in files)[:4])
                 raise FormatError(folder, f"holds {len(sets)} different GGUF files ({names}); name the one to read")
-            return list(sets.pop()), None
-        return files, None
+            return list(sets.pop()), None, None
+        return files, None, None
     raise NoWeightsError(folder, "folder holds no weights (looked for *.safetensors, pytorch_model*.bin, *.gguf, *.pth)")
 
 
 def resolve(ref: str) -> Resolved:
     path = Path(ref).expanduser()
     if path.is_dir():
-        weights, index = _weights_in_folder(path)
-        return Resolved(ref, path, weights, index)
+        weights, index, weight_map = _weights_in_folder(path)
+        return Resolved(ref, path, weights, index, weight_map=weight_map)
     if path.is_file():
         if path.name.endswith(".index.json"):
-            return Resolved(ref, path.parent, _shards_from_index(path), path)
+            shards, weight_map = _shards_from_index(path)
+            return Resolved(ref, path.parent, shards, path, weight_map=weight_map)
         weights = _gguf_split_set(path) if path.suffix == ".gguf" else [path]
         return Resolved(ref, path.parent, weights)
     m = _HUB_ID.match(ref)
@@ -139,6 +142,6 @@ def _resolve_hub(ref: str, repo_id: str, revision: str | None) -> Resolved:
         except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
             raise HubReferenceError(ref, f"could not be fetched ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     folder = Path(folder)
-    weights, index = _weights_in_folder(folder)
+    weights, index, weight_map = _weights_in_folder(folder)
     hub = {"repo_id": repo_id, "revision": revision or "main", "commit": folder.name}
-    return Resolved(ref, folder, weights, index, hub)
+    return Resolved(ref, folder, weights, index, hub=hub, weight_map=weight_map)

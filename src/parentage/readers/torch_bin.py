@@ -166,6 +166,7 @@ class TorchZipFile:
         if len(pkl) != 1:
             raise FormatError(self.path, "torch zip checkpoint has no single '<archive>/data.pkl'")
         self._prefix = pkl[0][: -len("data.pkl")]
+        self._offsets: dict[str, int] = {}
         self._members = members
         info = members[pkl[0]]
         if info.file_size > TORCH_MAX_PICKLE:
@@ -209,12 +210,16 @@ class TorchZipFile:
             )
 
     def _data_offset(self, member: zipfile.ZipInfo) -> int:
-        # Local file header: 30 fixed bytes, then the name and the extra field, then the data.
+        # Local file header: 30 fixed bytes, then the name and the extra field, then the data. Read once per
+        # storage, so later row reads are a single read each.
+        if member.filename in self._offsets:
+            return self._offsets[member.filename]
         raw = bytes(self._file.read(member.header_offset, 30))
         if raw[:4] != b"PK\x03\x04":
             raise FormatError(self.path, f"zip member {member.filename!r} has a corrupt local header")
         name_len, extra_len = struct.unpack("<HH", raw[26:30])
-        return member.header_offset + 30 + name_len + extra_len
+        self._offsets[member.filename] = member.header_offset + 30 + name_len + extra_len
+        return self._offsets[member.filename]
 
     def names(self) -> list[str]:
         return list(self._entries)
