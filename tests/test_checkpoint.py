@@ -227,3 +227,9 @@ def test_config_and_tensors_disagreeing_is_warned(tmp_path):
     with Checkpoint.open(tmp_path) as ck:
         assert any("config says 5 layers" in w for w in ck.warnings)
         assert any("vocab_size 999" in w for w in ck.warnings)
+
+
+def test_weights_file_with_no_tensors_is_a_clear_error(tmp_path):
+    write_safetensors(tmp_path / "model.safetensors", {})
+    with pytest.raises(NoWeightsError, match="holds no tensors"):
+        Checkpoint.open(tmp_path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import names as N
-from .errors import ArchitectureError, FormatError
+from .errors import ArchitectureError, FormatError, NoWeightsError
 from .readers import GGUFFile, WeightSet, open_file
 from .readers.base import rows_cols
 from .refs import Resolved, read_json, resolve
@@ -298,6 +298,8 @@ def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.
 
 def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict) -> Checkpoint:
     names = weights.names()
+    if not names:
+        raise NoWeightsError(resolved.weights[0], "holds no tensors")
     is_gguf = any(isinstance(r, GGUFFile) for r in weights.readers)
     try:
         family, family_name, confidence = _choose_family(config, names, is_gguf)
