@@ -126,6 +126,38 @@ def demo(fmt: str) -> None:
         click.echo(f"\n(demo checkpoint written to {folder}; `parentage compare` arrives with the compare issue)")
 
 
+@cli.group()
+def zoo() -> None:
+    """Model families with known ground truth (needs the optional `zoo` extra: torch, tokenizers)."""
+
+
+@zoo.command("build")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--size", type=click.Choice(["ci", "full", "tiny"]), default="ci", show_default=True,
+              help="ci: every derivation kind once, minutes; full: >= 8 independent bases; tiny: smoke tests only.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same manifest and weights.")
+def zoo_build(folder: str, size: str, seed: int) -> None:
+    """Train base models and derive others from them (fine-tune, continued pretraining, washing, layers
+    inserted or removed, FFN widened, tokenizer replaced, MoE upcycling, frozen layers, obfuscation, merge,
+    bf16/GGUF exports, distillation), writing Hugging Face folders and FOLDER/manifest.json with the truth of
+    every pair. An interrupted build resumes when run again with the same options.
+
+    \b
+    Examples:
+      parentage zoo build ./zoo
+      parentage zoo build ./zoo-full --size full --seed 1
+    """
+    from .zoo import require_zoo_extra
+
+    require_zoo_extra()
+    from .zoo.build import build_zoo
+
+    manifest = build_zoo(folder, size=size, seed=seed)
+    n_rel = sum(p["truth"] == "related" for p in manifest["pairs"])
+    click.echo(f"{folder}/manifest.json: {len(manifest['models'])} models, {len(manifest['pairs'])} pairs "
+               f"({n_rel} related, {len(manifest['pairs']) - n_rel} unrelated)")
+
+
 def main() -> None:
     cli(prog_name="parentage")
 

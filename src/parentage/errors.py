@@ -38,6 +38,10 @@ class HubReferenceError(ParentageError, LookupError):
     """A hub id could not be resolved (unknown, or not cached while offline)."""
 
 
+class FolderNotEmptyError(ParentageError, FileExistsError):
+    """An output folder already holds something we must not overwrite."""
+
+
 class FormatError(ParentageError, ValueError):
     """A file is malformed: truncated, inconsistent header, out-of-range offsets."""
 

@@ -1,0 +1,449 @@
+"""`parentage zoo build`: model families whose lineage we know because we made them.
+
+The recipe list is data (`recipes()`); `build_zoo` walks it in order, so every parent exists before its
+children. Each model is written to a temporary folder and renamed into place, and the manifest is rewritten
+(atomically) after every model: an interrupted build resumes where it stopped and never lists a half-written
+model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import FolderNotEmptyError, FormatError
+from . import surgery, text
+from .export import save_gguf, save_hf
+from .model import ModelConfig, forward, init_params, n_params
+from .train import TrainSpec, eval_loss, train_lm
+
+MANIFEST = "manifest.json"
+ZOO_MARK = "parentage-zoo"
+
+
+@dataclass(frozen=True)
+class Size:
+    hidden: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    ffn: int
+    vocab: int
+    seq: int
+    batch: int
+    base_steps: int  # "1x compute": one base's pretraining budget
+    lr: float
+    n_prose_bases: int
+    n_code_bases: int
+    second_family: bool  # apply the hardest derivations to a second base as well
+
+
+SIZES = {
+    # smoke tests only: seconds, weights barely trained
+    "tiny": Size(32, 4, 4, 2, 64, 320, 32, 8, 30, 3e-3, 2, 1, False),
+    # every derivation kind once, a few minutes on 2 cores
+    "ci": Size(64, 4, 4, 2, 128, 512, 64, 16, 300, 3e-3, 3, 1, False),
+    # >= 8 independent bases, wider models, the hard derivations on two families
+    "full": Size(128, 6, 8, 2, 256, 1024, 64, 16, 800, 2e-3, 8, 3, True),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    kind: str
+    parents: tuple[str, ...] = ()
+    data: str = "prose"  # distribution trained on
+    compute: float = 0.0  # in units of Size.base_steps
+    lr_mult: float = 1.0
+    junk: float = 0.0
+    naming: str = "llama"
+    tokenizer: str | None = None  # tokenizer of a base, or the new one of a tokenizer swap
+    constant_lr: bool = False  # continued pretraining holds the peak lr; pretraining and fine-tunes decay it
+    note: str = ""
+
+
+def _derivations(root: str, tag: str) -> list[Recipe]:
+    """Every derivation kind applied to one base `root`; names carry `tag` so two families do not collide."""
+    r = lambda name, kind, **kw: Recipe(f"{tag}{name}", kind, **kw)  # noqa: E731
+    return [
+        r("ft-a", "finetune", parents=(root,), data="prose", compute=0.1, lr_mult=0.3, note="fine-tune, 0.1x at 0.3x lr"),
+        r("ft-b", "finetune", parents=(root,), data="prose", compute=0.1, lr_mult=0.3, note="second fine-tune, other data order"),
+        r("merge", "merge", parents=(f"{tag}ft-a", f"{tag}ft-b"), note="average of two fine-tunes"),
+        r("cpt-1x", "continued", parents=(root,), constant_lr=True, data="code", compute=1.0, lr_mult=1.0,
+          note="continued pretraining on the other distribution, 1x compute, full lr"),
+        r("wash-3x", "continued", parents=(root,), constant_lr=True, data="code", compute=3.0, lr_mult=2.0, junk=0.5,
+          note="washing: 3x compute at 2x lr, half the batches junk (token-shuffled or random)"),
+        r("insert", "insert_layers", parents=(root,), data="prose", compute=0.5, note="2 layers inserted as zero-output copies, then trained"),
+        r("remove", "remove_layers", parents=(root,), data="prose", compute=0.5, note="1 layer removed, then trained"),
+        r("widen", "widen_ffn", parents=(root,), data="prose", compute=0.5, note="FFN widened 1.5x by neuron duplication, then trained"),
+        r("tokswap", "replace_tokenizer", parents=(root,), constant_lr=True, data="code", compute=1.0, tokenizer="code",
+          note="tokenizer replaced by one trained on other text; shared byte strings copied; then trained 1x"),
+        r("upcycle", "upcycle", parents=(root,), data="prose", compute=0.5, naming="mixtral",
+          note="dense -> 4-expert MoE (experts = FFN + noise, new router), then trained"),
+        r("frozen", "frozen", parents=(root,), constant_lr=True, data="code", compute=1.0, note="continued 1x with the first half of the layers frozen"),
+        r("obf", "obfuscate", parents=(root,), note="norms folded, residual rotated, heads/neurons permuted, gauges rescaled; no training"),
+        r("obf-train", "continued", parents=(f"{tag}obf",), data="prose", compute=0.5, note="the obfuscated model, then trained"),
+        r("bf16", "export_bf16", parents=(f"{tag}ft-a",), note="bf16 export of the fine-tune"),
+        r("q8", "export_gguf", parents=(f"{tag}ft-a",), note="GGUF Q8_0 export of the fine-tune"),
+        r("q4", "export_gguf", parents=(f"{tag}ft-a",), note="GGUF Q4_0 export of the fine-tune"),
+        r("combined", "combined", parents=(root,), constant_lr=True, data="code", compute=1.0, tokenizer="code",
+          note="1 layer inserted + FFN widened + tokenizer replaced + 1x continued training"),
+        r("distill", "distill", parents=(root,), data="prose", compute=1.0,
+          note="fresh initialisation trained to imitate the root's outputs: behaves alike, weights independent"),
+    ]
+
+
+def recipes(size: Size) -> list[Recipe]:
+    out = []
+    for i in range(size.n_prose_bases):
+        naming = "qwen2" if i == size.n_prose_bases - 1 else "llama"  # one base under qwen2 naming (q/k/v biases)
+        out.append(Recipe(f"base-p{i}", "base", data="prose", compute=1.0, naming=naming, tokenizer="prose",
+                          note=f"independent base, prose, seed {i}"))
+    for i in range(size.n_code_bases):
+        out.append(Recipe(f"base-c{i}", "base", data="code", compute=1.0, tokenizer="code", note=f"independent base, code, seed {i}"))
+    out += _derivations("base-p0", "p0-")
+    qwen_base = f"base-p{size.n_prose_bases - 1}"
+    out.append(Recipe("q-ft", "finetune", parents=(qwen_base,), data="prose", compute=0.1, lr_mult=0.3, naming="qwen2",
+                      note="fine-tune of the qwen2-named base"))
+    if size.second_family:
+        keep = {"ft-a", "cpt-1x", "wash-3x", "tokswap", "upcycle", "combined", "insert", "widen", "distill", "obf", "obf-train"}
+        out += [r for r in _derivations("base-p1", "p1-") if r.name[3:] in keep]
+    return out
+
+
+def root_of(name: str, by_name: dict[str, Recipe]) -> str:
+    """The independent initialisation a model descends from (a distilled student is its own root)."""
+    r = by_name[name]
+    if r.kind in ("base", "distill") or not r.parents:
+        return name
+    return root_of(r.parents[0], by_name)
+
+
+def pairs(rs: list[Recipe]) -> list[dict]:
+    by_name = {r.name: r for r in rs}
+    roots = [r.name for r in rs if root_of(r.name, by_name) == r.name]
+    out = [{"a": a, "b": b, "truth": "unrelated", "kind": _pair_kind(by_name[a], by_name[b])} for a, b in combinations(roots, 2)]
+    for r in rs:
+        root = root_of(r.name, by_name)
+        if root == r.name:
+            continue
+        out.append({"a": root, "b": r.name, "truth": "related", "kind": r.kind})
+        other = next((b for b in roots if b != root and by_name[b].kind == "base" and by_name[b].data == by_name[root].data), None)
+        if other is not None:
+            out.append({"a": other, "b": r.name, "truth": "unrelated", "kind": f"{r.kind} vs independent base"})
+    for r in rs:
+        if r.kind == "merge":
+            out += [{"a": p, "b": r.name, "truth": "related", "kind": "merge vs one of its parents"} for p in r.parents]
+    return out
+
+
+def _pair_kind(a: Recipe, b: Recipe) -> str:
+    if "distill" in (a.kind, b.kind):
+        teacher = (b if a.kind == "distill" else a).name
+        student = a if a.kind == "distill" else b
+        if student.parents and student.parents[0] == teacher:
+            return "distillation hard negative (student vs its teacher)"
+        return "distilled student vs independent base"
+    return "independent bases, same data" if a.data == b.data else "independent bases, different data"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    cfg: ModelConfig
+    params: dict[str, torch.Tensor]
+    tokenizer: str  # corpus name of its tokenizer
+    layer_map: list[int | None] | None = None  # child layer -> parent layer
+    extra: dict = field(default_factory=dict)
+
+
+class _Zoo:
+    def __init__(self, folder: Path, size_name: str, seed: int, log):
+        self.folder, self.size_name, self.size, self.seed, self.log = folder, size_name, SIZES[size_name], seed, log
+        self.recipes = recipes(self.size)
+        self.by_name = {r.name: r for r in self.recipes}
+        self.corpora = {k: f() for k, f in text.CORPORA.items()}
+        self.tokenizers = {k: text.train_tokenizer(v, self.size.vocab) for k, v in self.corpora.items()}
+        self.streams: dict[tuple[str, str], np.ndarray] = {}
+        self.cache: dict[str, Built] = {}
+
+    # -- data ----------------------------------------------------------------------------------------------------
+    def stream(self, data: str, tokenizer: str) -> np.ndarray:
+        key = (data, tokenizer)
+        if key not in self.streams:
+            self.streams[key] = text.encode(self.tokenizers[tokenizer], self.corpora[data])
+        return self.streams[key]
+
+    def model_seed(self, name: str) -> int:
+        return self.seed * 1_000_003 + zlib.crc32(name.encode())
+
+    def base_cfg(self, naming: str, tokenizer: str) -> ModelConfig:
+        s = self.size
+        return ModelConfig(vocab=self.tokenizers[tokenizer].get_vocab_size(), hidden=s.hidden, n_layers=s.n_layers,
+                           n_heads=s.n_heads, n_kv_heads=s.n_kv_heads, ffn=s.ffn, naming=naming)
+
+    def spec(self, r: Recipe) -> TrainSpec:
+        s = self.size
+        return TrainSpec(steps=max(1, round(r.compute * s.base_steps)), lr=s.lr * r.lr_mult, batch=s.batch, seq=s.seq,
+                         warmup=max(1, min(20, round(r.compute * s.base_steps) // 10)), junk=r.junk,
+                         final_lr_frac=1.0 if r.constant_lr else 0.1)
+
+    # -- models --------------------------------------------------------------------------------------------------
+    def load(self, name: str) -> Built:
+        if name not in self.cache:
+            from safetensors.torch import load_file
+
+            entry = self.manifest["models"][name]
+            folder = self.folder / entry["path"]
+            cfg = ModelConfig(**entry["model_config"])
+            self.cache[name] = Built(cfg, load_file(str(folder / "model.safetensors")), entry["tokenizer"])
+        return self.cache[name]
+
+    def make(self, r: Recipe) -> Built:
+        gen = torch.Generator().manual_seed(self.model_seed(r.name))
+        parent = self.load(r.parents[0]) if r.parents else None
+        kind = r.kind
+        if kind == "base":
+            cfg = self.base_cfg(r.naming, r.tokenizer)
+            return Built(cfg, init_params(cfg, gen), r.tokenizer)
+        if kind == "distill":
+            cfg = parent.cfg
+            return Built(cfg, init_params(cfg, gen), parent.tokenizer)
+        if kind in ("finetune", "continued", "frozen", "export_bf16", "export_gguf"):
+            return Built(parent.cfg, {k: v.clone() for k, v in parent.params.items()}, parent.tokenizer)
+        if kind == "merge":
+            other = self.load(r.parents[1])
+            return Built(parent.cfg, surgery.merge(parent.params, other.params), parent.tokenizer)
+        if kind == "insert_layers":
+            n = parent.cfg.n_layers
+            cfg, params, lmap = surgery.insert_layers(parent.cfg, parent.params, [n // 4, (3 * n) // 4])
+            return Built(cfg, params, parent.tokenizer, lmap)
+        if kind == "remove_layers":
+            cfg, params, lmap = surgery.remove_layers(parent.cfg, parent.params, [parent.cfg.n_layers // 2])
+            return Built(cfg, params, parent.tokenizer, lmap)
+        if kind == "widen_ffn":
+            cfg, params = surgery.widen_ffn(parent.cfg, parent.params, parent.cfg.ffn * 3 // 2, gen)
+            return Built(cfg, params, parent.tokenizer)
+        if kind == "replace_tokenizer":
+            return self._swap_tokenizer(parent, r.tokenizer, gen)
+        if kind == "upcycle":
+            cfg, params = surgery.upcycle(parent.cfg, parent.params, 4, gen)
+            return Built(cfg, params, parent.tokenizer)
+        if kind == "obfuscate":
+            params = surgery.obfuscate(parent.cfg, parent.params, gen)
+            return Built(parent.cfg, params, parent.tokenizer, extra={"function_check": self._logit_diff(parent, parent.cfg, params)})
+        if kind == "combined":
+            n = parent.cfg.n_layers
+            cfg, params, lmap = surgery.insert_layers(parent.cfg, parent.params, [n // 2])
+            cfg, params = surgery.widen_ffn(cfg, params, cfg.ffn * 3 // 2, gen)
+            built = self._swap_tokenizer(Built(cfg, params, parent.tokenizer), r.tokenizer, gen)
+            built.layer_map = lmap
+            return built
+        raise ValueError(f"unknown recipe kind {kind!r}")
+
+    def _swap_tokenizer(self, parent: Built, new: str, gen: torch.Generator) -> Built:
+        old_b = text.token_bytes(self.tokenizers[parent.tokenizer])
+        new_b = text.token_bytes(self.tokenizers[new])
+        cfg, params, shared = surgery.replace_tokenizer(parent.cfg, parent.params, old_b, new_b, gen)
+        return Built(cfg, params, new, extra={"shared_tokens_copied": shared})
+
+    @torch.no_grad()
+    def _logit_diff(self, parent: Built, cfg: ModelConfig, params) -> dict:
+        tokens = torch.from_numpy(self.stream("prose", parent.tokenizer)[: 4 * self.size.seq].reshape(4, -1))
+        a, b = forward(parent.cfg, parent.params, tokens), forward(cfg, params, tokens)
+        return {"max_abs_logit_diff": float((a - b).abs().max()), "max_abs_logit": float(a.abs().max())}
+
+    def train(self, r: Recipe, built: Built) -> dict:
+        if r.kind in ("merge", "obfuscate", "export_bf16", "export_gguf"):
+            return {"steps": 0, "final_loss": None}
+        spec = self.spec(r)
+        stream = self.stream(r.data, built.tokenizer)
+        frozen = set()
+        if r.kind == "frozen":
+            frozen = surgery.frozen_names(built.cfg, list(range(built.cfg.n_layers // 2)))
+        teacher = None
+        if r.kind == "distill":
+            p = self.load(r.parents[0])
+            teacher = (p.cfg, p.params)
+        loss = train_lm(built.cfg, built.params, stream, spec, seed=self.model_seed(r.name), frozen=frozen, teacher=teacher)
+        out = {"steps": spec.steps, "tokens": spec.steps * spec.batch * spec.seq, "lr": spec.lr, "junk": spec.junk,
+               "lr_schedule": "constant after warmup" if r.constant_lr else "cosine to 10%",
+               "final_loss": round(loss, 4), "eval_loss": round(eval_loss(built.cfg, built.params, stream, spec.seq), 4)}
+        if frozen:
+            out["frozen_tensors"] = sorted(frozen)
+        return out
+
+    # -- movement ------------------------------------------------------------------------------------------------
+    def movement(self, r: Recipe, built: Built) -> dict | None:
+        """How far training moved the weights: per role group, ||child - parent|| / ||parent||, and for children
+        of a base also / ||parent - parent's init|| (>= 1 means moved at least as far as pretraining did)."""
+        if not r.parents or r.kind in ("obfuscate", "distill") or (r.parents and self.by_name[r.parents[0]].kind == "obfuscate"):
+            return None
+        parent = self.load(r.parents[0])
+        built = Built(built.cfg, self._as_stored(r, built.params), built.tokenizer, built.layer_map)
+        init = None
+        if self.by_name[r.parents[0]].kind == "base":
+            init = init_params(parent.cfg, torch.Generator().manual_seed(self.model_seed(r.parents[0])))
+        lmap = built.layer_map or list(range(built.cfg.n_layers))
+        groups = {"attn": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
+                  "ffn": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")}
+        out = {}
+        for group, mods in groups.items():
+            d2 = p2 = t2 = 0.0
+            for ci, pi in enumerate(lmap):
+                if pi is None:
+                    continue
+                for m in mods:
+                    pw = parent.params[f"model.layers.{pi}.{m}.weight"]
+                    cws = self._child_matrices(built, ci, m)
+                    for cw in cws:
+                        if cw.shape != pw.shape:
+                            cw = cw[: pw.shape[0], : pw.shape[1]] if m != "mlp.down_proj" else None
+                            if cw is None or cw.shape != pw.shape:
+                                continue
+                        d2 += float((cw - pw).pow(2).sum()) / len(cws)
+                        p2 += float(pw.pow(2).sum()) / len(cws)
+                        if init is not None:
+                            t2 += float((pw - init[f"model.layers.{pi}.{m}.weight"]).pow(2).sum()) / len(cws)
+            if p2:
+                out[group] = {"rel_change": round((d2 / p2) ** 0.5, 4)}
+                if init is not None and t2:
+                    out[group]["vs_parent_pretraining"] = round((d2 / t2) ** 0.5, 4)
+        if built.cfg.vocab == parent.cfg.vocab:
+            for name, key in (("embed", "model.embed_tokens.weight"), ("lm_head", "lm_head.weight")):
+                pw, cw = parent.params[key], built.params[key]
+                out[name] = {"rel_change": round(float((cw - pw).norm() / pw.norm()), 4)}
+        return out
+
+    @staticmethod
+    def _as_stored(r: Recipe, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The values an export really holds (bf16 rounding, GGUF quantisation), for honest movement figures."""
+        if r.kind == "export_bf16":
+            return {k: v.to(torch.bfloat16).float() for k, v in params.items()}
+        if r.kind == "export_gguf":
+            import gguf
+
+            qtype = gguf.GGMLQuantizationType.Q8_0 if r.name.endswith("q8") else gguf.GGMLQuantizationType.Q4_0
+            block = gguf.GGML_QUANT_SIZES[qtype][0]
+            return {k: torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(v.numpy(), qtype), qtype).copy())
+                    if v.ndim == 2 and v.shape[1] % block == 0 else v for k, v in params.items()}
+        return params
+
+    @staticmethod
+    def _child_matrices(built: Built, layer: int, module: str) -> list[torch.Tensor]:
+        key = f"model.layers.{layer}.{module}.weight"
+        if key in built.params:
+            return [built.params[key]]
+        if built.cfg.n_experts and module.startswith("mlp."):  # experts against the dense FFN they came from
+            ours = {"mlp.gate_proj": "w1", "mlp.up_proj": "w3", "mlp.down_proj": "w2"}[module]
+            return [built.params[f"model.layers.{layer}.block_sparse_moe.experts.{e}.{ours}.weight"] for e in range(built.cfg.n_experts)]
+        return []
+
+    # -- writing -------------------------------------------------------------------------------------------------
+    def write(self, r: Recipe, built: Built, trained: dict, seconds: float) -> dict:
+        models = self.folder / "models"
+        tmp = models / f".tmp-{r.name}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tok = self.tokenizers[built.tokenizer]
+        if r.kind == "export_gguf":
+            qtype = "Q8_0" if r.name.endswith("q8") else "Q4_0"
+            tmp.mkdir(parents=True)
+            save_gguf(tmp / f"{r.name}.gguf", built.cfg, built.params, tok, qtype, r.name)
+            fmt, rel = f"gguf-{qtype}", f"models/{r.name}/{r.name}.gguf"
+        else:
+            dtype = "BF16" if r.kind == "export_bf16" else "F32"
+            save_hf(tmp, built.cfg, built.params, tok, dtype)
+            fmt, rel = f"safetensors-{dtype}", f"models/{r.name}"
+        final = models / r.name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        entry = {
+            "recipe": r.kind, "note": r.note, "parents": list(r.parents), "root": root_of(r.name, self.by_name),
+            "seed": self.model_seed(r.name), "data": r.data if r.compute else None, "compute": r.compute,
+            "lr_mult": r.lr_mult, "arch": "mixtral" if built.cfg.n_experts else built.cfg.naming, "format": fmt,
+            "path": rel, "tokenizer": built.tokenizer, "n_params": n_params(built.cfg),
+            "model_config": built.cfg.to_dict(), "layer_map": built.layer_map, **trained, **built.extra,
+            "movement": self.movement(r, built), "build_seconds": round(seconds, 2),
+        }
+        # exports are stored lossy; children and movement use the exact float32 parameters kept in memory
+        self.cache[r.name] = built
+        return entry
+
+    # -- manifest ------------------------------------------------------------------------------------------------
+    def save_manifest(self, complete: bool) -> None:
+        self.manifest["complete"] = complete
+        self.manifest["pairs"] = pairs([r for r in self.recipes if r.name in self.manifest["models"]])
+        tmp = self.folder / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=1) + "\n")
+        os.replace(tmp, self.folder / MANIFEST)
+
+    def open_manifest(self) -> None:
+        path = self.folder / MANIFEST
+        if path.is_file():
+            try:
+                m = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                raise FormatError(path, "zoo manifest is not valid JSON; remove the folder and build again") from None
+            if m.get("zoo") != ZOO_MARK:
+                raise FolderNotEmptyError(self.folder, "holds a manifest.json that is not a parentage zoo")
+            if (m.get("size"), m.get("seed")) != (self.size_name, self.seed):
+                raise FolderNotEmptyError(self.folder, f"holds a zoo built with --size {m.get('size')} --seed {m.get('seed')}; "
+                                          "use another folder or the same options")
+            # keep only models whose files are really there
+            m["models"] = {k: v for k, v in m["models"].items() if (self.folder / v["path"]).exists()}
+            self.manifest = m
+        elif self.folder.exists() and any(self.folder.iterdir()):
+            raise FolderNotEmptyError(self.folder, "is not empty and holds no parentage zoo; choose an empty or new folder")
+        else:
+            self.manifest = {"zoo": ZOO_MARK, "tool_version": __version__, "size": self.size_name, "seed": self.seed,
+                             "size_params": asdict(self.size), "compute_unit": "1x = one base's pretraining: "
+                             f"{self.size.base_steps} steps of {self.size.batch}x{self.size.seq} tokens",
+                             "torch_version": torch.__version__, "models": {}, "pairs": [], "complete": False}
+        for leftover in (self.folder / "models").glob(".tmp-*") if (self.folder / "models").exists() else []:
+            shutil.rmtree(leftover)  # a model interrupted mid-write
+
+    def build(self) -> dict:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.open_manifest()
+        for r in self.recipes:
+            if r.name in self.manifest["models"]:
+                continue
+            t0 = time.perf_counter()
+            built = self.make(r)
+            trained = self.train(r, built)
+            entry = self.write(r, built, trained, time.perf_counter() - t0)
+            self.manifest["models"][r.name] = entry
+            self.save_manifest(complete=False)
+            loss = entry.get("final_loss")
+            self.log(f"  {r.name:14s} {r.kind:18s} {entry['build_seconds']:7.1f} s" + (f"  loss {loss:.3f}" if loss else ""))
+        self.save_manifest(complete=True)
+        return self.manifest
+
+
+def build_zoo(folder: str | Path, size: str = "ci", seed: int = 0, log=None) -> dict:
+    """Build (or resume) a zoo in `folder`; returns the manifest."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}")
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a fixed thread count keeps float reductions, hence the weights, reproducible
+    try:
+        return _Zoo(Path(folder), size, seed, log).build()
+    finally:
+        torch.set_num_threads(threads)

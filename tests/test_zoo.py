@@ -1,0 +1,180 @@
+"""The zoo: ground-truth model families. The ci-size zoo is built once per test session (a few minutes)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from parentage.checkpoint import Checkpoint  # noqa: E402
+from parentage.errors import FolderNotEmptyError  # noqa: E402
+from parentage.zoo.build import SIZES, build_zoo, recipes  # noqa: E402
+from parentage.zoo.model import ModelConfig, forward  # noqa: E402
+
+ALL_KINDS = {"base", "finetune", "merge", "continued", "insert_layers", "remove_layers", "widen_ffn", "replace_tokenizer",
+             "upcycle", "frozen", "obfuscate", "export_bf16", "export_gguf", "combined", "distill"}
+
+
+@pytest.fixture(scope="session")
+def ci_zoo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo") / "ci"
+    manifest = build_zoo(folder, size="ci", seed=0, log=lambda _: None)
+    return folder, manifest
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo") / "tiny"
+    return folder, build_zoo(folder, size="tiny", seed=0, log=lambda _: None)
+
+
+def _params(folder, manifest, name):
+    entry = manifest["models"][name]
+    return ModelConfig(**entry["model_config"]), load_file(str(folder / entry["path"] / "model.safetensors"))
+
+
+def test_ci_zoo_covers_every_derivation_kind_and_lists_every_pair(ci_zoo):
+    folder, m = ci_zoo
+    assert m["complete"] and {e["recipe"] for e in m["models"].values()} == ALL_KINDS
+    names = set(m["models"])
+    assert {p["a"] for p in m["pairs"]} | {p["b"] for p in m["pairs"]} == names
+    for p in m["pairs"]:
+        same_root = m["models"][p["a"]]["root"] == m["models"][p["b"]]["root"]
+        assert p["truth"] == ("related" if same_root else "unrelated"), p
+    distill = [p for p in m["pairs"] if p["b"] == "p0-distill" or p["a"] == "p0-distill"]
+    assert any(p["a"] == "base-p0" and p["truth"] == "unrelated" for p in distill)
+    assert sum(p["kind"].startswith("independent bases") for p in m["pairs"]) >= 6
+
+
+def test_every_zoo_model_opens_with_our_readers_and_matches_its_config(ci_zoo):
+    folder, m = ci_zoo
+    for name, entry in m["models"].items():
+        cfg = entry["model_config"]
+        with Checkpoint.open(folder / entry["path"]) as ck:
+            s = ck.summary
+            assert (s.n_layers, s.hidden_size, s.vocab_size) == (cfg["n_layers"], cfg["hidden"], cfg["vocab"]), name
+            assert s.n_experts == (cfg["n_experts"] or None), name
+            assert ck.unmapped == [], name
+            assert s.family == entry["arch"], name
+            assert (ck.tokenizer_files() != []) == (not entry["format"].startswith("gguf")), name
+
+
+def test_full_size_has_at_least_eight_independent_bases():
+    assert sum(r.kind == "base" for r in recipes(SIZES["full"])) >= 8
+
+
+def test_frozen_layers_are_bit_identical_to_the_parent(ci_zoo):
+    folder, m = ci_zoo
+    entry = m["models"]["p0-frozen"]
+    _, child = _params(folder, m, "p0-frozen")
+    _, parent = _params(folder, m, "base-p0")
+    assert entry["frozen_tensors"]
+    for name in entry["frozen_tensors"]:
+        assert torch.equal(child[name], parent[name]), name
+    assert not torch.equal(child["model.layers.3.mlp.up_proj.weight"], parent["model.layers.3.mlp.up_proj.weight"])
+
+
+def test_obfuscation_leaves_logits_unchanged_while_every_matrix_changes(ci_zoo):
+    folder, m = ci_zoo
+    cfg, base = _params(folder, m, "base-p0")
+    _, obf = _params(folder, m, "p0-obf")
+    tokens = torch.randint(0, cfg.vocab, (2, 32), generator=torch.Generator().manual_seed(0))
+    a, b = forward(cfg, base, tokens), forward(cfg, obf, tokens)
+    assert float((a - b).abs().max()) < 1e-3 * float(a.abs().max())
+    for name, w in base.items():
+        if w.ndim == 2:
+            assert not torch.allclose(w, obf[name], atol=1e-3), name
+    assert m["models"]["p0-obf"]["function_check"]["max_abs_logit_diff"] < 1e-3
+
+
+def test_continued_training_moves_weights_at_least_as_far_as_pretraining_did(ci_zoo):
+    _, m = ci_zoo
+    for name in ("p0-cpt-1x", "p0-wash-3x"):
+        mv = m["models"][name]["movement"]
+        assert mv["attn"]["vs_parent_pretraining"] >= 1.0, (name, mv)
+        assert mv["ffn"]["vs_parent_pretraining"] >= 1.0, (name, mv)
+
+
+def test_gguf_exports_read_back_close_to_the_model_they_export(ci_zoo):
+    folder, m = ci_zoo
+    _, ft = _params(folder, m, "p0-ft-a")
+    for name, tol in (("p0-q8", 0.01), ("p0-q4", 0.2)):
+        with Checkpoint.open(folder / m["models"][name]["path"]) as ck:
+            assert ck.format == "gguf"
+            q = ck.get("attn_q", 1).read()
+            ref = ft["model.layers.1.self_attn.q_proj.weight"].numpy()
+            assert np.abs(q - ref).max() < tol * np.abs(ref).max() * 2, name
+
+
+def test_zoo_models_load_in_transformers_with_the_same_logits(ci_zoo):
+    transformers = pytest.importorskip("transformers")
+    folder, m = ci_zoo
+    for name in ("base-p0", "base-p2", "p0-upcycle"):
+        cfg, params = _params(folder, m, name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder / m["models"][name]["path"], dtype=torch.float32)
+        model.eval()
+        tokens = torch.randint(0, cfg.vocab, (2, 24), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            theirs = model(tokens).logits
+        ours = forward(cfg, params, tokens)
+        assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4), (name, float((ours - theirs).abs().max()))
+
+
+def test_same_seed_gives_the_same_manifest_and_weights(tiny_zoo, tmp_path):
+    folder, m = tiny_zoo
+    again = build_zoo(tmp_path / "again", size="tiny", seed=0, log=lambda _: None)
+    strip = lambda man: {k: {f: v for f, v in e.items() if f != "build_seconds"} for k, e in man["models"].items()}  # noqa: E731
+    assert strip(again) == strip(m) and again["pairs"] == m["pairs"]
+    for name in ("base-p0", "p0-wash-3x", "p0-upcycle"):
+        path = m["models"][name]["path"]
+        assert (folder / path / "model.safetensors").read_bytes() == (tmp_path / "again" / path / "model.safetensors").read_bytes()
+
+
+def test_interrupted_build_resumes_without_listing_half_written_models(tiny_zoo, tmp_path):
+    folder, m = tiny_zoo
+    copy = tmp_path / "zoo"
+    shutil.copytree(folder, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for name in ("p0-combined", "p0-distill", "q-ft"):  # the build "died" before these
+        del manifest["models"][name]
+        shutil.rmtree(copy / "models" / name)
+    manifest["complete"] = False
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    (copy / "models" / ".tmp-p0-combined").mkdir()  # a model interrupted mid-write
+    (copy / "models" / ".tmp-p0-combined" / "model.safetensors").write_bytes(b"partial")
+    resumed = build_zoo(copy, size="tiny", seed=0, log=lambda _: None)
+    assert resumed["complete"] and set(resumed["models"]) == set(m["models"])
+    assert not (copy / "models" / ".tmp-p0-combined").exists()
+    path = m["models"]["p0-combined"]["path"]
+    assert (copy / path / "model.safetensors").read_bytes() == (folder / path / "model.safetensors").read_bytes()
+
+
+def test_non_empty_folder_that_is_not_a_zoo_is_refused(tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(FolderNotEmptyError, match="not empty"):
+        build_zoo(tmp_path, size="tiny", log=lambda _: None)
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_zoo_built_with_other_options_is_refused(tiny_zoo, tmp_path):
+    folder, _ = tiny_zoo
+    copy = tmp_path / "zoo"
+    shutil.copytree(folder, copy)
+    with pytest.raises(FolderNotEmptyError, match="--size tiny --seed 0"):
+        build_zoo(copy, size="tiny", seed=1, log=lambda _: None)
+
+
+def test_cli_refuses_a_non_zoo_folder_with_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from parentage.cli import cli
+
+    (tmp_path / "x").write_text("data")
+    result = CliRunner().invoke(cli, ["zoo", "build", str(tmp_path), "--size", "tiny"])
+    assert result.exit_code == 1 and "not empty" in result.stderr and len(result.stderr.strip().splitlines()) == 1
