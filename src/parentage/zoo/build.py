@@ -210,7 +210,10 @@ class _Zoo:
             entry = self.manifest["models"][name]
             folder = self.folder / entry["path"]
             cfg = ModelConfig(**entry["model_config"])
-            self.cache[name] = Built(cfg, load_file(str(folder / "model.safetensors")), entry["tokenizer"])
+            # clone: tensors straight from the file may sit at addresses the CPU kernels treat differently, and
+            # a resumed build must compute bit-for-bit what an uninterrupted one does
+            params = {k: v.clone() for k, v in load_file(str(folder / "model.safetensors")).items()}
+            self.cache[name] = Built(cfg, params, entry["tokenizer"])
         return self.cache[name]
 
     def make(self, r: Recipe) -> Built:

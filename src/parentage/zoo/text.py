@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,12 @@ CODE_MODULES = (
 
 
 def _docstrings(module_name: str) -> list[str]:
-    mod = importlib.import_module(module_name)
+    with warnings.catch_warnings():  # touching deprecated attributes (typing.io) warns
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _docstrings_of(importlib.import_module(module_name))
+
+
+def _docstrings_of(mod) -> list[str]:
     out = [inspect.getdoc(mod) or ""]
     for name in sorted(vars(mod)):
         obj = getattr(mod, name)
