@@ -46,7 +46,8 @@ def report(size: str, work: Path) -> list[str]:
             else:
                 cells.append("     -        ")
         loss = e.get("final_loss")
-        lines.append(f"  {name:16s} {e['recipe']:18s} {e.get('steps', 0):5d}  {loss if loss is not None else '-':>5}   "
+        loss_s = f"{loss:.3f}" if loss is not None else "-"
+        lines.append(f"  {name:16s} {e['recipe']:18s} {e.get('steps', 0):5d}  {loss_s:>5}   "
                      f"{cells[0]:>22s}      {cells[1]:>22s}")
     short = [n for n, e in m["models"].items() if e["recipe"] in CONTINUED and e.get("movement")
              and min(e["movement"][g].get("vs_parent_pretraining", 0) for g in ("attn", "ffn")) < 1.0]

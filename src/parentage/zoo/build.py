@@ -291,9 +291,10 @@ class _Zoo:
         return out
 
     # -- movement ------------------------------------------------------------------------------------------------
-    def movement(self, r: Recipe, built: Built) -> dict | None:
+    def movement(self, r: Recipe, built: Built, frozen: set[str] = frozenset()) -> dict | None:
         """How far training moved the weights: per role group, ||child - parent|| / ||parent||, and for children
-        of a base also / ||parent - parent's init|| (>= 1 means moved at least as far as pretraining did)."""
+        of a base also / ||parent - parent's init|| (>= 1 means moved at least as far as pretraining did).
+        Frozen tensors are left out: they cannot move, and are reported separately as bit-identical."""
         if not r.parents or r.kind in ("obfuscate", "distill") or (r.parents and self.by_name[r.parents[0]].kind == "obfuscate"):
             return None
         parent = self.load(r.parents[0])
@@ -311,6 +312,8 @@ class _Zoo:
                 if pi is None:
                     continue
                 for m in mods:
+                    if f"model.layers.{ci}.{m}.weight" in frozen:
+                        continue
                     pw = parent.params[f"model.layers.{pi}.{m}.weight"]
                     cws = self._child_matrices(built, ci, m)
                     for cw in cws:
@@ -382,7 +385,7 @@ class _Zoo:
             "lr_mult": r.lr_mult, "arch": "mixtral" if built.cfg.n_experts else built.cfg.naming, "format": fmt,
             "path": rel, "tokenizer": built.tokenizer, "n_params": n_params(built.cfg),
             "model_config": built.cfg.to_dict(), "layer_map": built.layer_map, **trained, **built.extra,
-            "movement": self.movement(r, built), "build_seconds": round(seconds, 2),
+            "movement": self.movement(r, built, set(trained.get("frozen_tensors", ()))), "build_seconds": round(seconds, 2),
         }
         # exports are stored lossy; children and movement use the exact float32 parameters kept in memory
         self.cache[r.name] = built
