@@ -138,3 +138,10 @@ def test_duplicate_keys_in_the_header_are_refused(tmp_path):
     path.write_bytes(struct.pack("<Q", len(head)) + head + b"\0" * 4)
     with pytest.raises(FormatError, match="duplicate key"):
         SafetensorsFile(path)
+
+
+def test_shape_whose_size_overflows_int64_is_refused(tmp_path):
+    # 2**32 * 2**32 * 4 bytes wraps to 0 in int64 arithmetic; Python integers do not wrap
+    path = _raw_file(tmp_path / "wrap.safetensors", {"a": {"dtype": "F32", "shape": [2**32, 2**32], "data_offsets": [0, 0]}}, b"")
+    with pytest.raises(FormatError, match="needs"):
+        SafetensorsFile(path)

@@ -10,6 +10,7 @@ Nothing is read beyond headers and small JSON files until a caller asks for rows
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -353,7 +354,7 @@ def _summarise(config, tensors, layers, family_name, confidence, tied, weights) 
     dense_up = _first(tensors, "mlp_up", expert=False) or _first(tensors, "mlp_gate", expert=False)
     expert_up = _first(tensors, "mlp_up", expert=True) or _first(tensors, "mlp_gate", expert=True)
     experts = {r.expert for r in tensors if r.expert is not None}
-    n_params = sum(int(np.prod(weights.info(n).shape, dtype=np.int64)) for n in weights.names())
+    n_params = sum(math.prod(weights.info(n).shape) for n in weights.names())
     hidden = cfg["hidden_size"] or (embed.shape[1] if embed is not None and len(embed.shape) == 2 else None)
     return ArchSummary(
         family=family_name,

@@ -8,6 +8,7 @@ row blocks; a 1-D tensor (norm gain, bias) is a column of single-element rows an
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ def rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
         return 1, 1
     if len(shape) == 1:
         return shape[0], 1
-    return int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+    return math.prod(shape[:-1]), shape[-1]
 
 
 def shaped_rows(flat: np.ndarray, shape: tuple[int, ...], n: int) -> np.ndarray:

@@ -11,6 +11,7 @@ compared with safetensors checkpoints directly.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +187,7 @@ class GGUFFile:
             raise UnsupportedDtypeError(self.path, f"tensor {name!r} has unknown GGML type {ggml_type}") from None
         if dims and dims[0] % block:
             raise FormatError(self.path, f"tensor {name!r}: row length {dims[0]} is not a multiple of the {qtype.name} block size {block}")
-        n_elems = int(np.prod(dims, dtype=np.int64)) if dims else 1
+        n_elems = math.prod(dims) if dims else 1
         shape = tuple(int(d) for d in reversed(dims))  # GGUF lists the innermost dimension first
         return TensorInfo(name, qtype.name, shape, str(self.path), n_elems // block * type_size)
 

@@ -8,6 +8,7 @@ format specifies.
 
 from __future__ import annotations
 
+import math
 import json
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def parse_header(path: Path, raw: bytes, file_size: int) -> tuple[dict[str, tupl
             and 0 <= offsets[0] <= offsets[1]
         ):
             raise FormatError(path, f"tensor {name!r}: data_offsets {offsets!r} must be [begin, end] with begin <= end")
-        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+        expected = math.prod(shape) * DTYPES[dtype].itemsize
         if offsets[1] - offsets[0] != expected:
             raise FormatError(
                 path,

@@ -10,6 +10,7 @@ Storages are stored uncompressed and aligned, so tensor rows are read through mm
 
 from __future__ import annotations
 
+import math
 import pickle
 import struct
 import zipfile
@@ -189,7 +190,7 @@ class TorchZipFile:
             if t.dtype not in DTYPES:
                 raise UnsupportedDtypeError(self.path, f"tensor {name!r} has dtype {t.dtype}")
             self._check_bounds(name, t)
-            n = int(np.prod(t.shape, dtype=np.int64)) if t.shape else 1
+            n = math.prod(t.shape) if t.shape else 1
             self._entries[name] = TensorInfo(name, t.dtype, t.shape, str(self.path), n * DTYPES[t.dtype].itemsize)
 
     def _member(self, key: str) -> zipfile.ZipInfo:
@@ -238,7 +239,7 @@ class TorchZipFile:
         itemsize = DTYPES[t.dtype].itemsize
         member = self._member(t.storage.key)
         contiguous = all(
-            t.stride[i] == int(np.prod(t.shape[i + 1 :], dtype=np.int64)) for i in range(len(t.shape)) if t.shape[i] > 1
+            t.stride[i] == math.prod(t.shape[i + 1 :]) for i in range(len(t.shape)) if t.shape[i] > 1
         )
         if member.compress_type != zipfile.ZIP_STORED:
             # Rare (hand-made zips): decompress the whole storage, then take the rows.
