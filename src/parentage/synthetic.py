@@ -54,7 +54,7 @@ def _swiglu(p: str, s: Shape, width: int) -> dict[str, tuple]:
     return {f"{p}gate_proj.weight": (width, s.hidden), f"{p}up_proj.weight": (width, s.hidden), f"{p}down_proj.weight": (s.hidden, width)}
 
 
-def _llama_like(s: Shape, *, bias_qkv=False, qk_norm=False, sandwich=False, moe=None, tied=False) -> dict[str, tuple]:
+def llama_like_shapes(s: Shape, *, bias_qkv=False, qk_norm=False, sandwich=False, moe=None, tied=False) -> dict[str, tuple]:
     sd = {"model.embed_tokens.weight": (s.vocab, s.hidden)}
     for i in range(s.n_layers):
         p = f"model.layers.{i}."
@@ -195,16 +195,16 @@ def _bert(s: Shape) -> dict[str, tuple]:
 
 # model_type -> (state-dict layout, extra config fields)
 LAYOUTS = {
-    "llama": (lambda s: _llama_like(s), {"architectures": ["LlamaForCausalLM"]}),
-    "mistral": (lambda s: _llama_like(s), {"architectures": ["MistralForCausalLM"]}),
-    "qwen2": (lambda s: _llama_like(s, bias_qkv=True), {"architectures": ["Qwen2ForCausalLM"]}),
-    "qwen3": (lambda s: _llama_like(s, qk_norm=True), {"architectures": ["Qwen3ForCausalLM"]}),
-    "gemma": (lambda s: _llama_like(s, tied=True), {"architectures": ["GemmaForCausalLM"]}),
-    "gemma2": (lambda s: _llama_like(s, sandwich=True, tied=True), {"architectures": ["Gemma2ForCausalLM"]}),
-    "gemma3_text": (lambda s: _llama_like(s, sandwich=True, qk_norm=True, tied=True), {"architectures": ["Gemma3ForCausalLM"]}),
-    "mixtral": (lambda s: _llama_like(s, moe="mixtral"), {"architectures": ["MixtralForCausalLM"], "num_local_experts": 4}),
-    "qwen2_moe": (lambda s: _llama_like(s, moe="qwen2_moe"), {"architectures": ["Qwen2MoeForCausalLM"], "num_experts": 4}),
-    "qwen3_moe": (lambda s: _llama_like(s, moe="qwen3_moe", qk_norm=True), {"architectures": ["Qwen3MoeForCausalLM"], "num_experts": 4}),
+    "llama": (lambda s: llama_like_shapes(s), {"architectures": ["LlamaForCausalLM"]}),
+    "mistral": (lambda s: llama_like_shapes(s), {"architectures": ["MistralForCausalLM"]}),
+    "qwen2": (lambda s: llama_like_shapes(s, bias_qkv=True), {"architectures": ["Qwen2ForCausalLM"]}),
+    "qwen3": (lambda s: llama_like_shapes(s, qk_norm=True), {"architectures": ["Qwen3ForCausalLM"]}),
+    "gemma": (lambda s: llama_like_shapes(s, tied=True), {"architectures": ["GemmaForCausalLM"]}),
+    "gemma2": (lambda s: llama_like_shapes(s, sandwich=True, tied=True), {"architectures": ["Gemma2ForCausalLM"]}),
+    "gemma3_text": (lambda s: llama_like_shapes(s, sandwich=True, qk_norm=True, tied=True), {"architectures": ["Gemma3ForCausalLM"]}),
+    "mixtral": (lambda s: llama_like_shapes(s, moe="mixtral"), {"architectures": ["MixtralForCausalLM"], "num_local_experts": 4}),
+    "qwen2_moe": (lambda s: llama_like_shapes(s, moe="qwen2_moe"), {"architectures": ["Qwen2MoeForCausalLM"], "num_experts": 4}),
+    "qwen3_moe": (lambda s: llama_like_shapes(s, moe="qwen3_moe", qk_norm=True), {"architectures": ["Qwen3MoeForCausalLM"], "num_experts": 4}),
     "deepseek_v2": (lambda s: _deepseek(s, v3=False), {"architectures": ["DeepseekV2ForCausalLM"], "n_routed_experts": 4, "n_shared_experts": 1}),
     "deepseek_v3": (lambda s: _deepseek(s, v3=True), {"architectures": ["DeepseekV3ForCausalLM"], "n_routed_experts": 4, "n_shared_experts": 1,
                                                       "num_nextn_predict_layers": 1}),

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ..synthetic import Shape, llama_like_shapes
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -45,35 +47,19 @@ class ModelConfig:
         return asdict(self)
 
 
-def layer_shapes(cfg: ModelConfig, i: int) -> dict[str, tuple[int, ...]]:
-    p, hd = f"model.layers.{i}.", cfg.head_dim
-    shapes = {
-        f"{p}input_layernorm.weight": (cfg.hidden,),
-        f"{p}self_attn.q_proj.weight": (cfg.n_heads * hd, cfg.hidden),
-        f"{p}self_attn.k_proj.weight": (cfg.n_kv_heads * hd, cfg.hidden),
-        f"{p}self_attn.v_proj.weight": (cfg.n_kv_heads * hd, cfg.hidden),
-        f"{p}self_attn.o_proj.weight": (cfg.hidden, cfg.n_heads * hd),
-        f"{p}post_attention_layernorm.weight": (cfg.hidden,),
-    }
-    if cfg.qkv_bias:
-        shapes |= {f"{p}self_attn.q_proj.bias": (cfg.n_heads * hd,), f"{p}self_attn.k_proj.bias": (cfg.n_kv_heads * hd,),
-                   f"{p}self_attn.v_proj.bias": (cfg.n_kv_heads * hd,)}
-    if cfg.n_experts:
-        shapes[f"{p}block_sparse_moe.gate.weight"] = (cfg.n_experts, cfg.hidden)
-        for e in range(cfg.n_experts):
-            q = f"{p}block_sparse_moe.experts.{e}."
-            shapes |= {f"{q}w1.weight": (cfg.ffn, cfg.hidden), f"{q}w3.weight": (cfg.ffn, cfg.hidden), f"{q}w2.weight": (cfg.hidden, cfg.ffn)}
-    else:
-        shapes |= {f"{p}mlp.gate_proj.weight": (cfg.ffn, cfg.hidden), f"{p}mlp.up_proj.weight": (cfg.ffn, cfg.hidden),
-                   f"{p}mlp.down_proj.weight": (cfg.hidden, cfg.ffn)}
-    return shapes
-
-
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    shapes = {"model.embed_tokens.weight": (cfg.vocab, cfg.hidden)}
-    for i in range(cfg.n_layers):
-        shapes |= layer_shapes(cfg, i)
-    return shapes | {"model.norm.weight": (cfg.hidden,), "lm_head.weight": (cfg.vocab, cfg.hidden)}
+    """Hugging Face names and shapes, in the order parameters are initialised (the order fixes the weights).
+
+    The llama/qwen2/mixtral state-dict layout is spelt once, in `synthetic.py`; the zoo uses the same table.
+    """
+    shape = Shape(n_layers=cfg.n_layers, hidden=cfg.hidden, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
+                  ffn=cfg.ffn, vocab=cfg.vocab, n_experts=cfg.n_experts or 1, moe_ffn=cfg.ffn)
+    return llama_like_shapes(shape, bias_qkv=cfg.qkv_bias, moe="mixtral" if cfg.n_experts else None)
+
+
+def layer_shapes(cfg: ModelConfig, i: int) -> dict[str, tuple[int, ...]]:
+    prefix = f"model.layers.{i}."
+    return {k: v for k, v in param_shapes(cfg).items() if k.startswith(prefix)}
 
 
 def init_params(cfg: ModelConfig, generator: torch.Generator, std: float = 0.02) -> dict[str, torch.Tensor]:
