@@ -198,3 +198,20 @@ def test_cli_refuses_a_non_zoo_folder_with_one_line(tmp_path):
     (tmp_path / "x").write_text("data")
     result = CliRunner().invoke(cli, ["zoo", "build", str(tmp_path), "--size", "tiny"])
     assert result.exit_code == 1 and "not empty" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_identical_tensor_evidence_finds_exactly_the_frozen_matrices(ci_zoo):
+    from parentage.evidence.identical import identical_tensors
+
+    folder, m = ci_zoo
+    frozen = m["models"]["p0-frozen"]["frozen_tensors"]
+    with Checkpoint.open(folder / "models" / "base-p0") as a, Checkpoint.open(folder / "models" / "p0-frozen") as b:
+        ev = identical_tensors(a, b)
+    frozen_matrices = {n for n in frozen if not n.endswith("norm.weight")}
+    found = set(ev.details["identical"])
+    assert ev.log10_p <= -100
+    assert len(found - {"embed.weight"}) == len(frozen_matrices)
+    # Embedding rows of tokens the new data never uses get no gradient and stay bit-identical: if the sample
+    # lands on them, the embedding is listed too (sampled rows, not the whole tensor, as the summary says).
+    with Checkpoint.open(folder / "models" / "base-p0") as a, Checkpoint.open(folder / "models" / "base-p1") as b:
+        assert identical_tensors(a, b).details["identical"] == []
