@@ -187,3 +187,33 @@ def test_roles_agree_with_the_gguf_tensor_name_map(model_type):
         assert ours.layer == theirs.layer
         checked += 1
     assert checked >= 0.6 * len(shapes)
+
+
+def test_meta_native_release_reads_params_json_and_returns_hf_rotary_order(tmp_path):
+    import json
+
+    from parentage.readers.gguf import _llama_qk_row_map
+
+    sd = random_state_dict("llama", SHAPE)
+    meta = {"tok_embeddings.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"],
+            "output.weight": sd["lm_head.weight"]}
+    parts = {"input_layernorm": "attention_norm", "self_attn.q_proj": "attention.wq", "self_attn.k_proj": "attention.wk",
+             "self_attn.v_proj": "attention.wv", "self_attn.o_proj": "attention.wo", "post_attention_layernorm": "ffn_norm",
+             "mlp.gate_proj": "feed_forward.w1", "mlp.up_proj": "feed_forward.w3", "mlp.down_proj": "feed_forward.w2"}
+    for i in range(SHAPE.n_layers):
+        for hf, ours in parts.items():
+            w = sd[f"model.layers.{i}.{hf}.weight"]
+            if hf in ("self_attn.q_proj", "self_attn.k_proj"):  # Meta keeps rotary pairs interleaved
+                n_head = SHAPE.n_heads if "q_proj" in hf else SHAPE.n_kv_heads
+                stored = np.empty_like(w)
+                stored[_llama_qk_row_map(w.shape[0], n_head)] = w
+                w = stored
+            meta[f"layers.{i}.{ours}.weight"] = w
+    write_safetensors(tmp_path / "consolidated.safetensors", meta)
+    (tmp_path / "params.json").write_text(json.dumps({"dim": SHAPE.hidden, "n_layers": SHAPE.n_layers, "n_heads": SHAPE.n_heads,
+                                                      "n_kv_heads": SHAPE.n_kv_heads, "vocab_size": SHAPE.vocab}))
+    with Checkpoint.open(tmp_path) as ck:
+        assert ck.summary.family_confidence == "names" and ck.unmapped == []
+        np.testing.assert_array_equal(ck.get("attn_q", 1).read(), sd["model.layers.1.self_attn.q_proj.weight"])
+        np.testing.assert_array_equal(ck.get("attn_k", 0).read(), sd["model.layers.0.self_attn.k_proj.weight"])
+        assert ck.summary.n_heads == SHAPE.n_heads and ck.summary.intermediate_size == SHAPE.ffn

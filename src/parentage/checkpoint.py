@@ -27,7 +27,7 @@ from .refs import Resolved, read_json, resolve
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "n_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
     "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
-    "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size"),
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "hidden_dim"),
     "moe_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size"),
     "n_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
     "n_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "n_kv_heads", "multi_query_group_num"),
@@ -191,12 +191,13 @@ def _check_index(resolved: Resolved, weights: WeightSet) -> None:
 
 
 def _load_config(resolved: Resolved, weights: WeightSet) -> dict:
-    path = resolved.side_file("config.json")
+    # config.json (Hugging Face), else params.json (Meta's and Mistral's native releases: dim, n_heads, ...)
+    path = resolved.side_file("config.json") or resolved.side_file("params.json")
     if path is not None:
         config = read_json(path)
         resolved.side_bytes_read += path.stat().st_size
         if not isinstance(config, dict):
-            raise FormatError(path, "config.json is not a JSON object")
+            raise FormatError(path, f"{path.name} is not a JSON object")
         # Multimodal wrappers keep the language model's numbers in text_config.
         text = config.get("text_config")
         return {**config, **text} if isinstance(text, dict) else config
@@ -334,6 +335,8 @@ def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict) -> Ch
 
     summary = _summarise(config, tensors, layers, family_name, confidence, tied, weights)
     warnings += _cross_check(config, summary, tensors, layers)
+    if family.name == "meta_llama" and not _config_value(config, "n_heads"):
+        warnings.append("Meta-layout Q/K rows need the head count (params.json) to be put in Hugging Face order; none found")
     if confidence == "inferred":
         warnings.append("family not recognised: layer roles were inferred from tensor names (low confidence)")
     if unmapped:

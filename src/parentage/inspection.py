@@ -11,7 +11,7 @@ from .checkpoint import Checkpoint
 from .declared import declared_lineage
 from .readers import GGUFFile
 
-SIDE_FILES = ("config.json", "generation_config.json", "README.md", "mergekit_config.yml")
+SIDE_FILES = ("config.json", "params.json", "generation_config.json", "README.md", "mergekit_config.yml")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 24) -> str:

@@ -125,9 +125,11 @@ def split_falcon_qkv(n: int, d: Dims) -> list[tuple[str, np.ndarray]]:
 def split_meta_rotary(n: int, d: Dims, kv: bool) -> np.ndarray:
     """Meta's original llama checkpoints keep rotary pairs interleaved; HF's converter de-interleaves Q and K."""
     n_head = (d.n_kv_heads or d.n_heads) if kv else d.n_heads
+    if not n_head:  # unknown head count: leave the rows as stored (the checkpoint warns)
+        return np.arange(n)
     from .readers.gguf import _llama_qk_row_map  # the same permutation llama.cpp applies
 
-    return _llama_qk_row_map(n, n_head or 1)
+    return _llama_qk_row_map(n, n_head)
 
 
 SPLITS: dict[str, Callable[[int, Dims], list[tuple[str, np.ndarray]]]] = {
