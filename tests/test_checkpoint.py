@@ -233,3 +233,11 @@ def test_weights_file_with_no_tensors_is_a_clear_error(tmp_path):
     write_safetensors(tmp_path / "model.safetensors", {})
     with pytest.raises(NoWeightsError, match="holds no tensors"):
         Checkpoint.open(tmp_path)
+
+
+def test_a_lora_adapter_folder_is_named_as_such_with_its_declared_base(tmp_path):
+    write_safetensors(tmp_path / "adapter_model.safetensors",
+                      {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((8, 64), np.float32)})
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "acme/base-7b", "peft_type": "LORA"}))
+    with pytest.raises(NoWeightsError, match="LoRA adapter.*acme/base-7b"):
+        Checkpoint.open(tmp_path)

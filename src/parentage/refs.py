@@ -91,7 +91,7 @@ def _weights_in_folder(folder: Path) -> tuple[list[Path], Path | None, dict | No
             shards, weight_map = _shards_from_index(folder / name)
             return shards, folder / name, weight_map
     for pattern in WEIGHT_GLOBS:
-        files = sorted(p for p in folder.glob(pattern) if p.is_file())
+        files = sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("adapter_model."))
         if not files:
             continue
         if pattern == "*.gguf":
@@ -101,6 +101,13 @@ def _weights_in_folder(folder: Path) -> tuple[list[Path], Path | None, dict | No
                 raise FormatError(folder, f"holds {len(sets)} different GGUF files ({names}); name the one to read")
             return list(sets.pop()), None, None
         return files, None, None
+    if any(folder.glob("adapter_model.*")):
+        base = None
+        if (folder / "adapter_config.json").is_file():
+            cfg = read_json(folder / "adapter_config.json")
+            base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+        raise NoWeightsError(folder, "holds a PEFT/LoRA adapter, not a full checkpoint"
+                             + (f" (its declared base is {base}); merge it into the base first" if base else ""))
     raise NoWeightsError(folder, "folder holds no weights (looked for *.safetensors, pytorch_model*.bin, *.gguf, *.pth)")
 
 
