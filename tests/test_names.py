@@ -192,7 +192,7 @@ def test_roles_agree_with_the_gguf_tensor_name_map(model_type):
 def test_meta_native_release_reads_params_json_and_returns_hf_rotary_order(tmp_path):
     import json
 
-    from parentage.readers.gguf import _llama_qk_row_map
+    from parentage.readers.gguf import llama_qk_row_map
 
     sd = random_state_dict("llama", SHAPE)
     meta = {"tok_embeddings.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"],
@@ -206,7 +206,7 @@ def test_meta_native_release_reads_params_json_and_returns_hf_rotary_order(tmp_p
             if hf in ("self_attn.q_proj", "self_attn.k_proj"):  # Meta keeps rotary pairs interleaved
                 n_head = SHAPE.n_heads if "q_proj" in hf else SHAPE.n_kv_heads
                 stored = np.empty_like(w)
-                stored[_llama_qk_row_map(w.shape[0], n_head)] = w
+                stored[llama_qk_row_map(w.shape[0], n_head)] = w
                 w = stored
             meta[f"layers.{i}.{ours}.weight"] = w
     write_safetensors(tmp_path / "consolidated.safetensors", meta)
@@ -217,3 +217,16 @@ def test_meta_native_release_reads_params_json_and_returns_hf_rotary_order(tmp_p
         np.testing.assert_array_equal(ck.get("attn_q", 1).read(), sd["model.layers.1.self_attn.q_proj.weight"])
         np.testing.assert_array_equal(ck.get("attn_k", 0).read(), sd["model.layers.0.self_attn.k_proj.weight"])
         assert ck.summary.n_heads == SHAPE.n_heads and ck.summary.intermediate_size == SHAPE.ffn
+
+
+def test_every_table_names_only_known_roles_and_splits():
+    known = set(N.GLOBAL_ROLES) | set(N.LAYER_ROLES)
+    for family in N.FAMILIES.values():
+        for target in list(family.globals.values()) + list(family.layer.values()):
+            kind, _, rest = target.partition(":")
+            if kind == "split":
+                assert rest in N.SPLITS, (family.name, target)
+            elif kind == "experts":
+                assert rest in known, (family.name, target)
+            else:
+                assert target in known, (family.name, target)

@@ -140,3 +140,16 @@ def test_magic_bytes_not_extension_choose_the_reader(tmp_path):
     renamed = tmp_path / "weights.bin"
     renamed.write_bytes(path.read_bytes())
     assert open_file(renamed).format == "gguf"
+
+
+def test_metadata_of_the_wrong_type_is_refused_or_ignored_not_crashed_on(tmp_path):
+    from parentage.checkpoint import Checkpoint
+
+    bad = _write(tmp_path / "align.gguf", "qwen2", {"blk.0.ffn_up.weight": np.ones((4, 32), np.float32)},
+                 {"general.alignment": "thirty-two"})
+    with pytest.raises(FormatError, match="alignment"):
+        GGUFFile(bad)
+    odd = _write(tmp_path / "odd.gguf", "llama", {"blk.0.attn_q.weight": np.ones((32, 32), np.float32)},
+                 {"llama.block_count": "many", "llama.attention.head_count": "four"})
+    with Checkpoint.open(odd) as ck:  # string-valued numbers are ignored; the tensors still speak
+        assert ck.summary.n_layers == 1 and ck.summary.n_heads is None

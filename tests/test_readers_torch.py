@@ -116,3 +116,13 @@ def test_allow_list_has_no_callable_from_outside_our_stand_ins():
 
     for (module, name), obj in torch_bin.ALLOWED_GLOBALS.items():
         assert getattr(obj, "__module__", torch_bin.__name__) in (torch_bin.__name__, "collections"), (module, name)
+
+
+def test_shape_and_stride_of_different_lengths_are_refused(tmp_path):
+    pkl = tensor_pickle([("w", "FloatStorage", "0", 4, (2, 2), (2,), 0)])
+    path = tmp_path / "m.bin"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/data/0", np.zeros(4, np.float32).tobytes())
+    with pytest.raises(FormatError, match="2 dimensions but 1 strides"):
+        TorchZipFile(path)

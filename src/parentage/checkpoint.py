@@ -214,8 +214,8 @@ def _config_from_gguf(r: GGUFFile) -> dict:
     for ours, key in GGUF_KEYS.items():
         value = r.metadata.get(f"{arch}.{key}")
         if isinstance(value, np.ndarray):  # per-layer values (some archs): report the largest
-            value = int(value.max()) if value.size else None
-        if value is not None:
+            value = int(value.max()) if value.size and np.issubdtype(value.dtype, np.number) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # a hostile file may put a string here
             config[CONFIG_KEYS[ours][0]] = int(value)
     tokens = r.metadata.get("tokenizer.ggml.tokens")
     if tokens is not None and "vocab_size" not in config:

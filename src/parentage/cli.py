@@ -116,7 +116,7 @@ def demo(fmt: str) -> None:
     from .synthetic import write_model
 
     folder = cache_dir() / "demo" / "tiny-llama"
-    if not (folder / "model.safetensors").is_file():
+    if not ((folder / "model.safetensors").is_file() and (folder / "config.json").is_file()):
         write_model(folder, "llama", seed=0, dtype="BF16")
     doc = inspect_checkpoint(str(folder))
     if fmt == "json":

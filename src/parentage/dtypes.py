@@ -90,14 +90,21 @@ DTYPES: dict[str, DType] = {
 # fault and convert in parallel (numpy releases the GIL in copyto/take/shift).
 _PARALLEL_MIN = 1 << 22  # elements
 _CHUNK = 1 << 18  # elements per task: fits in L2 with its source
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="parentage-decode")
+        _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="parentage-decode")
     return _POOL
+
+
+def round_to_bf16(values: np.ndarray) -> np.ndarray:
+    """float32 -> the uint16 bf16 codes, rounding to nearest even (what torch and ml_dtypes do)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
 
 
 def decode(dtype: str, raw: np.ndarray) -> np.ndarray:
@@ -108,7 +115,7 @@ def decode(dtype: str, raw: np.ndarray) -> np.ndarray:
     if n < _PARALLEL_MIN:
         dt.decode_into(raw, out)
         return out
-    step = -(-n // _pool()._max_workers)
+    step = -(-n // _WORKERS)
 
     def part(a: int) -> None:
         for i in range(a, min(n, a + step), _CHUNK):

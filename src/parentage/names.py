@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-# Roles, for reference and validation (order is the display order).
+# Every role a table may name (order is the display order); a test checks the tables against these.
 GLOBAL_ROLES = ("embed", "pos_embed", "type_embed", "embed_norm", "final_norm", "lm_head", "pooler")
 LAYER_ROLES = (
     "attn_norm", "attn_q", "attn_k", "attn_v", "attn_o", "attn_q_norm", "attn_k_norm", "attn_post_norm",
@@ -127,9 +127,9 @@ def split_meta_rotary(n: int, d: Dims, kv: bool) -> np.ndarray:
     n_head = (d.n_kv_heads or d.n_heads) if kv else d.n_heads
     if not n_head:  # unknown head count: leave the rows as stored (the checkpoint warns)
         return np.arange(n)
-    from .readers.gguf import _llama_qk_row_map  # the same permutation llama.cpp applies
+    from .readers.gguf import llama_qk_row_map  # the same permutation llama.cpp applies
 
-    return _llama_qk_row_map(n, n_head)
+    return llama_qk_row_map(n, n_head)
 
 
 SPLITS: dict[str, Callable[[int, Dims], list[tuple[str, np.ndarray]]]] = {

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .dtypes import round_to_bf16
+
 
 
 @dataclass(frozen=True)
@@ -248,9 +250,7 @@ def encode(values: np.ndarray, dtype: str) -> bytes:
     if dtype == "F16":
         return v.astype("<f2").tobytes()
     if dtype == "BF16":
-        bits = v.view(np.uint32).astype(np.uint64)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16  # round half to even on the dropped bits
-        return rounded.astype("<u2").tobytes()
+        return round_to_bf16(v).tobytes()
     raise ValueError(f"cannot encode {dtype}")
 
 

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from ..checkpoint import Checkpoint
+from ..dtypes import decode, round_to_bf16
 from . import LOG10_P_FLOOR, Evidence
 
 MIN_ELEMENTS = 256  # smaller tensors are too easy to match by construction (e.g. a copied default)
@@ -30,9 +31,7 @@ def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "F16":
         return values.astype(np.float16).astype(np.float32)
     if dtype == "BF16":
-        bits = values.view(np.uint32).astype(np.uint64)
-        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-        return rounded.astype(np.uint32).view(np.float32)
+        return decode("BF16", round_to_bf16(values).reshape(-1).view(np.uint8)).reshape(values.shape)
     return values
 
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import CheckpointNotFoundError, FormatError
-from .base import Reader, ReadStats, TensorInfo, rows_cols
+from .base import Reader, TensorInfo, rows_cols
 from .gguf import GGUFFile
 from .safetensors import SafetensorsFile
 from .torch_bin import TorchZipFile

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import GGUF_MAX_ARRAY, GGUF_MAX_HEADER, GGUF_MAX_STRING
-from ..dtypes import DTYPES, decode
+from ..dtypes import decode
 from ..errors import FormatError, UnsupportedDtypeError
 from .base import MappedFile, ReadStats, TensorInfo, check_row_range, rows_cols, shaped_rows
 
@@ -100,7 +100,7 @@ class _Cursor:
         raise FormatError(self.path, f"unknown GGUF metadata value type {vtype} at offset {self.pos}")
 
 
-def _llama_qk_row_map(n_rows: int, n_head: int) -> np.ndarray:
+def llama_qk_row_map(n_rows: int, n_head: int) -> np.ndarray:
     """For each Hugging Face row of Q (or K), the GGUF row that holds it.
 
     The converter maps HF row (h, j, i) — head h, half j of the rotary pair, index i within the half — to GGUF
@@ -150,8 +150,8 @@ class GGUFFile:
                 raise FormatError(self.path, f"tensor {name!r} claims {n_dims} dimensions")
             dims = [cur.unpack("<Q", 8) for _ in range(n_dims)]
             raw_infos.append((name, dims, cur.unpack("<I", 4), cur.unpack("<Q", 8)))
-        alignment = int(self.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
-        if alignment <= 0 or alignment & (alignment - 1):
+        alignment = self.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+        if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
             raise FormatError(self.path, f"general.alignment {alignment} is not a power of two")
         self._data_start = -(-cur.pos // alignment) * alignment
         self.stats.add(cur.pos)
@@ -220,9 +220,9 @@ class GGUFFile:
         if isinstance(n_head, np.ndarray):  # per-layer head counts (deci); take this layer's
             layer = int(name.split(".")[1])
             n_head = int(n_head[layer])
-        if not n_head or n_rows % n_head or (n_rows // n_head) % 2:
+        if not isinstance(n_head, (int, np.integer)) or not n_head or n_rows % n_head or (n_rows // n_head) % 2:
             return None
-        return _llama_qk_row_map(n_rows, int(n_head))
+        return llama_qk_row_map(n_rows, int(n_head))
 
     def _read_stored_rows(self, info: TensorInfo, ggml_type: int, begin: int, start: int, stop: int) -> np.ndarray:
         import gguf

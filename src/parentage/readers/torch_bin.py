@@ -202,6 +202,8 @@ class TorchZipFile:
     def _check_bounds(self, name: str, t: _Tensor) -> None:
         itemsize = DTYPES[t.dtype].itemsize
         member = self._member(t.storage.key)
+        if len(t.shape) != len(t.stride):
+            raise FormatError(self.path, f"tensor {name!r} has {len(t.shape)} dimensions but {len(t.stride)} strides")
         if any(s < 0 for s in t.shape) or any(s < 0 for s in t.stride) or t.offset < 0:
             raise FormatError(self.path, f"tensor {name!r} has negative shape, stride or offset")
         last = t.offset + sum((n - 1) * s for n, s in zip(t.shape, t.stride)) if all(t.shape) else t.offset - 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..readers.gguf import _llama_qk_row_map
+from ..readers.gguf import llama_qk_row_map
 from .model import ModelConfig, hf_config
 
 TOKENIZER_CONFIG = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>", "model_max_length": 512}
@@ -40,7 +40,7 @@ _GGUF_GLOBAL = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.we
 
 def _hf_to_gguf_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's Q/K row permutation (the inverse of what our GGUF reader undoes)."""
-    gguf_rows = _llama_qk_row_map(w.shape[0], n_head)  # HF row r lives at GGUF row gguf_rows[r]
+    gguf_rows = llama_qk_row_map(w.shape[0], n_head)  # HF row r lives at GGUF row gguf_rows[r]
     out = np.empty_like(w)
     out[gguf_rows] = w
     return out
