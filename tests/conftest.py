@@ -15,3 +15,15 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
     monkeypatch.setenv("PARENTAGE_CACHE", str(tmp_path_factory.mktemp("parentage-cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def ci_zoo(tmp_path_factory):
+    """The ci-size zoo, built once per session (a few minutes) and shared by the zoo and compare tests."""
+    pytest.importorskip("torch")
+    pytest.importorskip("tokenizers")
+    from parentage.zoo.build import build_zoo
+
+    folder = tmp_path_factory.mktemp("zoo") / "ci"
+    manifest = build_zoo(folder, size="ci", seed=0, log=lambda _: None)
+    return folder, manifest

@@ -88,14 +88,17 @@ def test_usage_error_exits_2():
     assert code == 2
 
 
-def test_demo_builds_its_checkpoint_once_and_inspects_it(tmp_path, monkeypatch):
+def test_demo_writes_its_checkpoints_once_and_calls_both_pairs_right(tmp_path, monkeypatch):
     monkeypatch.setenv("PARENTAGE_CACHE", str(tmp_path / "cache"))
-    code, out, err = _run("demo")
+    code, out, err = _run("demo", "--format", "json")
     assert code == 0, err
-    assert "llama" in out and (tmp_path / "cache" / "demo" / "tiny-llama" / "model.safetensors").is_file()
-    mtime = (tmp_path / "cache" / "demo" / "tiny-llama" / "model.safetensors").stat().st_mtime_ns
-    assert _run("demo")[0] == 0
-    assert (tmp_path / "cache" / "demo" / "tiny-llama" / "model.safetensors").stat().st_mtime_ns == mtime
+    labels = [d["verdict"]["label"] for d in json.loads(out)["comparisons"]]
+    assert labels == ["related", "unrelated"]
+    weights = tmp_path / "cache" / "demo" / "v2" / "derived" / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    code, out, _ = _run("demo")
+    assert code == 0 and out.startswith("== derived pair ==\nRELATED")
+    assert weights.stat().st_mtime_ns == mtime
 
 
 def test_console_script_runs_as_a_process(tmp_path):
@@ -107,6 +110,6 @@ def test_console_script_runs_as_a_process(tmp_path):
 
 
 def test_every_command_has_help_with_examples():
-    for command in ("inspect", "demo"):
+    for command in ("inspect", "compare", "demo"):
         code, out, _ = _run(command, "--help")
         assert code == 0 and "Example" in out

@@ -1,4 +1,4 @@
-"""The zoo: ground-truth model families. The ci-size zoo is built once per test session (a few minutes)."""
+"""The zoo: ground-truth model families. The ci-size zoo is built once per test session (conftest.ci_zoo)."""
 
 import json
 import shutil
@@ -19,13 +19,6 @@ from parentage.zoo.model import ModelConfig, forward  # noqa: E402
 
 ALL_KINDS = {"base", "finetune", "merge", "continued", "insert_layers", "remove_layers", "widen_ffn", "replace_tokenizer",
              "upcycle", "frozen", "obfuscate", "export_bf16", "export_gguf", "combined", "distill"}
-
-
-@pytest.fixture(scope="session")
-def ci_zoo(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("zoo") / "ci"
-    manifest = build_zoo(folder, size="ci", seed=0, log=lambda _: None)
-    return folder, manifest
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,16 @@ class Tensor:
 
     def read(self) -> np.ndarray:
         return self.read_rows(0, self.n_rows)
+
+    def sample_rows(self, k: int, seed: int) -> tuple[int, np.ndarray]:
+        """k contiguous rows at an offset fixed by (seed, role): every test sampling this tensor with the same
+        seed gets the same block (read once), and a same-shaped tensor of another model is sampled alike."""
+        k = min(k, self.n_rows)
+        key = (k, seed)
+        if getattr(self, "_sample_key", None) != key:
+            start = (zlib.crc32(self.role.key.encode()) ^ (seed * 0x9E3779B1)) % (self.n_rows - k + 1)
+            self._sample_key, self._sample = key, (start, self.read_rows(start, start + k))
+        return self._sample
 
 
 @dataclass

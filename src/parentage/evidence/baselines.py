@@ -15,18 +15,13 @@ from ..checkpoint import Checkpoint
 from . import Evidence
 
 ATTN_ROLES = ("attn_q", "attn_k", "attn_v", "attn_o")
-SAMPLE_ROWS = 64  # rows per tensor: std and cosine settle well before that
+SAMPLE_ROWS = 16  # rows per tensor (thousands of values): std and cosine settle; the same block identical_tensors reads
 
 
-def _sample(t, rng: np.random.Generator) -> np.ndarray:
-    k = min(SAMPLE_ROWS, t.n_rows)
-    start = int(rng.integers(0, t.n_rows - k + 1))
-    return t.read_rows(start, start + k)
-
-
-def _profile(ck: Checkpoint, role: str, rng: np.random.Generator) -> np.ndarray:
+def _profile(ck: Checkpoint, role: str, seed: int) -> np.ndarray:
     n = ck.summary.n_layers or 0
-    return np.array([float(_sample(ck.get(role, i), rng).std()) if ck.get(role, i) is not None else np.nan for i in range(n)])
+    tensors = [ck.get(role, i) for i in range(n)]
+    return np.array([float(t.sample_rows(SAMPLE_ROWS, seed)[1].std()) if t is not None else np.nan for t in tensors])
 
 
 def _on_depth(profile: np.ndarray, n: int) -> np.ndarray:
@@ -35,10 +30,9 @@ def _on_depth(profile: np.ndarray, n: int) -> np.ndarray:
 
 
 def honestagi_std_profile(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
-    rng = np.random.default_rng(seed)
     per_role, profiles = {}, {}
     for role in ATTN_ROLES:
-        pa, pb = _profile(a, role, rng), _profile(b, role, rng)
+        pa, pb = _profile(a, role, seed), _profile(b, role, seed)
         if len(pa) < 3 or len(pb) < 3 or np.isnan(pa).any() or np.isnan(pb).any():
             continue
         n = max(len(pa), len(pb))
@@ -55,15 +49,12 @@ def honestagi_std_profile(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Eviden
 
 
 def raw_cosine(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
-    rng = np.random.default_rng(seed)
     cosines = {}
     for role in sorted(set(a.tensors) & set(b.tensors)):
         ta, tb = a.tensors[role], b.tensors[role]
         if ta.shape != tb.shape or len(ta.shape) != 2:
             continue
-        k = min(SAMPLE_ROWS, ta.n_rows)
-        start = int(rng.integers(0, ta.n_rows - k + 1))
-        va, vb = ta.read_rows(start, start + k).ravel(), tb.read_rows(start, start + k).ravel()
+        va, vb = ta.sample_rows(SAMPLE_ROWS, seed)[1].ravel(), tb.sample_rows(SAMPLE_ROWS, seed)[1].ravel()
         denom = float(np.linalg.norm(va) * np.linalg.norm(vb))
         if denom > 0:
             cosines[role.key] = float(va @ vb / denom)

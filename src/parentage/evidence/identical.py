@@ -47,17 +47,13 @@ def _comparable(a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str) -> tup
 
 
 def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
-    rng = np.random.default_rng(seed)
     identical, low_info, checked = [], [], 0
     bits = 0.0
     for role in sorted(set(a.tensors) & set(b.tensors)):
         ta, tb = a.tensors[role], b.tensors[role]
         if ta.shape != tb.shape or (role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings)):
             continue
-        n_rows = ta.n_rows
-        k = min(ROWS_PER_TENSOR, n_rows)
-        start = int(rng.integers(0, n_rows - k + 1))
-        pair = _comparable(ta.read_rows(start, start + k), tb.read_rows(start, start + k), ta.dtype, tb.dtype)
+        pair = _comparable(ta.sample_rows(ROWS_PER_TENSOR, seed)[1], tb.sample_rows(ROWS_PER_TENSOR, seed)[1], ta.dtype, tb.dtype)
         if pair is None:
             continue
         checked += 1

@@ -1,0 +1,381 @@
+"""`parentage compare A B`: align the two checkpoints, run every evidence test, combine, explain.
+
+Order of work (DESIGN: align, then test; read only what you need):
+1. pair tokens by byte string and read their embedding rows -> the map between residual dimensions;
+2. read one block of rows of every FFN unit and of the first value head of every layer, at the same offsets
+   in both models -> exact index tests over all (layer of A, layer of B) cells;
+3. with what the byte budget has left, read some of B's FFNs whole -> the permutation-invariant agreement test;
+4. identical tensors, and the baselines that are shown and never counted;
+5. a monotone layer alignment over the cells, the verdict, and notes on what changed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .align import LayerAlignment, align_layers
+from .checkpoint import Checkpoint, Tensor
+from .declared import declared_lineage
+from .errors import FormatError
+from .evidence import Evidence
+from .evidence.baselines import honestagi_std_profile, raw_cosine
+from .evidence.blocks import ffn_units, value_units
+from .evidence.hidden import HiddenMap, align_hidden
+from .evidence.identical import identical_tensors
+from .evidence.neurons import agreement_test, index_test, layer_scores, read_blocks, unit_map
+from .tokenizers import checkpoint_vocab, shared_tokens
+from .verdict import RELATED_LEVEL, decide
+
+DEFAULT_BUDGET_FRACTION = 0.01  # of the bytes each checkpoint holds
+MIN_BUDGET_BYTES = 64 << 20  # small models are read as much as the tests can use
+TOKENS = 2048  # shared tokens read for the hidden alignment (more when a rotation must be fitted)
+TOKEN_CHUNK = 128  # shared tokens are sampled in runs of consecutive ids, read as contiguous rows
+MIN_SHARED_TOKENS = 32
+FFN_ROWS = (16, 64, 256)  # min, default, max rows per FFN block
+VALUE_ROWS = 64
+MAX_GAP_ROWS = 32  # rows this close are read in one span
+
+
+@dataclass(frozen=True)
+class Budget:
+    bytes_per_model: int
+
+    @classmethod
+    def parse(cls, text: str | None, a: Checkpoint, b: Checkpoint) -> "Budget":
+        held = max(a.weights.bytes_total, b.weights.bytes_total)
+        if text is None:
+            return cls(max(int(held * DEFAULT_BUDGET_FRACTION), MIN_BUDGET_BYTES))
+        return cls(parse_budget_text(text, held))
+
+
+SIZE_SUFFIXES = (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1))
+
+
+def parse_budget_text(text: str, held: int) -> int:
+    """'1%' (of `held`), '200MB', '2GB' or a plain byte count -> bytes."""
+    t = text.strip().upper().replace(" ", "")
+    try:
+        if t.endswith("%"):
+            value = held * float(t[:-1]) / 100
+        else:
+            scale = next((x for suffix, x in SIZE_SUFFIXES if t.endswith(suffix)), 1)
+            value = float(t.rstrip("GMKB")) * scale
+    except ValueError:
+        raise ValueError(f"{text!r}: expected a percentage (1%), a size (200MB, 2GB) or a byte count") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r}: the budget must be a positive size")
+    return max(1, int(value))
+
+
+def _bytes_per_value(ck: Checkpoint) -> float:
+    return ck.weights.bytes_total / max(ck.summary.n_params, 1)
+
+
+def read_rows_at(t: Tensor, ids: np.ndarray) -> np.ndarray:
+    """Rows `ids` of a tensor, read as a few contiguous spans: (len(ids), n_cols)."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    breaks = np.flatnonzero(np.diff(sorted_ids) > MAX_GAP_ROWS) + 1
+    parts = []
+    for span in np.split(sorted_ids, breaks):
+        lo, hi = int(span[0]), int(span[-1]) + 1
+        parts.append(t.read_rows(lo, hi)[span - lo])
+    out = np.empty((len(ids), parts[0].shape[1]), dtype=np.float32)
+    out[order] = np.concatenate(parts)
+    return out
+
+
+def _finite(ck: Checkpoint, t: Tensor, x: np.ndarray) -> np.ndarray:
+    if not np.isfinite(x).all():
+        raise FormatError(ck.ref, f"tensor {t.piece.source!r} holds NaN or Inf values")
+    return x
+
+
+# -- 1. hidden dimensions ------------------------------------------------------------------------------------
+
+
+def _token_pairs(a: Checkpoint, b: Checkpoint, ea: Tensor, eb: Tensor, notes: list[str]) -> np.ndarray:
+    """(n, 2) token ids of A and B holding the same byte string."""
+    va, vb = checkpoint_vocab(a), checkpoint_vocab(b)
+    if va is not None and vb is not None:
+        pairs = np.array(shared_tokens(va, vb), dtype=np.int64).reshape(-1, 2)
+        pairs = pairs[(pairs[:, 0] < ea.n_rows) & (pairs[:, 1] < eb.n_rows)]
+        if len(va.tokens) and len(pairs) < 0.9 * min(len(va.tokens), len(vb.tokens)):
+            notes.append(f"vocabularies differ: {len(pairs)} ordinary tokens shared of {len(va.tokens)} in A and "
+                         f"{len(vb.tokens)} in B")
+        return pairs
+    if ea.n_rows == eb.n_rows:
+        notes.append("no readable tokenizer on one side: tokens paired by id (same vocabulary size)")
+        ids = np.arange(ea.n_rows)
+        return np.stack([ids, ids], axis=1)
+    notes.append("no readable tokenizer on one side and vocabulary sizes differ: hidden dimensions not aligned")
+    return np.zeros((0, 2), dtype=np.int64)
+
+
+def _sample_pairs(pairs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n pairs in runs of consecutive A ids, so A's rows come in contiguous spans."""
+    if len(pairs) <= n:
+        return pairs
+    n_chunks = len(pairs) // TOKEN_CHUNK
+    pick = np.sort(rng.choice(n_chunks, size=min(n_chunks, math.ceil(n / TOKEN_CHUNK)), replace=False))
+    return np.concatenate([pairs[c * TOKEN_CHUNK:(c + 1) * TOKEN_CHUNK] for c in pick])[:n]
+
+
+def _hidden(a: Checkpoint, b: Checkpoint, budget: Budget, rng, notes: list[str]) -> tuple[HiddenMap, Evidence]:
+    ea, eb = a.get("embed") or a.get("lm_head"), b.get("embed") or b.get("lm_head")
+    d_a, d_b = a.summary.hidden_size or 0, b.summary.hidden_size or 0
+    fallback = HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b)
+    if ea is None or eb is None:
+        return fallback, Evidence("hidden_dimension_order", None, None, False, "no embedding matrix on one side", {})
+    d_a, d_b = ea.shape[-1], eb.shape[-1]
+    pairs = _token_pairs(a, b, ea, eb, notes)
+    if len(pairs) < MIN_SHARED_TOKENS:
+        return (HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b),
+                Evidence("hidden_dimension_order", None, None, False,
+                         f"only {len(pairs)} shared tokens: residual dimensions not aligned", {}))
+    per_token = (d_a + d_b) * max(_bytes_per_value(a), _bytes_per_value(b))
+    n_tok = int(min(len(pairs), TOKENS, max(MIN_SHARED_TOKENS, budget.bytes_per_model // 4 / per_token)))
+    sample = _sample_pairs(pairs, n_tok, rng)
+    x = _finite(a, ea, read_rows_at(ea, sample[:, 0]))
+    y = _finite(b, eb, read_rows_at(eb, sample[:, 1]))
+    hmap, ev = align_hidden(x, y)
+    if hmap.kind not in ("permutation", "rotation") and len(pairs) > len(sample):
+        # Not a permutation: fitting a rotation needs at least as many tokens as dimensions.
+        more = _sample_pairs(pairs, int(min(len(pairs), 2 * max(d_a, d_b))), rng)
+        x = _finite(a, ea, read_rows_at(ea, more[:, 0]))
+        y = _finite(b, eb, read_rows_at(eb, more[:, 1]))
+        hmap, ev = align_hidden(x, y)
+    ev.details["shared_tokens"] = int(len(pairs))
+    return hmap, ev
+
+
+# -- 2.-3. neurons ---------------------------------------------------------------------------------------------
+
+
+def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, list]:
+    ua = [u for units in ffn_units(a).values() for u in units]
+    ub = [u for units in ffn_units(b).values() for u in units]
+    if not ua or not ub:
+        notes.append("no FFN on one side: neuron tests not run")
+        return [], [], []
+    n_mats = 2 if all(len(u.matrices) == 2 for u in ua + ub) else 1
+    n_min = min(u.n_rows for u in ua + ub)
+    d = max(a.summary.hidden_size or 1, b.summary.hidden_size or 1)
+    share = budget.bytes_per_model * 0.25 / (n_mats * max(len(ua), len(ub)) * d * max(_bytes_per_value(a), _bytes_per_value(b)))
+    m = int(min(n_min, max(FFN_ROWS[0], min(FFN_ROWS[2], share))))
+    start = int(rng.integers(0, n_min - m + 1))
+    blocks_a = read_blocks(a, ua, start, m, n_mats, hmap)
+    blocks_b = read_blocks(b, ub, start, m, n_mats, None)
+    what = "FFN neurons" if n_mats == 1 else "FFN neurons (gate and up rows)"
+    ev_index, cells_index = index_test("ffn_neuron_order", blocks_a, blocks_b, what)
+    ev_index.details["block"] = [start, start + m]
+    out, cells_k = [ev_index], []
+    if n_mats == 2:
+        spent = max(a.cost()["bytes_read"], b.cost()["bytes_read"])
+        chosen = _whole_units(b, ub, budget.bytes_per_model - spent)
+        if chosen:
+            first = (min(u.layer for u in ua), min(u.layer for u in ub))
+            ev_k, cells_k = agreement_test(blocks_a, b, chosen, first)
+            out.append(ev_k)
+        else:
+            out.append(Evidence("ffn_neuron_agreement", None, None, False,
+                                "not run: reading B's FFNs whole does not fit the byte budget (raise --budget)", {}))
+    return out, cells_index, cells_k
+
+
+def _whole_units(b: Checkpoint, units: list, budget_left: float) -> list:
+    """B's units to read whole, spread over depth, as many as the budget allows (the first layer never)."""
+    first = min(u.layer for u in units)
+    candidates = [u for u in units if u.layer != first and len(u.matrices) == 2]
+    if not candidates:
+        return []
+    cost = 2 * candidates[0].n_rows * (b.summary.hidden_size or 1) * _bytes_per_value(b)
+    n = int(budget_left // max(cost, 1))
+    if n <= 0:
+        return []
+    if n >= len(candidates):
+        return candidates
+    idx = np.unique(np.linspace(0, len(candidates) - 1, n).round().astype(int))
+    return [candidates[i] for i in idx]
+
+
+def _values(a, b, hmap, rng) -> tuple[list[Evidence], list]:
+    va, vb = value_units(a), value_units(b)
+    hd_a, hd_b = a.summary.head_dim, b.summary.head_dim
+    if not va or not vb or hd_a != hd_b:
+        return [], []
+    m = min(VALUE_ROWS, hd_a)
+    start = int(rng.integers(0, hd_a - m + 1))
+    ua = [u for us in va.values() for u in us]
+    ub = [u for us in vb.values() for u in us]
+    ev, cells = index_test("value_row_order", read_blocks(a, ua, start, m, 1, hmap), read_blocks(b, ub, start, m, 1, None),
+                           "value rows of the first head")
+    ev.details["block"] = [start, start + m]
+    return [ev], cells
+
+
+# -- 5. alignment, direction, report --------------------------------------------------------------------------
+
+
+def _alignment(a, b, cells_by_test: list[list], hmap: HiddenMap, notes: list[str], related: bool) -> dict:
+    n_a, n_b = a.summary.n_layers or 0, b.summary.n_layers or 0
+    cells = [c for cs in cells_by_test for c in cs]
+    out: dict = {"layers": None, "notes": [], "units": [], "hidden_map": hmap.to_dict()}
+    sa, sb = a.summary, b.summary
+    for label, x, y in (("FFN width", sa.intermediate_size, sb.intermediate_size), ("hidden size", sa.hidden_size, sb.hidden_size),
+                        ("layers", sa.n_layers, sb.n_layers), ("experts", sa.n_experts, sb.n_experts),
+                        ("vocabulary", sa.vocab_size, sb.vocab_size)):
+        if x != y:
+            out["notes"].append(f"{label} {x if x is not None else 'none'} -> {y if y is not None else 'none'}")
+    if related and hmap.kind == "rotation":
+        out["notes"].append("B's residual stream is a rotation of A's (re-parameterised)")
+    elif related and hmap.kind == "permutation" and hmap.perm is not None:
+        moved = int(((hmap.perm >= 0) & (hmap.perm != np.arange(hmap.d_a))).sum())
+        if moved > hmap.d_a // 2:
+            out["notes"].append(f"B's residual dimensions are a permutation of A's ({moved} of {hmap.d_a} moved)")
+    if not cells or not n_a or not n_b:
+        out["notes"] += notes
+        return out
+    score = sum(layer_scores(cs, n_a, n_b) for cs in cells_by_test if cs)
+    min_score = 2.0 + math.log10(n_a * n_b)  # a cell must be significant at 1% after Bonferroni over cells
+    la = align_layers(score, min_score)
+    out["score_matrix"] = np.round(score, 2).tolist()
+    if la.matched:
+        out["layers"] = [list(p) for p in la.pairs]
+        untested_first = ((0, None) in la.pairs and (None, 0) in la.pairs
+                          and not any(c.a.layer == 0 and c.b.layer == 0 and -c.log10_p > min_score for c in cells))
+        if untested_first:  # say why, rather than claim the first layers have no counterpart
+            la = LayerAlignment([p for p in la.pairs if p not in ((0, None), (None, 0))], la.score)
+            out["notes"].append("first layers: no evidence either way (the order tests found the neurons relabelled, "
+                                "and the permutation-invariant test leaves the first layers out)")
+        out["notes"] += la.notes("A", "B")
+        if a.summary.n_experts or b.summary.n_experts:
+            out["units"] = [u for u in unit_map(cells, RELATED_LEVEL) if "value" not in u["b"]]
+            upcycled = [u for u in out["units"] if "expert" in u["b"] and u["a"].endswith(" ffn")]
+            if upcycled:
+                out["notes"].append(f"{len(upcycled)} experts of B match A's dense FFNs (upcycled)")
+    out["notes"] += notes
+    return out
+
+
+DIRECTION_RULES = (  # (what, A's value, B's value) -> the side with more is the child
+    ("layers", lambda s: s.n_layers or 0),
+    ("FFN width", lambda s: s.intermediate_size or 0),
+    ("experts", lambda s: s.n_experts or 0),
+)
+
+
+def _direction(a: Checkpoint, b: Checkpoint, label: str) -> dict:
+    if label != "related":
+        return {"parent": None, "basis": "no shared ancestry shown"}
+    votes = []
+    for what, f in DIRECTION_RULES:
+        x, y = f(a.summary), f(b.summary)
+        if x != y:
+            votes.append(("A" if x < y else "B", f"{what} grew from {min(x, y)} to {max(x, y)}"))
+    parents = {p for p, _ in votes}
+    if len(parents) == 1:
+        return {"parent": parents.pop(), "basis": "; ".join(r for _, r in votes)}
+    return {"parent": None, "basis": "same shape: the weights do not say which came first" if not votes
+            else "conflicting changes: " + "; ".join(r for _, r in votes)}
+
+
+def _input(ck: Checkpoint) -> dict:
+    s = ck.summary
+    return {"ref": ck.ref, "format": ck.format, "arch": s.family, "n_layers": s.n_layers, "hidden_size": s.hidden_size,
+            "intermediate_size": s.intermediate_size, "n_experts": s.n_experts, "vocab_size": s.vocab_size,
+            "n_params": s.n_params}
+
+
+def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str | None = None) -> dict:
+    t0 = time.perf_counter()
+    plan = Budget.parse(budget, a, b)
+    rng = np.random.default_rng(seed)
+    notes: list[str] = []
+    hmap, ev_hidden = _hidden(a, b, plan, rng, notes)
+    ev_ffn, cells_ffn, cells_k = _ffn(a, b, hmap, plan, rng, notes)
+    ev_val, cells_val = _values(a, b, hmap, rng)
+    evidence = [ev_hidden, *ev_ffn, *ev_val, identical_tensors(a, b, seed), honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
+    verdict = decide(evidence)
+    alignment = _alignment(a, b, [cells_ffn, cells_val, cells_k], hmap, notes, verdict.label == "related")
+    ca, cb = a.cost(), b.cost()
+    return {
+        "schema_version": 1,
+        "tool": {"name": "parentage", "version": __version__},
+        "inputs": [_input(a), _input(b)],
+        "verdict": verdict.to_dict(),
+        "evidence": [_rounded(e.to_dict()) for e in evidence],
+        "alignment": alignment,
+        "direction": _direction(a, b, verdict.label),
+        "declared": {"A": declared_lineage(a), "B": declared_lineage(b)},
+        "seed": seed,
+        "budget_bytes_per_model": plan.bytes_per_model,
+        "cost": {"bytes_read": ca["bytes_read"] + cb["bytes_read"], "bytes_total": ca["bytes_total"] + cb["bytes_total"],
+                 "n_reads": ca["n_reads"] + cb["n_reads"], "per_input": [ca, cb],
+                 "seconds": round(time.perf_counter() - t0, 3)},
+    }
+
+
+def compare(ref_a: str, ref_b: str, seed: int = 0, budget: str | None = None) -> dict:
+    t0 = time.perf_counter()
+    with Checkpoint.open(ref_a) as a, Checkpoint.open(ref_b) as b:
+        doc = compare_checkpoints(a, b, seed, budget)
+    doc["cost"]["seconds"] = round(time.perf_counter() - t0, 3)
+    return doc
+
+
+def _rounded(x):
+    if isinstance(x, float):
+        return round(x, 4) if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rounded(v) for v in x]
+    if isinstance(x, np.generic):
+        return _rounded(x.item())
+    return x
+
+
+# -- terminal ----------------------------------------------------------------------------------------------------
+
+
+def format_human(doc: dict) -> str:
+    v = doc["verdict"]
+    p = "n/a" if v["log10_p"] is None else f"{v['log10_p']:.1f}"
+    a, b = doc["inputs"]
+    lines = [f"{v['label'].upper()}  (combined log10 p = {p})", f"  {v['summary']}",
+             f"  A: {a['ref']}  ({a['arch']}, {a['n_layers']} layers, hidden {a['hidden_size']})",
+             f"  B: {b['ref']}  ({b['arch']}, {b['n_layers']} layers, hidden {b['hidden_size']})"]
+    d = doc["direction"]
+    if d["parent"]:
+        lines.append(f"  parent: {d['parent']} ({d['basis']})")
+    lines += ["", "evidence                          log10 p  counted  summary"]
+    for e in doc["evidence"]:
+        lp = "    -" if e["log10_p"] is None else f"{e['log10_p']:8.1f}"
+        lines.append(f"  {e['name']:<30} {lp:>8}  {'yes' if e['counted'] else 'no':<7}  {e['summary']}")
+    al = doc["alignment"]
+    if al.get("layers"):
+        matched = [f"{i}->{j}" for i, j in al["layers"] if i is not None and j is not None]
+        lines += ["", f"layer alignment (A->B): {' '.join(matched)}"]
+    if al["notes"]:
+        lines += ["", "notes"] + [f"  - {n}" for n in al["notes"]]
+    for u in al.get("units", [])[:12]:
+        lines.append(f"  - {u['b']} of B <- {u['a']} of A (log10 p {u['log10_p']:.0f})")
+    c = doc["cost"]
+    frac = c["bytes_read"] / c["bytes_total"] if c["bytes_total"] else 0.0
+    lines += ["", f"read {_size(c['bytes_read'])} of {_size(c['bytes_total'])} ({100 * frac:.2f}%) in {c['seconds']:.1f} s, "
+                  f"seed {doc['seed']}"]
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

@@ -1,0 +1,57 @@
+"""Built-in example checkpoints for `parentage demo`, written with numpy alone (no torch, no download).
+
+A base model, a derived one (the base with 2% noise on every matrix and a fresh layer inserted in the middle:
+the shape of continued training with added layers), and an independent model of the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .constants import cache_dir
+from .synthetic import Shape, config_for, random_state_dict, write_safetensors
+
+SHAPE = Shape(n_layers=6, hidden=128, ffn=384, vocab=512, n_heads=8, n_kv_heads=4)
+INSERT_AFTER = 2  # the derived model gets a new layer after this one
+
+
+def _derived(base: dict[str, np.ndarray], fresh: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    out = {}
+    for name, w in base.items():
+        if ".layers." in name:
+            i = int(name.split(".layers.")[1].split(".")[0])
+            j = i + 1 if i > INSERT_AFTER else i
+            name = name.replace(f".layers.{i}.", f".layers.{j}.")
+        out[name] = w + (0.02 * w.std() * rng.standard_normal(w.shape)).astype(np.float32) if w.ndim == 2 else w
+    for name, w in fresh.items():  # the inserted layer: fresh weights
+        if f".layers.{INSERT_AFTER + 1}." in name:
+            out[name] = w
+    return out
+
+
+def _write(folder: Path, tensors: dict[str, np.ndarray], n_layers: int) -> Path:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = config_for("llama", replace(SHAPE, n_layers=n_layers))
+    write_safetensors(folder / "model.safetensors", tensors, dtype="BF16")
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def demo_models() -> tuple[Path, Path, Path]:
+    """(base, derived, independent) folders in the cache, written on first use."""
+    root = cache_dir() / "demo" / "v2"
+    base_dir, derived_dir, indep_dir = root / "base", root / "derived", root / "independent"
+    if all((d / "config.json").is_file() for d in (base_dir, derived_dir, indep_dir)):
+        return base_dir, derived_dir, indep_dir
+    base = random_state_dict("llama", SHAPE, seed=0)
+    fresh = random_state_dict("llama", replace(SHAPE, n_layers=SHAPE.n_layers + 1), seed=2)
+    # config.json last: its presence marks a finished folder
+    _write(base_dir, base, SHAPE.n_layers)
+    _write(derived_dir, _derived(base, fresh, np.random.default_rng(1)), SHAPE.n_layers + 1)
+    _write(indep_dir, random_state_dict("llama", SHAPE, seed=1), SHAPE.n_layers)
+    return base_dir, derived_dir, indep_dir

@@ -1,0 +1,91 @@
+"""Sampled row blocks of the units the neuron tests compare: FFNs (dense, experts, shared experts) and value heads.
+
+A unit is a set of matrices whose rows are the same hidden units (an FFN's gate and up rows are its neurons; a
+head's value rows are its value dimensions). One contiguous block of rows [start, start + m) is read per matrix,
+at the same offsets in every unit of both models, so B's block can be compared index by index with A's. The
+RMSNorm gain in front of a unit is folded into its rows, because an adversary may fold it in for free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..checkpoint import Checkpoint, Tensor
+from ..errors import FormatError
+
+FFN_MATRICES = (("mlp_gate", "mlp_up"), ("shared_mlp_gate", "shared_mlp_up"))
+NORM_OFFSET_FAMILIES = ("gemma",)  # these store RMSNorm gains as (gain - 1)
+
+
+@dataclass
+class Unit:
+    layer: int
+    name: str  # "ffn", "expert 3", "shared", "value head 0"
+    matrices: list[Tensor]  # same rows in each
+    norm: Tensor | None
+
+    @property
+    def n_rows(self) -> int:
+        return self.matrices[0].n_rows
+
+    @property
+    def label(self) -> str:
+        return f"layer {self.layer} {self.name}"
+
+
+def ffn_units(ck: Checkpoint) -> dict[int, list[Unit]]:
+    out: dict[int, list[Unit]] = {}
+    by_layer: dict[int, list] = {}
+    for role in ck.tensors:
+        if role.layer is not None and role.param == "weight" and role.role in ("mlp_up", "shared_mlp_up"):
+            by_layer.setdefault(role.layer, []).append(role)
+    for layer, roles in sorted(by_layer.items()):
+        norm = ck.get("mlp_norm", layer) or ck.get("attn_norm", layer)
+        units = []
+        for role in sorted(roles, key=lambda r: (r.role != "mlp_up", r.expert if r.expert is not None else -1)):
+            gate_role = "mlp_gate" if role.role == "mlp_up" else "shared_mlp_gate"
+            gate = ck.get(gate_role, layer, role.expert)
+            mats = [m for m in (gate, ck.tensors[role]) if m is not None]
+            if role.role == "shared_mlp_up":
+                name = "shared" if role.expert is None else f"shared {role.expert}"
+            else:
+                name = "ffn" if role.expert is None else f"expert {role.expert}"
+            units.append(Unit(layer, name, mats, norm))
+        out[layer] = units
+    return out
+
+
+def value_units(ck: Checkpoint) -> dict[int, list[Unit]]:
+    """The first value head of each layer (its rows are exchangeable under the null: the V/O gauge)."""
+    hd = ck.summary.head_dim
+    out = {}
+    for layer in range(ck.summary.n_layers or 0):
+        v = ck.get("attn_v", layer)
+        if v is None or not hd or v.n_rows % hd:
+            continue
+        out[layer] = [Unit(layer, "value head 0", [v], ck.get("attn_norm", layer))]
+    return out
+
+
+def read_block(ck: Checkpoint, unit: Unit, start: int, stop: int) -> list[np.ndarray]:
+    """Rows [start, stop) of each matrix of the unit, norm gain folded in: [(m, d) float32]."""
+    gain = None
+    if unit.norm is not None:
+        gain = unit.norm.read().reshape(-1)
+        if ck.family.name.startswith(NORM_OFFSET_FAMILIES):
+            gain = gain + 1.0
+    out = []
+    for t in unit.matrices:
+        rows = t.read_rows(start, stop)
+        if not np.isfinite(rows).all():
+            raise FormatError(ck.ref, f"tensor {t.piece.source!r} holds NaN or Inf values in rows {start}-{stop}")
+        if gain is not None and gain.shape[0] == rows.shape[1]:
+            rows = rows * gain
+        out.append(rows)
+    return out
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)

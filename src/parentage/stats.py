@@ -1,0 +1,74 @@
+"""Null distributions used by the evidence tests, all in log10 space (p-values of related models underflow).
+
+The exact tests rest on one fact about training: initialisation draws every hidden unit (residual dimension,
+FFN neuron, value row of a head) from the same distribution, and the optimisers in use (SGD, Adam, their
+variants) act on each coordinate alike, so relabelling the units of an independently trained model B gives a
+model that was exactly as likely. An alignment computed by a rule that does not look at unit labels (nearest
+neighbours, assignment by similarity) therefore maps A's unit i to a *uniformly random* label of B under the null,
+and the number of units that land on their own label ("fixed points") has a known tail that no amount of
+shared training data or shared semantics can inflate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .evidence import LOG10_P_FLOOR
+
+LN10 = math.log(10.0)
+
+
+def _clip(log10_p: float) -> float:
+    return float(min(0.0, max(LOG10_P_FLOOR, log10_p)))
+
+
+def fixed_points_tail(k: int, n_domain: int, n_range: int) -> float:
+    """log10 P(F >= k), F = fixed points of a uniformly random one-to-one map of n_domain labels into n_range.
+
+    Union bound over the k-subsets of the domain: C(n_domain, k) (n_range - k)! / n_range!, which is 1/k! for
+    a permutation. For permutations the exact tail (rencontres numbers) is used instead, as the bound is loose
+    for small k and the benchmark checks that p-values of unrelated pairs are not piled at one end.
+    """
+    if k <= 0:
+        return 0.0
+    if n_domain == n_range:
+        return _clip(_rencontres_tail(k, n_domain))
+    lg = math.lgamma
+    log_p = lg(n_domain + 1) - lg(k + 1) - lg(n_domain - k + 1) + lg(n_range - k + 1) - lg(n_range + 1)
+    return _clip(log_p / LN10)
+
+
+def _rencontres_tail(k: int, n: int) -> float:
+    """log10 P(F >= k) for the fixed points F of a uniform permutation of n: sum_j (1/j!) * D(n-j)/(n-j)!."""
+    if k > n:
+        return LOG10_P_FLOOR
+    # D(r)/r! = sum_{t<=r} (-1)^t / t!: 1, 0, 1/2, 1/3, 3/8, ... -> 1/e
+    derange = np.cumsum([(-1) ** t / math.factorial(t) for t in range(min(n - k, 30) + 1)])
+    terms = []
+    for j in range(k, n + 1):
+        r = n - j
+        frac = derange[r] if r < len(derange) else math.exp(-1)
+        if frac > 0:
+            terms.append(-math.lgamma(j + 1) + math.log(frac))
+        if len(terms) > 40 and terms[-1] < terms[0] - 80:  # the rest cannot move the sum
+            break
+    m = max(terms)
+    return (m + math.log(sum(math.exp(t - m) for t in terms))) / LN10
+
+
+def poisson_tail(k: int, lam: float) -> float:
+    """log10 P(X >= k) for X ~ Poisson(lam)."""
+    from scipy.stats import poisson
+
+    if k <= 0:
+        return 0.0
+    return _clip(float(poisson.logsf(k - 1, lam)) / LN10)
+
+
+def bonferroni(log10_ps: list[float]) -> float | None:
+    """Valid under any dependence between the tests: the smallest p times the number of tests."""
+    if not log10_ps:
+        return None
+    return _clip(min(log10_ps) + math.log10(len(log10_ps)))

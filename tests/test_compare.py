@@ -1,0 +1,309 @@
+"""compare: exact nulls, power on derivations, invariance to free re-parameterisations, the JSON contract, bad input."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from parentage.cli import cli
+from parentage.compare import compare, format_human, parse_budget_text
+from parentage.evidence.hidden import align_hidden
+from parentage.evidence.neurons import Blocks, index_test
+from parentage.evidence.blocks import Unit
+from parentage.stats import bonferroni, fixed_points_tail, poisson_tail
+from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors
+
+SHAPE = Shape(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, ffn=192, vocab=384)
+CONTRACT_KEYS = {"schema_version", "tool", "inputs", "verdict", "evidence", "alignment", "direction", "declared", "cost"}
+
+
+def _write(folder, tensors, n_layers=SHAPE.n_layers, shape=SHAPE):
+    folder.mkdir(parents=True, exist_ok=True)
+    write_safetensors(folder / "model.safetensors", tensors)
+    cfg = config_for("llama", Shape(**{**shape.__dict__, "n_layers": n_layers}))
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def _noisy(sd, rng, scale=0.05):
+    return {k: (v + scale * v.std() * rng.standard_normal(v.shape)).astype(np.float32) if v.ndim == 2 else v for k, v in sd.items()}
+
+
+def _obfuscate(sd, rng, shape=SHAPE):
+    """Free re-parameterisation: rotate the residual stream, permute every FFN's neurons, rescale up/down rows."""
+    q, _ = np.linalg.qr(rng.standard_normal((shape.hidden, shape.hidden)))
+    q = q.astype(np.float32)
+    out = {}
+    for name, w in sd.items():
+        if w.ndim != 2:
+            out[name] = w
+        elif name.endswith(("o_proj.weight", "down_proj.weight")):
+            out[name] = q.T @ w  # writers into the residual stream
+        else:
+            out[name] = w @ q  # readers (q, k, v, gate, up) and the embeddings
+    for i in range(shape.n_layers):
+        p = f"model.layers.{i}.mlp."
+        perm = rng.permutation(shape.ffn)
+        c = rng.uniform(0.5, 2.0, shape.ffn).astype(np.float32)
+        out[p + "gate_proj.weight"] = out[p + "gate_proj.weight"][perm]
+        out[p + "up_proj.weight"] = out[p + "up_proj.weight"][perm] * c[:, None]
+        out[p + "down_proj.weight"] = out[p + "down_proj.weight"][:, perm] / c[None, :]
+    return out
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    root = tmp_path_factory.mktemp("family")
+    rng = np.random.default_rng(7)
+    base = random_state_dict("llama", SHAPE, seed=0)
+    return {
+        "base": _write(root / "base", base),
+        "noisy": _write(root / "noisy", _noisy(base, rng)),
+        "obfuscated": _write(root / "obfuscated", _obfuscate(_noisy(base, rng), rng)),
+        "independent": _write(root / "independent", random_state_dict("llama", SHAPE, seed=1)),
+    }
+
+
+# -- nulls ---------------------------------------------------------------------------------------------------
+
+
+def test_fixed_point_tail_is_exact_for_permutations():
+    n = 6
+    counts = np.bincount([sum(p[i] == i for i in range(n)) for p in itertools.permutations(range(n))], minlength=n + 1)
+    for k in range(n + 1):
+        exact = counts[k:].sum() / counts.sum()
+        assert fixed_points_tail(k, n, n) == pytest.approx(math.log10(exact), abs=1e-9)
+
+
+def test_fixed_point_bound_for_injections_is_conservative():
+    rng = np.random.default_rng(0)
+    n_dom, n_range, k = 5, 9, 2
+    hits = np.mean([(rng.permutation(n_range)[:n_dom] == np.arange(n_dom)).sum() >= k for _ in range(20000)])
+    assert hits <= 10 ** fixed_points_tail(k, n_dom, n_range)
+
+
+def test_poisson_tail_and_bonferroni():
+    assert poisson_tail(0, 1.0) == 0.0
+    assert poisson_tail(3, 1.0) == pytest.approx(math.log10(1 - math.exp(-1) * (1 + 1 + 0.5)))
+    assert bonferroni([-5.0, -1.0]) == pytest.approx(-5.0 + math.log10(2))
+    assert bonferroni([]) is None
+
+
+def test_hidden_order_test_is_calibrated_on_independent_embeddings_with_shared_structure():
+    """Two independent 'models' whose embeddings share semantic structure (a common low-rank part seen through
+    different random bases) must not look related: the exact null holds whatever they share."""
+    rng = np.random.default_rng(1)
+    ps = []
+    for _ in range(200):
+        semantic = rng.standard_normal((300, 6))
+        ea = semantic @ rng.standard_normal((6, 24)) + 0.3 * rng.standard_normal((300, 24))
+        eb = semantic @ rng.standard_normal((6, 24)) + 0.3 * rng.standard_normal((300, 24))
+        _, ev = align_hidden(ea.astype(np.float32), eb.astype(np.float32))
+        ps.append(10 ** ev.log10_p)
+    ps = np.array(ps)
+    assert np.mean(ps <= 0.05) <= 0.05 + 0.03
+    assert np.mean(ps <= 0.5) <= 0.5 + 0.07
+
+
+def test_hidden_alignment_recovers_a_signed_permutation():
+    rng = np.random.default_rng(2)
+    ea = rng.standard_normal((500, 32)).astype(np.float32)
+    perm = rng.permutation(32)
+    signs = rng.choice([-1.0, 1.0], 32).astype(np.float32)
+    eb = np.zeros_like(ea)
+    eb[:, perm] = ea * signs
+    hmap, ev = align_hidden(ea, eb + 0.1 * rng.standard_normal(eb.shape).astype(np.float32))
+    assert hmap.kind == "permutation"
+    assert np.array_equal(hmap.perm, perm) and np.array_equal(hmap.signs, signs)
+    same, ev_same = align_hidden(ea, ea + 0.1 * rng.standard_normal(ea.shape).astype(np.float32))
+    assert ev_same.log10_p < -30  # 32 dimensions in place: 1/32! ~ 10^-35.4
+
+
+def _blocks(rows: list[np.ndarray]) -> Blocks:
+    units = [Unit(i, "ffn", [], None) for i in range(len(rows))]
+    unit = [r / np.linalg.norm(r, axis=1, keepdims=True) for r in rows]
+    return Blocks(units, [np.stack(unit)])
+
+
+def test_index_test_is_exact_even_when_neurons_are_shared_but_relabelled():
+    """B holds A's neurons (plus noise) in a random order: a semantic match, not an ancestry in place. The index
+    test must stay at its null, because relabelling is free under independent initialisation."""
+    rng = np.random.default_rng(3)
+    ps = []
+    for _ in range(100):
+        a = rng.standard_normal((3, 40, 16))
+        b = np.stack([x[rng.permutation(40)] + 0.2 * rng.standard_normal((40, 16)) for x in a])
+        _, cells = index_test("t", _blocks(list(a)), _blocks(list(b)), "rows")
+        ps += [10 ** c.log10_p for c in cells]
+    ps = np.array(ps)
+    assert np.mean(ps <= 0.05) <= 0.05 + 0.02
+
+
+def test_index_test_finds_rows_kept_in_place():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((2, 40, 16))
+    b = a + 0.5 * rng.standard_normal(a.shape)
+    ev, cells = index_test("t", _blocks(list(a)), _blocks(list(b)), "rows")
+    assert ev.log10_p < -40
+    best = {(c.a.layer, c.b.layer): c.log10_p for c in cells}
+    assert best[(0, 0)] < -40 and best[(0, 1)] > -3
+
+
+# -- compare on synthetic families ---------------------------------------------------------------------------
+
+
+def test_noisy_copy_is_related_with_every_exact_test(family):
+    doc = compare(str(family["base"]), str(family["noisy"]))
+    assert doc["verdict"]["label"] == "related" and doc["verdict"]["log10_p"] <= -6
+    by = {e["name"]: e for e in doc["evidence"]}
+    for name in ("hidden_dimension_order", "ffn_neuron_order", "ffn_neuron_agreement"):
+        assert by[name]["counted"] and by[name]["log10_p"] < -20, name
+    assert doc["alignment"]["layers"] == [[i, i] for i in range(SHAPE.n_layers)]
+
+
+def test_independent_model_is_unrelated_and_baselines_are_never_counted(family):
+    doc = compare(str(family["base"]), str(family["independent"]))
+    assert doc["verdict"]["label"] == "unrelated"
+    assert doc["verdict"]["log10_p"] > -2
+    for e in doc["evidence"]:
+        if e["name"].startswith("baseline_"):
+            assert e["counted"] is False and e["log10_p"] is None and e["effect"] is not None
+
+
+def test_rotation_and_neuron_permutation_do_not_hide_a_copy(family):
+    doc = compare(str(family["base"]), str(family["obfuscated"]))
+    by = {e["name"]: e for e in doc["evidence"]}
+    assert by["hidden_dimension_order"]["log10_p"] > -3  # the order is gone ...
+    assert by["ffn_neuron_order"]["log10_p"] > -3
+    assert by["ffn_neuron_agreement"]["log10_p"] < -20  # ... the invariant test still sees it
+    assert doc["verdict"]["label"] == "related"
+    assert doc["alignment"]["hidden_map"]["kind"] == "rotation"
+
+
+def test_inserted_layers_are_reported_as_having_no_counterpart(tmp_path):
+    base = random_state_dict("llama", SHAPE, seed=0)
+    fresh = random_state_dict("llama", SHAPE, seed=5)
+    derived = {}
+    for name, w in base.items():
+        if ".layers." in name:
+            i = int(name.split(".")[2])
+            name = name.replace(f"layers.{i}.", f"layers.{i + (i >= 2)}.")
+        derived[name] = w
+    derived |= {k.replace("layers.0.", "layers.2."): v for k, v in fresh.items() if "layers.0." in k}
+    a = _write(tmp_path / "a", base)
+    b = _write(tmp_path / "b", _noisy(derived, np.random.default_rng(0)), n_layers=SHAPE.n_layers + 1)
+    doc = compare(str(a), str(b))
+    assert doc["verdict"]["label"] == "related"
+    assert [None, 2] in doc["alignment"]["layers"]
+    assert "layers 2 of B have no counterpart in A" in doc["alignment"]["notes"]
+    assert doc["direction"]["parent"] == "A"
+
+
+def test_json_document_follows_the_contract_and_reruns_agree(family):
+    one = compare(str(family["base"]), str(family["noisy"]), seed=3)
+    two = compare(str(family["base"]), str(family["noisy"]), seed=3)
+    assert CONTRACT_KEYS <= one.keys()
+    for doc in (one, two):
+        doc["cost"].pop("seconds")
+    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+    assert {"label", "log10_p", "summary"} <= one["verdict"].keys()
+    for e in one["evidence"]:
+        assert {"name", "log10_p", "effect", "counted", "summary", "details"} <= e.keys()
+    assert 0 < one["cost"]["bytes_read"] and one["cost"]["bytes_total"] > 0
+    json.dumps(one)  # plain JSON types only
+
+
+def test_a_small_budget_reads_less_and_skips_the_whole_ffn_test(family):
+    full = compare(str(family["base"]), str(family["noisy"]))
+    small = compare(str(family["base"]), str(family["noisy"]), budget="60KB")
+    assert small["cost"]["bytes_read"] < full["cost"]["bytes_read"]
+    by = {e["name"]: e for e in small["evidence"]}
+    assert by["ffn_neuron_agreement"]["log10_p"] is None and "budget" in by["ffn_neuron_agreement"]["summary"]
+    assert small["verdict"]["label"] == "related"  # the order tests alone suffice for an unpermuted copy
+
+
+def test_budget_text_parses_sizes_and_refuses_nonsense():
+    assert parse_budget_text("1%", 1000) == 10
+    assert parse_budget_text("2MB", 0) == 2 << 20
+    assert parse_budget_text("1.5GB", 0) == int(1.5 * (1 << 30))
+    for bad in ("lots", "-1MB", "0"):
+        with pytest.raises(ValueError):
+            parse_budget_text(bad, 1000)
+
+
+def test_human_summary_puts_the_verdict_first(family):
+    text = format_human(compare(str(family["base"]), str(family["noisy"])))
+    assert text.splitlines()[0].startswith("RELATED")
+    assert "baseline_honestagi_std_profile" in text and "read " in text.splitlines()[-1]
+
+
+# -- bad input -----------------------------------------------------------------------------------------------
+
+
+def _cli(*args):
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_nan_weights_give_one_clear_error_line(tmp_path, family):
+    sd = random_state_dict("llama", SHAPE, seed=0)
+    sd["model.layers.1.mlp.up_proj.weight"][:] = np.nan
+    bad = _write(tmp_path / "bad", sd)
+    code, out, err = _cli("compare", str(family["base"]), str(bad))
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "NaN" in err and "up_proj" in err
+
+
+def test_missing_input_and_bad_budget_exit_cleanly(tmp_path, family):
+    code, _, err = _cli("compare", str(family["base"]), str(tmp_path / "nope"))
+    assert code == 1 and "nope" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _cli("compare", str(family["base"]), str(family["noisy"]), "--budget", "lots")
+    assert code == 2 and "budget" in err.lower()
+
+
+def test_cli_json_output_parses(family):
+    code, out, err = _cli("compare", str(family["base"]), str(family["independent"]), "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["verdict"]["label"] == "unrelated"
+
+
+def test_models_without_comparable_parts_are_inconclusive(tmp_path):
+    """Embeddings only, no layers: nothing with a calibrated null has power, so no verdict either way."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        write_safetensors(folder / "model.safetensors", {"model.embed_tokens.weight": rng.standard_normal((8, 4)).astype(np.float32)})
+        (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4, "vocab_size": 8,
+                                                        "num_hidden_layers": 0, "num_attention_heads": 1}))
+    doc = compare(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert doc["verdict"]["label"] == "inconclusive"
+
+
+# -- the ci zoo ----------------------------------------------------------------------------------------------
+
+
+def test_every_ci_zoo_pair_gets_the_right_call(ci_zoo):
+    folder, manifest = ci_zoo
+    wrong = []
+    for pair in manifest["pairs"]:
+        a, b = (folder / manifest["models"][x]["path"] for x in (pair["a"], pair["b"]))
+        v = compare(str(a), str(b))["verdict"]
+        if pair["truth"] == "related" and not (v["label"] == "related" and v["log10_p"] <= -6):
+            wrong.append((pair["a"], pair["b"], v))
+        if pair["truth"] == "unrelated" and v["label"] == "related":
+            wrong.append((pair["a"], pair["b"], v))
+    assert not wrong
+
+
+def test_upcycled_experts_are_mapped_to_the_dense_ffn(ci_zoo):
+    folder, manifest = ci_zoo
+    base = next(n for n, m in manifest["models"].items() if m["recipe"] == "base")
+    up = next(n for n, m in manifest["models"].items() if m["recipe"] == "upcycle")
+    doc = compare(str(folder / manifest["models"][base]["path"]), str(folder / manifest["models"][up]["path"]))
+    units = doc["alignment"]["units"]
+    assert units and all(u["a"].endswith("ffn") and "expert" in u["b"] for u in units if "expert" in u["b"])
+    assert any("upcycled" in n for n in doc["alignment"]["notes"])
