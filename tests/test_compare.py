@@ -225,6 +225,22 @@ def test_a_small_budget_reads_less_and_skips_the_whole_ffn_test(family):
     assert small["verdict"]["label"] == "related"  # the order tests alone suffice for an unpermuted copy
 
 
+def test_order_tests_alone_never_say_unrelated(family):
+    """With a budget too small for the permutation-invariant test, an obfuscated copy and an independent model
+    look the same to the FFN order tests: neither may be called unrelated. (This obfuscation leaves heads in
+    place, so the value-row order test still sees the copy.)"""
+    doc = compare(str(family["base"]), str(family["independent"]), budget="60KB")
+    assert doc["verdict"]["label"] == "inconclusive" and "budget" in doc["verdict"]["summary"]
+    doc = compare(str(family["base"]), str(family["obfuscated"]), budget="60KB")
+    assert doc["verdict"]["label"] != "unrelated"
+
+
+def test_default_budget_stretches_to_run_the_invariant_test_when_order_tests_see_nothing(family):
+    doc = compare(str(family["base"]), str(family["obfuscated"]), budget=None)
+    by = {e["name"]: e for e in doc["evidence"]}
+    assert by["ffn_neuron_agreement"]["log10_p"] is not None
+
+
 def test_budget_text_parses_sizes_and_refuses_nonsense():
     assert parse_budget_text("1%", 1000) == 10
     assert parse_budget_text("2MB", 0) == 2 << 20

@@ -39,18 +39,20 @@ MIN_SHARED_TOKENS = 32
 FFN_ROWS = (16, 64, 256)  # min, default, max rows per FFN block
 VALUE_ROWS = 64
 MAX_GAP_ROWS = 32  # rows this close are read in one span
+MIN_WHOLE_UNITS = 2  # B's FFNs read whole for the invariant test when the order tests decide nothing
 
 
 @dataclass(frozen=True)
 class Budget:
     bytes_per_model: int
+    explicit: bool = False  # the user chose it: never exceeded
 
     @classmethod
     def parse(cls, text: str | None, a: Checkpoint, b: Checkpoint) -> "Budget":
         held = max(a.weights.bytes_total, b.weights.bytes_total)
         if text is None:
             return cls(max(int(held * DEFAULT_BUDGET_FRACTION), MIN_BUDGET_BYTES))
-        return cls(parse_budget_text(text, held))
+        return cls(parse_budget_text(text, held), explicit=True)
 
 
 SIZE_SUFFIXES = (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1))
@@ -177,7 +179,11 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
     out, cells_k = [ev_index], []
     if n_mats == 2:
         spent = max(a.cost()["bytes_read"], b.cost()["bytes_read"])
-        chosen = _whole_units(b, ub, budget.bytes_per_model - spent)
+        # Without a verdict from the order tests, only a permutation-invariant test can tell "unrelated" from
+        # "relabelled copy", so the default budget stretches to read a few of B's FFNs whole.
+        decided = ev_index.log10_p is not None and ev_index.log10_p <= RELATED_LEVEL - 1
+        floor = 0 if (budget.explicit or decided) else MIN_WHOLE_UNITS
+        chosen = _whole_units(b, ub, budget.bytes_per_model - spent, floor)
         if chosen:
             first = (min(u.layer for u in ua), min(u.layer for u in ub))
             ev_k, cells_k = agreement_test(blocks_a, b, chosen, first)
@@ -188,14 +194,15 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
     return out, cells_index, cells_k
 
 
-def _whole_units(b: Checkpoint, units: list, budget_left: float) -> list:
-    """B's units to read whole, spread over depth, as many as the budget allows (the first layer never)."""
+def _whole_units(b: Checkpoint, units: list, budget_left: float, floor: int = 0) -> list:
+    """B's units to read whole, spread over depth, as many as the budget allows but at least `floor` (the first
+    layer never)."""
     first = min(u.layer for u in units)
     candidates = [u for u in units if u.layer != first and len(u.matrices) == 2]
     if not candidates:
         return []
     cost = 2 * candidates[0].n_rows * (b.summary.hidden_size or 1) * _bytes_per_value(b)
-    n = int(budget_left // max(cost, 1))
+    n = max(int(budget_left // max(cost, 1)), floor)
     if n <= 0:
         return []
     if n >= len(candidates):

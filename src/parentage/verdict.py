@@ -4,8 +4,10 @@ The combined p-value is Bonferroni over the counted tests (the smallest p times 
 the dependence between tests, which share the same two checkpoints. Labels:
 
 - `related`: the combined log10 p is at or below RELATED_LEVEL;
-- `unrelated`: it is above UNRELATED_LEVEL and at least one counted test had the power to reach RELATED_LEVEL
-  had the models been kin (its best achievable p-value is recorded by each test);
+- `unrelated`: it is above UNRELATED_LEVEL and a counted test that survives free re-parameterisations (its
+  details say `invariant`) had the power to reach RELATED_LEVEL had the models been kin (each test records its
+  best achievable p-value). Order tests alone cannot say `unrelated`: a copy with relabelled neurons and a
+  rotated residual stream passes them;
 - `inconclusive`: anything else: nothing comparable, no test with enough power, or weak evidence in between.
 """
 
@@ -41,12 +43,17 @@ def decide(evidence: list[Evidence]) -> Verdict:
                                             f"(log10 p = {combined:.1f}; strongest: {strongest.summary})")
     n = len(counted)
     powered = [e for e in counted if (e.details.get("max_power_log10_p") or 0.0) + _penalty(n) <= RELATED_LEVEL]
-    if combined > UNRELATED_LEVEL and powered:
+    invariant = [e for e in powered if e.details.get("invariant")]
+    if combined > UNRELATED_LEVEL and invariant:
         names = ", ".join(e.name for e in powered)
         return Verdict("unrelated", combined, f"no sign of shared ancestry (log10 p = {combined:.1f}) in tests that "
                                               f"would have detected it ({names})")
     if not powered:
         return Verdict("inconclusive", combined, "the tests that could run are too small to detect shared ancestry")
+    if combined > UNRELATED_LEVEL:
+        return Verdict("inconclusive", combined, "no shared ancestry in the order of hidden units, but the "
+                                                 "permutation-invariant test did not run (raise --budget), so a "
+                                                 "relabelled copy is not ruled out")
     return Verdict("inconclusive", combined, f"weak evidence of shared ancestry (log10 p = {combined:.1f}), "
                                              f"below the level for a claim ({RELATED_LEVEL:.0f})")
 

@@ -149,6 +149,7 @@ def agreement_test(a: Blocks, b_ck: Checkpoint, b_units: list[Unit], skip_layers
     details = {
         "null": "agreements of two independent matchings ~ Poisson(m / n_B), rate raised to the pair's decoy cells "
                 "(approximate); Bonferroni over cells; first layers left out",
+        "invariant": True,  # survives relabelled neurons and a rotated residual stream
         "decoy_inflation": round(inflation, 3),
         "b_layers_read_whole": sorted({c.b.layer for c in cells}),
         "max_power_log10_p": bonferroni([poisson_tail(m, m / max(u.n_rows for u in b_units) * inflation)] * len(cells)),
