@@ -199,7 +199,7 @@ def test_inserted_layers_are_reported_as_having_no_counterpart(tmp_path):
     assert doc["verdict"]["label"] == "related"
     assert [None, 2] in doc["alignment"]["layers"]
     assert "layers 2 of B have no counterpart in A" in doc["alignment"]["notes"]
-    assert doc["direction"]["parent"] == "A"
+    assert doc["direction"]["parent"] is None and "layers 4 in A, 5 in B" in doc["direction"]["basis"]
 
 
 def test_json_document_follows_the_contract_and_reruns_agree(family):
@@ -323,3 +323,56 @@ def test_upcycled_experts_are_mapped_to_the_dense_ffn(ci_zoo):
     units = doc["alignment"]["units"]
     assert units and all(u["a"].endswith("ffn") and "expert" in u["b"] for u in units if "expert" in u["b"])
     assert any("upcycled" in n for n in doc["alignment"]["notes"])
+
+
+@pytest.mark.parametrize("model_type", ["gpt_neox", "gpt2"])
+def test_ungated_ffns_use_up_rows_and_down_columns_for_the_invariant_test(tmp_path, model_type):
+    """GPT-2/NeoX-style FFNs have no gate: the invariant test pairs up rows with down columns, so a copy with
+    relabelled neurons is still found, and an independent model can be called unrelated."""
+    from parentage.synthetic import write_model
+
+    shape = Shape(n_layers=3, hidden=64, n_heads=4, n_kv_heads=4, ffn=192, vocab=300)
+    base = random_state_dict(model_type, shape, seed=0)
+    rng = np.random.default_rng(0)
+    moved = dict(base)
+    for name, w in base.items():  # relabel every FFN's neurons (stored (out, in) for NeoX, (in, out) for GPT-2)
+        if name.endswith(("mlp.dense_h_to_4h.weight", "mlp.c_proj.weight")):
+            perm = rng.permutation(shape.ffn)
+            up_name = name if "h_to_4h" in name else name.replace("c_proj", "c_fc")
+            down_name = name.replace("h_to_4h", "4h_to_h") if "h_to_4h" in name else name
+            transposed = model_type == "gpt2"
+            moved[up_name] = base[up_name][:, perm] if transposed else base[up_name][perm]
+            moved[up_name.replace("weight", "bias")] = base[up_name.replace("weight", "bias")][perm]
+            moved[down_name] = base[down_name][perm] if transposed else base[down_name][:, perm]
+    folders = {}
+    for tag, sd in (("base", base), ("moved", _noisy(moved, rng)), ("other", random_state_dict(model_type, shape, seed=1))):
+        write_model(tmp_path / tag, model_type, shape, seed=0)  # config and layout
+        write_safetensors(tmp_path / tag / "model.safetensors", sd)
+        folders[tag] = str(tmp_path / tag)
+    related = compare(folders["base"], folders["moved"])
+    by = {e["name"]: e for e in related["evidence"]}
+    assert by["ffn_neuron_order"]["log10_p"] > -3 and by["ffn_neuron_agreement"]["log10_p"] < -10
+    assert related["verdict"]["label"] == "related"
+    assert compare(folders["base"], folders["other"])["verdict"]["label"] == "unrelated"
+
+
+def test_pruned_ffn_is_found_by_agreement_and_kept_order(tmp_path):
+    """B keeps two thirds of A's neurons in their original order: same offsets no longer line up, but the
+    invariant matching finds them and the agreed neurons keep their order (an exact rank test)."""
+    rng = np.random.default_rng(0)
+    base = random_state_dict("llama", SHAPE, seed=0)
+    keep = np.sort(rng.choice(SHAPE.ffn, 128, replace=False))
+    pruned = {}
+    for k, v in base.items():
+        if k.endswith(("gate_proj.weight", "up_proj.weight")):
+            v = v[keep]
+        elif k.endswith("down_proj.weight"):
+            v = v[:, keep]
+        pruned[k] = v
+    a = _write(tmp_path / "a", base)
+    b = _write(tmp_path / "b", _noisy(pruned, rng), shape=Shape(**{**SHAPE.__dict__, "ffn": 128}))
+    doc = compare(str(a), str(b))
+    by = {e["name"]: e for e in doc["evidence"]}
+    assert by["ffn_neuron_order"]["log10_p"] > -3
+    assert by["ffn_neuron_agreement"]["log10_p"] < -20 and by["ffn_neuron_rank_order"]["log10_p"] < -10
+    assert "FFN width 192 -> 128" in doc["alignment"]["notes"]

@@ -24,10 +24,11 @@ from .declared import declared_lineage
 from .errors import FormatError
 from .evidence import Evidence
 from .evidence.baselines import honestagi_std_profile, raw_cosine
-from .evidence.blocks import ffn_units, value_units
+from .evidence.blocks import ffn_units, has_two_views, two_views, unit_rows, value_units
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
-from .evidence.neurons import agreement_test, index_test, layer_scores, read_blocks, unit_map
+from .evidence.neurons import (agreement_test, index_test, layer_scores, rank_order_test, read_blocks,
+                               split_rank_cells, unit_map)
 from .tokenizers import checkpoint_vocab, shared_tokens
 from .verdict import RELATED_LEVEL, decide
 
@@ -177,7 +178,7 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
     ev_index, cells_index = index_test("ffn_neuron_order", blocks_a, blocks_b, what)
     ev_index.details["block"] = [start, start + m]
     out, cells_k = [ev_index], []
-    if n_mats == 2:
+    if all(has_two_views(u) for u in ua + ub):
         spent = max(a.cost()["bytes_read"], b.cost()["bytes_read"])
         # Without a verdict from the order tests, only a permutation-invariant test can tell "unrelated" from
         # "relabelled copy", so the default budget stretches to read a few of B's FFNs whole.
@@ -186,8 +187,15 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
         chosen = _whole_units(b, ub, budget.bytes_per_model - spent, floor)
         if chosen:
             first = (min(u.layer for u in ua), min(u.layer for u in ub))
-            ev_k, cells_k = agreement_test(blocks_a, b, chosen, first)
+            if n_mats == 2:  # the gate and up blocks are already read and mapped
+                views = [(blocks_a.mats[0][i], blocks_a.mats[1][i]) for i in range(len(ua))]
+            else:
+                views = [tuple(unit_rows(hmap.apply(x)) for x in two_views(a, u, start, start + m)) for u in ua]
+            ev_k, cells_k = agreement_test(ua, views, b, chosen, first)
+            cells_k, cells_rank = split_rank_cells(cells_k)
             out.append(ev_k)
+            if cells_rank:
+                out.append(rank_order_test(cells_rank))
         else:
             out.append(Evidence("ffn_neuron_agreement", None, None, False,
                                 "not run: reading B's FFNs whole does not fit the byte budget (raise --budget)", {}))
@@ -198,7 +206,7 @@ def _whole_units(b: Checkpoint, units: list, budget_left: float, floor: int = 0)
     """B's units to read whole, spread over depth, as many as the budget allows but at least `floor` (the first
     layer never)."""
     first = min(u.layer for u in units)
-    candidates = [u for u in units if u.layer != first and len(u.matrices) == 2]
+    candidates = [u for u in units if u.layer != first and has_two_views(u)]
     if not candidates:
         return []
     cost = 2 * candidates[0].n_rows * (b.summary.hidden_size or 1) * _bytes_per_value(b)
@@ -270,26 +278,21 @@ def _alignment(a, b, cells_by_test: list[list], hmap: HiddenMap, notes: list[str
     return out
 
 
-DIRECTION_RULES = (  # (what, A's value, B's value) -> the side with more is the child
-    ("layers", lambda s: s.n_layers or 0),
-    ("FFN width", lambda s: s.intermediate_size or 0),
-    ("experts", lambda s: s.n_experts or 0),
-)
+SHAPE_FIELDS = (("layers", "n_layers"), ("FFN width", "intermediate_size"), ("experts", "n_experts"),
+                ("hidden size", "hidden_size"), ("vocabulary", "vocab_size"))
 
 
 def _direction(a: Checkpoint, b: Checkpoint, label: str) -> dict:
+    """Weights show shared ancestry, not its direction: growing A into B (layers inserted, FFN widened, experts
+    upcycled) and pruning B into A leave the same trace. So no parent is named; the basis says what differs."""
     if label != "related":
         return {"parent": None, "basis": "no shared ancestry shown"}
-    votes = []
-    for what, f in DIRECTION_RULES:
-        x, y = f(a.summary), f(b.summary)
-        if x != y:
-            votes.append(("A" if x < y else "B", f"{what} grew from {min(x, y)} to {max(x, y)}"))
-    parents = {p for p, _ in votes}
-    if len(parents) == 1:
-        return {"parent": parents.pop(), "basis": "; ".join(r for _, r in votes)}
-    return {"parent": None, "basis": "same shape: the weights do not say which came first" if not votes
-            else "conflicting changes: " + "; ".join(r for _, r in votes)}
+    changes = [f"{what} {getattr(a.summary, f)} in A, {getattr(b.summary, f)} in B"
+               for what, f in SHAPE_FIELDS if getattr(a.summary, f) != getattr(b.summary, f)]
+    if not changes:
+        return {"parent": None, "basis": "same shape: the weights do not say which came first"}
+    return {"parent": None, "basis": "; ".join(changes) + ": growth from A and pruning from B leave the same trace, "
+                                      "so the weights do not say which came first"}
 
 
 def _input(ck: Checkpoint) -> dict:

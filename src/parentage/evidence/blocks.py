@@ -25,6 +25,7 @@ class Unit:
     name: str  # "ffn", "expert 3", "shared", "value head 0"
     matrices: list[Tensor]  # same rows in each
     norm: Tensor | None
+    down: Tensor | None = None  # an FFN's writer: its columns are the neurons again
 
     @property
     def n_rows(self) -> int:
@@ -47,12 +48,13 @@ def ffn_units(ck: Checkpoint) -> dict[int, list[Unit]]:
         for role in sorted(roles, key=lambda r: (r.role != "mlp_up", r.expert if r.expert is not None else -1)):
             gate_role = "mlp_gate" if role.role == "mlp_up" else "shared_mlp_gate"
             gate = ck.get(gate_role, layer, role.expert)
+            down = ck.get("mlp_down" if role.role == "mlp_up" else "shared_mlp_down", layer, role.expert)
             mats = [m for m in (gate, ck.tensors[role]) if m is not None]
             if role.role == "shared_mlp_up":
                 name = "shared" if role.expert is None else f"shared {role.expert}"
             else:
                 name = "ffn" if role.expert is None else f"expert {role.expert}"
-            units.append(Unit(layer, name, mats, norm))
+            units.append(Unit(layer, name, mats, norm, down))
         out[layer] = units
     return out
 
@@ -85,6 +87,25 @@ def read_block(ck: Checkpoint, unit: Unit, start: int, stop: int) -> list[np.nda
             rows = rows * gain
         out.append(rows)
     return out
+
+
+def two_views(ck: Checkpoint, unit: Unit, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two independent descriptions of the same neurons [start, stop): gate and up rows for a gated FFN, else
+    up rows and down columns. None when the unit has neither pair."""
+    if len(unit.matrices) == 2:
+        gate, up = read_block(ck, unit, start, stop)
+        return gate, up
+    if unit.down is None or unit.down.shape[-1] != unit.n_rows:
+        return None
+    (up,) = read_block(ck, unit, start, stop)
+    down = unit.down.read()  # (d, n): a neuron's column spans every row, so the whole writer is read
+    if not np.isfinite(down).all():
+        raise FormatError(ck.ref, f"tensor {unit.down.piece.source!r} holds NaN or Inf values")
+    return up, np.ascontiguousarray(down[:, start:stop].T)
+
+
+def has_two_views(unit: Unit) -> bool:
+    return len(unit.matrices) == 2 or (unit.down is not None and unit.down.shape[-1] == unit.n_rows)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

@@ -31,8 +31,8 @@ import numpy as np
 
 from ..checkpoint import Checkpoint
 from ..stats import bonferroni, fixed_points_tail, poisson_tail
-from . import Evidence
-from .blocks import Unit, read_block, unit_rows
+from . import LOG10_P_FLOOR, Evidence
+from .blocks import Unit, read_block, two_views, unit_rows
 from .hidden import HiddenMap
 
 
@@ -120,30 +120,36 @@ def _assignment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def agreement_test(a: Blocks, b_ck: Checkpoint, b_units: list[Unit], skip_layers: tuple[int, int]) -> tuple[Evidence, list[Cell]]:
-    """a: A's gate+up blocks (rows in B's basis); b_units: the B units read whole (gated units only)."""
+def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarray]], b_ck: Checkpoint,
+                   b_units: list[Unit], skip_layers: tuple[int, int]) -> tuple[Evidence, list[Cell]]:
+    """a_views: per A unit, its block's two views (gate and up rows, or up rows and down columns) in B's basis,
+    rows unit-normalised; b_units: the B units to read whole."""
     raw = []  # (A unit, B unit, K, lambda0)
+    ranks: list[Cell] = []
     for ub in b_units:
-        if ub.layer == skip_layers[1] or len(ub.matrices) < 2:
+        if ub.layer == skip_layers[1]:
             continue
-        gb, upb = (unit_rows(x) for x in read_block(b_ck, ub, 0, ub.n_rows))
-        for i, ua in enumerate(a.units):
-            if ua.layer == skip_layers[0]:
+        views = two_views(b_ck, ub, 0, ub.n_rows)
+        if views is None:
+            continue
+        v1b, v2b = (unit_rows(x) for x in views)
+        for ua, (v1a, v2a) in zip(a_units, a_views):
+            m = v1a.shape[0]
+            if ua.layer == skip_layers[0] or ub.n_rows < m or v1a.shape[1] != v1b.shape[1]:
                 continue
-            ga, upa = a.mats[0][i], a.mats[1][i]  # (m, d_b)
-            m = ga.shape[0]
-            if ub.n_rows < m:
-                continue
-            k = int((_assignment(ga, gb) == _assignment(upa, upb)).sum())
-            raw.append((ua, ub, k, m / ub.n_rows))
+            to_b = _assignment(v1a, v1b)
+            agree = to_b == _assignment(v2a, v2b)
+            raw.append((ua, ub, int(agree.sum()), m / ub.n_rows))
+            ranks.append(Cell(ua, ub, *_rank_order(to_b[agree])))
     if not raw:
-        return Evidence("ffn_neuron_agreement", None, None, False, "not run: no gated FFN pairs beyond the first layers", {}), []
+        return Evidence("ffn_neuron_agreement", None, None, False, "not run: no FFN pairs beyond the first layers", {}), []
     inflation = _decoy_inflation(raw)
     cells = [Cell(ua, ub, poisson_tail(k, lam0 * inflation), k, int(round(lam0 * ub.n_rows)),
                   {"null_mean": round(lam0 * inflation, 3)}) for ua, ub, k, lam0 in raw]
     log10_p = bonferroni([c.log10_p for c in cells])
     best = min(cells, key=lambda c: c.log10_p)
-    summary = (f"neuron matchings by gate and by up rows agree on {best.stat} of {best.n} neurons at "
+    pair = "gate and up rows" if len(best.b.matrices) == 2 else "up rows and down columns"
+    summary = (f"neuron matchings by {pair} agree on {best.stat} of {best.n} neurons at "
                f"{best.a.label} ~ {best.b.label} (null mean {best.extra['null_mean']:.2f}); permutation-invariant")
     m = cells[0].n
     details = {
@@ -156,7 +162,49 @@ def agreement_test(a: Blocks, b_ck: Checkpoint, b_units: list[Unit], skip_layers
         "cells": [c.to_dict() for c in cells if c.log10_p < -2],
         "cell_log10_p": [round(c.log10_p, 3) for c in cells],
     }
-    return Evidence("ffn_neuron_agreement", log10_p, best.stat / best.n, True, summary, details), cells
+    return Evidence("ffn_neuron_agreement", log10_p, best.stat / best.n, True, summary, details), cells + ranks
+
+
+MIN_RANK_PAIRS = 8
+
+
+def _rank_order(b_index: np.ndarray) -> tuple[float, int, int, dict]:
+    """Do neurons both matchings agree on keep their relative order in B (pruning, interleaved widening)?
+
+    b_index: B's labels for the agreed neurons, in A's order. Under the null the labels are a uniformly random
+    relabelling, so Spearman's rho has its permutation distribution; one-sided normal tail (conservative in
+    the far tail, where the exact distribution ends at 1/n!)."""
+    from scipy.stats import norm
+
+    n = len(b_index)
+    if n < MIN_RANK_PAIRS:
+        return 0.0, 0, n, {"rank_rho": None}
+    ranks = np.argsort(np.argsort(b_index))
+    rho = float(np.corrcoef(np.arange(n), ranks)[0, 1])
+    log10_p = max(LOG10_P_FLOOR, float(norm.logsf(rho * math.sqrt(n - 1))) / math.log(10))
+    return min(0.0, log10_p), int(round(rho * 100)), n, {"rank_rho": round(rho, 3)}
+
+
+def split_rank_cells(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
+    rank = [c for c in cells if "rank_rho" in c.extra]
+    return [c for c in cells if "rank_rho" not in c.extra], rank
+
+
+def rank_order_test(cells: list[Cell]) -> Evidence:
+    """The exact companion of the agreement test: order kept among the neurons both matchings agree on."""
+    tested = [c for c in cells if c.extra["rank_rho"] is not None]
+    if not tested:
+        return Evidence("ffn_neuron_rank_order", None, None, False,
+                        f"not run: no cell with {MIN_RANK_PAIRS} or more agreed neurons", {})
+    log10_p = bonferroni([c.log10_p for c in cells])
+    best = min(tested, key=lambda c: c.log10_p)
+    summary = (f"agreed neurons keep their order (Spearman {best.extra['rank_rho']:.2f} over {best.n}) at "
+               f"{best.a.label} ~ {best.b.label}; survives pruning and widening that keep neuron order")
+    details = {"null": "Spearman's rho under a uniformly random relabelling of B's neurons (normal tail); "
+                       "Bonferroni over cells",
+               "max_power_log10_p": None, "cells": [c.to_dict() for c in tested if c.log10_p < -2],
+               "cell_log10_p": [round(c.log10_p, 3) for c in cells]}
+    return Evidence("ffn_neuron_rank_order", log10_p, best.extra["rank_rho"], True, summary, details)
 
 
 def _decoy_inflation(raw: list) -> float:
