@@ -20,10 +20,22 @@ def procrustes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The orthogonal map R (d_x, d_y) minimising ||x R - y||_F, for paired rows x (n, d_x), y (n, d_y).
 
     With d_x != d_y, R has orthonormal rows (d_x <= d_y) or columns (d_x > d_y): the best isometric embedding
-    of the smaller space into the larger one.
+    of the smaller space into the larger one. R is the polar factor of M = x^T y, computed from the symmetric
+    eigendecomposition of M^T M (or M M^T), which is several times faster than an SVD at d = 4096.
     """
-    u, _, vt = np.linalg.svd(x.T @ y, full_matrices=False)  # x^T y = U S V^T
-    return u @ vt  # (d_x, d_y)
+    # float64 where cheap; at LLM widths float32 halves the time and a derived pair's M is well conditioned
+    m = (x.T @ y).astype(np.float64 if max(x.shape[1], y.shape[1]) <= 2048 else np.float32)  # (d_x, d_y)
+    if m.shape[0] >= m.shape[1]:
+        w, v = np.linalg.eigh(m.T @ m)  # M^T M = V diag(w) V^T, (d_y, d_y)
+        return (m @ (v * _inv_sqrt(w)) @ v.T).astype(np.float32)  # M (M^T M)^(-1/2)
+    w, v = np.linalg.eigh(m @ m.T)  # (d_x, d_x)
+    return ((v * _inv_sqrt(w)) @ v.T @ m).astype(np.float32)  # (M M^T)^(-1/2) M
+
+
+def _inv_sqrt(w: np.ndarray) -> np.ndarray:
+    """w^(-1/2) for the eigenvalues of a Gram matrix, zero for the numerically null ones."""
+    keep = w > w.max() * 1e-10
+    return np.where(keep, 1.0 / np.sqrt(np.where(keep, w, 1.0)), 0.0).astype(w.dtype)
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def _hidden(a: Checkpoint, b: Checkpoint, budget: Budget, rng, notes: list[str])
     hmap, ev = align_hidden(x, y)
     if hmap.kind not in ("permutation", "rotation") and len(pairs) > len(sample):
         # Not a permutation: fitting a rotation needs at least as many tokens as dimensions.
-        more = _sample_pairs(pairs, int(min(len(pairs), 2 * max(d_a, d_b))), rng)
+        more = _sample_pairs(pairs, int(min(len(pairs), max(d_a, d_b) * 5 // 4)), rng)
         x = _finite(a, ea, read_rows_at(ea, more[:, 0]))
         y = _finite(b, eb, read_rows_at(eb, more[:, 1]))
         hmap, ev = align_hidden(x, y)
@@ -374,13 +374,22 @@ def format_human(doc: dict) -> str:
         lines += ["", f"layer alignment (A->B): {' '.join(matched)}"]
     if al["notes"]:
         lines += ["", "notes"] + [f"  - {n}" for n in al["notes"]]
-    for u in al.get("units", [])[:12]:
-        lines.append(f"  - {u['b']} of B <- {u['a']} of A (log10 p {u['log10_p']:.0f})")
+    lines += [f"  - {line}" for line in _unit_lines(al.get("units", []))]
     c = doc["cost"]
     frac = c["bytes_read"] / c["bytes_total"] if c["bytes_total"] else 0.0
     lines += ["", f"read {_size(c['bytes_read'])} of {_size(c['bytes_total'])} ({100 * frac:.2f}%) in {c['seconds']:.1f} s, "
                   f"seed {doc['seed']}"]
     return "\n".join(lines)
+
+
+def _unit_lines(units: list[dict], limit: int = 6) -> list[str]:
+    """'layer 2: expert 0, expert 1 of B <- layer 2 ffn of A', one line per (B layer, A unit)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for u in units:
+        layer_b, name_b = u["b"].split(" ", 2)[1], u["b"].split(" ", 2)[2]
+        groups.setdefault((layer_b, u["a"]), []).append(name_b)
+    lines = [f"layer {lb} {', '.join(names)} of B <- {a} of A" for (lb, a), names in groups.items()]
+    return lines[:limit] + ([f"... {len(lines) - limit} more in the JSON output"] if len(lines) > limit else [])
 
 
 def _size(n: int) -> str:

@@ -25,6 +25,7 @@ from . import Evidence
 
 PERMUTATION_COVERAGE = 0.5  # mutual pairs must cover this share of dimensions to read the map as a permutation
 PERMUTATION_DOMINANCE = 0.5  # ... and the fitted orthogonal map must put this much of each row on one column
+SHUFFLED_RESIDUAL_MAX_DIM = 1024
 PERMUTATION_MIN_R = 0.5  # without a fitted map (fewer tokens than dimensions): mean |r| of the mutual pairs
 
 
@@ -91,15 +92,16 @@ def align_hidden(ea: np.ndarray, eb: np.ndarray) -> tuple[HiddenMap, Evidence]:
             hmap = HiddenMap("permutation", d_a, d_b, perm=perm, signs=signs)
         else:
             hmap = HiddenMap("rotation", d_a, d_b, rotation=r.astype(np.float32))
+        residual = _residual(ea, eb, r)
     elif coverage >= PERMUTATION_COVERAGE and paired_corr >= PERMUTATION_MIN_R:
         hmap = HiddenMap("permutation", d_a, d_b, perm=perm, signs=signs)
     else:  # too few tokens to tell a rotation from no relation: the caller may read more
         hmap = HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b)
-    if n >= d_a:
-        # How well one orthogonal map explains B's embeddings, and the same with the token pairing shuffled:
-        # shown only, as models trained on similar text share embedding geometry without sharing ancestry.
-        residual = _procrustes_residual(ea, eb)
-        residual_null = _procrustes_residual(ea, eb[np.random.default_rng(0).permutation(n)])
+    if residual is not None and max(d_a, d_b) <= SHUFFLED_RESIDUAL_MAX_DIM:
+        # The fit again with the token pairing shuffled, where it is cheap: shown only, as models trained on
+        # similar text share embedding geometry without sharing ancestry.
+        shuffled = eb[np.random.default_rng(0).permutation(n)]
+        residual_null = _residual(ea, shuffled, procrustes(ea, shuffled))
 
     null_scale = 1.0 / np.sqrt(n)
     if in_place:
@@ -117,8 +119,7 @@ def align_hidden(ea: np.ndarray, eb: np.ndarray) -> tuple[HiddenMap, Evidence]:
     return hmap, Evidence("hidden_dimension_order", log10_p, in_place / d_a, True, summary, details)
 
 
-def _procrustes_residual(ea: np.ndarray, eb: np.ndarray) -> float:
-    a, b = ea - ea.mean(axis=0), eb - eb.mean(axis=0)
-    a, b = a / max(np.linalg.norm(a), 1e-30), b / max(np.linalg.norm(b), 1e-30)
-    r = procrustes(a, b)
+def _residual(ea: np.ndarray, eb: np.ndarray, r: np.ndarray) -> float:
+    """||x R - y|| / ||y|| with x, y scaled to unit norm: 0 for a rotated copy, about 1.4 for unrelated."""
+    a, b = ea / max(np.linalg.norm(ea), 1e-30), eb / max(np.linalg.norm(eb), 1e-30)
     return float(np.linalg.norm(a @ r - b))

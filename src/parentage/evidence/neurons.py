@@ -57,14 +57,30 @@ def read_blocks(ck: Checkpoint, units: list[Unit], start: int, m: int, n_mats: i
     return Blocks(units, [np.stack(x) for x in per_kind])
 
 
-def _similarity(a: Blocks, b: Blocks) -> np.ndarray:
-    """(n_a, m, n_b, m): summed |cosine| of every row of every A unit with every row of every B unit."""
+SIMILARITY_CHUNK = 1 << 25  # floats per similarity slab: bounds memory when both models have many experts
+
+
+def _in_place_counts(a: Blocks, b: Blocks) -> tuple[np.ndarray, np.ndarray]:
+    """Per (A unit, B unit) cell: rows paired by mutual nearest neighbours of summed |cosine|, and how many of
+    them pair with their own offset. Returns two (n_a, n_b) integer arrays."""
     na, m, _ = a.mats[0].shape
     nb = b.mats[0].shape[0]
-    s = np.zeros((na * m, nb * m), dtype=np.float32)
-    for xa, xb in zip(a.mats, b.mats):
-        s += np.abs(xa.reshape(na * m, -1) @ xb.reshape(nb * m, -1).T)
-    return s.reshape(na, m, nb, m)
+    n_mutual = np.zeros((na, nb), dtype=np.int64)
+    n_in_place = np.zeros((na, nb), dtype=np.int64)
+    step = max(1, SIMILARITY_CHUNK // (m * nb * m))
+    for lo in range(0, na, step):
+        hi = min(na, lo + step)
+        s = np.zeros(((hi - lo) * m, nb * m), dtype=np.float32)
+        for xa, xb in zip(a.mats, b.mats):
+            s += np.abs(xa[lo:hi].reshape((hi - lo) * m, -1) @ xb.reshape(nb * m, -1).T)
+        s = s.reshape(hi - lo, m, nb, m)
+        row_best = s.argmax(axis=3)  # (chunk, m, n_b): B row nearest each A row
+        col_best = s.argmax(axis=1)  # (chunk, n_b, m): A row nearest each B row
+        ia, k, ib = np.indices(row_best.shape)
+        mutual = col_best[ia, ib, row_best] == k  # (chunk, m, n_b)
+        n_mutual[lo:hi] = mutual.sum(axis=1)
+        n_in_place[lo:hi] = (mutual & (row_best == k)).sum(axis=1)
+    return n_mutual, n_in_place
 
 
 @dataclass
@@ -81,15 +97,8 @@ class Cell:
 
 
 def index_test(name: str, a: Blocks, b: Blocks, what: str) -> tuple[Evidence, list[Cell]]:
-    s = _similarity(a, b)  # (n_a, m, n_b, m)
-    m = s.shape[1]
-    row_best = s.argmax(axis=3)  # (n_a, m, n_b): B row nearest each A row
-    col_best = s.argmax(axis=1)  # (n_a, n_b, m): A row nearest each B row
-    ia, k, ib = np.indices(row_best.shape)
-    mutual = col_best[ia, ib, row_best] == k  # (n_a, m, n_b)
-    in_place = mutual & (row_best == k)
-    n_mutual = mutual.sum(axis=1)  # (n_a, n_b)
-    n_in_place = in_place.sum(axis=1)
+    m = a.mats[0].shape[1]
+    n_mutual, n_in_place = _in_place_counts(a, b)
     cells = []
     for i, ua in enumerate(a.units):
         for j, ub in enumerate(b.units):
@@ -110,12 +119,12 @@ def index_test(name: str, a: Blocks, b: Blocks, what: str) -> tuple[Evidence, li
     return Evidence(name, log10_p, best.stat / m, True, summary, details), cells
 
 
-def _assignment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """For each row of a (m, d), its B row under the maximum-|cosine| one-to-one assignment (n_b >= m)."""
+def _assignment(score: np.ndarray) -> np.ndarray:
+    """For each row of score (m, n_b), its column under the maximum-score one-to-one assignment (n_b >= m)."""
     from scipy.optimize import linear_sum_assignment
 
-    rows, cols = linear_sum_assignment(-np.abs(a @ b.T))
-    out = np.full(a.shape[0], -1)
+    rows, cols = linear_sum_assignment(-score)
+    out = np.full(score.shape[0], -1)
     out[rows] = cols
     return out
 
@@ -126,6 +135,10 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
     rows unit-normalised; b_units: the B units to read whole."""
     raw = []  # (A unit, B unit, K, lambda0)
     ranks: list[Cell] = []
+    sizes = [v[0].shape[0] for v in a_views]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    stack1 = np.concatenate([v[0] for v in a_views])  # (sum of m, d_b)
+    stack2 = np.concatenate([v[1] for v in a_views])
     for ub in b_units:
         if ub.layer == skip_layers[1]:
             continue
@@ -133,14 +146,17 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
         if views is None:
             continue
         v1b, v2b = (unit_rows(x) for x in views)
-        for ua, (v1a, v2a) in zip(a_units, a_views):
-            m = v1a.shape[0]
-            if ua.layer == skip_layers[0] or ub.n_rows < m or v1a.shape[1] != v1b.shape[1]:
+        # One product per view for all of A's blocks: (n_units_a * m, n_b)
+        s1, s2 = (np.abs(stacked @ vb.T) for stacked, vb in ((stack1, v1b), (stack2, v2b)))
+        for i, (ua, m) in enumerate(zip(a_units, sizes)):
+            if ua.layer == skip_layers[0] or ub.n_rows < m or a_views[i][0].shape[1] != v1b.shape[1]:
                 continue
-            to_b = _assignment(v1a, v1b)
-            agree = to_b == _assignment(v2a, v2b)
+            rows = slice(offsets[i], offsets[i] + m)
+            to_b = _assignment(s1[rows])
+            agree = to_b == _assignment(s2[rows])
             raw.append((ua, ub, int(agree.sum()), m / ub.n_rows))
             ranks.append(Cell(ua, ub, *_rank_order(to_b[agree])))
+        del s1, s2, v1b, v2b
     if not raw:
         return Evidence("ffn_neuron_agreement", None, None, False, "not run: no FFN pairs beyond the first layers", {}), []
     inflation = _decoy_inflation(raw)
