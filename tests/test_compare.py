@@ -376,3 +376,15 @@ def test_pruned_ffn_is_found_by_agreement_and_kept_order(tmp_path):
     assert by["ffn_neuron_order"]["log10_p"] > -3
     assert by["ffn_neuron_agreement"]["log10_p"] < -20 and by["ffn_neuron_rank_order"]["log10_p"] < -10
     assert "FFN width 192 -> 128" in doc["alignment"]["notes"]
+
+
+def test_many_units_on_both_sides_pair_only_units_at_similar_depth(family, monkeypatch):
+    from parentage.evidence import neurons
+
+    full = compare(str(family["base"]), str(family["noisy"]))
+    monkeypatch.setattr(neurons, "MAX_CELLS", 4)
+    windowed = compare(str(family["base"]), str(family["noisy"]))
+    count = lambda doc: len(next(e for e in doc["evidence"] if e["name"] == "ffn_neuron_order")["details"]["cell_log10_p"])
+    assert count(windowed) < count(full) == SHAPE.n_layers**2
+    assert windowed["verdict"]["label"] == "related"
+    assert windowed["alignment"]["layers"] == [[i, i] for i in range(SHAPE.n_layers)]

@@ -24,9 +24,10 @@ from .declared import declared_lineage
 from .errors import FormatError
 from .evidence import Evidence
 from .evidence.baselines import honestagi_std_profile, raw_cosine
-from .evidence.blocks import ffn_units, has_two_views, two_views, unit_rows, value_units
+from .evidence.blocks import ffn_units, has_two_views, unit_rows, value_units, view
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
+from .inspection import format_bytes
 from .evidence.neurons import (agreement_test, index_test, layer_scores, rank_order_test, read_blocks,
                                split_rank_cells, unit_map)
 from .tokenizers import checkpoint_vocab, shared_tokens
@@ -190,7 +191,7 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
             if n_mats == 2:  # the gate and up blocks are already read and mapped
                 views = [(blocks_a.mats[0][i], blocks_a.mats[1][i]) for i in range(len(ua))]
             else:
-                views = [tuple(unit_rows(hmap.apply(x)) for x in two_views(a, u, start, start + m)) for u in ua]
+                views = [tuple(unit_rows(hmap.apply(view(a, u, k, start, start + m))) for k in (0, 1)) for u in ua]
             ev_k, cells_k = agreement_test(ua, views, b, chosen, first)
             cells_k, cells_rank = split_rank_cells(cells_k)
             out.append(ev_k)
@@ -377,7 +378,7 @@ def format_human(doc: dict) -> str:
     lines += [f"  - {line}" for line in _unit_lines(al.get("units", []))]
     c = doc["cost"]
     frac = c["bytes_read"] / c["bytes_total"] if c["bytes_total"] else 0.0
-    lines += ["", f"read {_size(c['bytes_read'])} of {_size(c['bytes_total'])} ({100 * frac:.2f}%) in {c['seconds']:.1f} s, "
+    lines += ["", f"read {format_bytes(c['bytes_read'])} of {format_bytes(c['bytes_total'])} ({100 * frac:.2f}%) in {c['seconds']:.1f} s, "
                   f"seed {doc['seed']}"]
     return "\n".join(lines)
 
@@ -392,9 +393,3 @@ def _unit_lines(units: list[dict], limit: int = 6) -> list[str]:
     return lines[:limit] + ([f"... {len(lines) - limit} more in the JSON output"] if len(lines) > limit else [])
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)

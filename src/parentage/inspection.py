@@ -95,7 +95,7 @@ def _role_counts(ckpt: Checkpoint) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _fmt_bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -126,10 +126,10 @@ def format_human(doc: dict) -> str:
     for w in doc["warnings"]:
         lines.append(f"  warning: {w}")
     total = sum(f["size"] for f in doc["files"])
-    lines.append(f"  files: {len(doc['files'])} ({_fmt_bytes(total)})")
+    lines.append(f"  files: {len(doc['files'])} ({format_bytes(total)})")
     for f in doc["files"]:
         digest = f"  sha256 {f['sha256']}" if f["sha256"] else ""
-        lines.append(f"    {Path(f['path']).name}  {_fmt_bytes(f['size'])}{digest}")
+        lines.append(f"    {Path(f['path']).name}  {format_bytes(f['size'])}{digest}")
     c = doc["cost"]
-    lines.append(f"  read {_fmt_bytes(c['bytes_read'])} of {_fmt_bytes(c['bytes_total'])} in {c['seconds']:.2f} s")
+    lines.append(f"  read {format_bytes(c['bytes_read'])} of {format_bytes(c['bytes_total'])} in {c['seconds']:.2f} s")
     return "\n".join(lines)

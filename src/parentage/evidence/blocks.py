@@ -71,37 +71,41 @@ def value_units(ck: Checkpoint) -> dict[int, list[Unit]]:
     return out
 
 
-def read_block(ck: Checkpoint, unit: Unit, start: int, stop: int) -> list[np.ndarray]:
-    """Rows [start, stop) of each matrix of the unit, norm gain folded in: [(m, d) float32]."""
+def read_block(ck: Checkpoint, unit: Unit, start: int, stop: int, which: tuple[int, ...] | None = None) -> list[np.ndarray]:
+    """Rows [start, stop) of each matrix of the unit (or those listed in `which`), norm gain folded in:
+    [(m, d) float32]."""
     gain = None
     if unit.norm is not None:
         gain = unit.norm.read().reshape(-1)
         if ck.family.name.startswith(NORM_OFFSET_FAMILIES):
             gain = gain + 1.0
     out = []
-    for t in unit.matrices:
+    for k, t in enumerate(unit.matrices):
+        if which is not None and k not in which:
+            continue
         rows = t.read_rows(start, stop)
         if not np.isfinite(rows).all():
             raise FormatError(ck.ref, f"tensor {t.piece.source!r} holds NaN or Inf values in rows {start}-{stop}")
         if gain is not None and gain.shape[0] == rows.shape[1]:
-            rows = rows * gain
+            if rows.flags.writeable and rows.dtype == np.float32:
+                rows *= gain  # in place: whole FFNs of large models are read through here
+            else:
+                rows = rows * gain
         out.append(rows)
     return out
 
 
-def two_views(ck: Checkpoint, unit: Unit, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Two independent descriptions of the same neurons [start, stop): gate and up rows for a gated FFN, else
-    up rows and down columns. None when the unit has neither pair."""
+def view(ck: Checkpoint, unit: Unit, k: int, start: int, stop: int) -> np.ndarray:
+    """One of two independent descriptions of the neurons [start, stop): (gate rows, up rows) for a gated FFN,
+    else (up rows, down columns). Read one at a time, so a whole FFN of a large model is held once."""
     if len(unit.matrices) == 2:
-        gate, up = read_block(ck, unit, start, stop)
-        return gate, up
-    if unit.down is None or unit.down.shape[-1] != unit.n_rows:
-        return None
-    (up,) = read_block(ck, unit, start, stop)
+        return read_block(ck, unit, start, stop, which=(k,))[0]
+    if k == 0:
+        return read_block(ck, unit, start, stop)[0]
     down = unit.down.read()  # (d, n): a neuron's column spans every row, so the whole writer is read
     if not np.isfinite(down).all():
         raise FormatError(ck.ref, f"tensor {unit.down.piece.source!r} holds NaN or Inf values")
-    return up, np.ascontiguousarray(down[:, start:stop].T)
+    return np.ascontiguousarray(down[:, start:stop].T)
 
 
 def has_two_views(unit: Unit) -> bool:
@@ -109,4 +113,9 @@ def has_two_views(unit: Unit) -> bool:
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    """Rows scaled to unit length, in place when x is float32 (whole FFNs of large models pass through here)."""
+    norms = np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    if x.dtype == np.float32 and x.flags.writeable:
+        x /= norms
+        return x
+    return x / norms

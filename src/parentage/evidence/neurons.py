@@ -32,7 +32,7 @@ import numpy as np
 from ..checkpoint import Checkpoint
 from ..stats import bonferroni, fixed_points_tail, poisson_tail
 from . import LOG10_P_FLOOR, Evidence
-from .blocks import Unit, read_block, two_views, unit_rows
+from .blocks import Unit, has_two_views, read_block, unit_rows, view
 from .hidden import HiddenMap
 
 
@@ -96,14 +96,33 @@ class Cell:
         return {"a": self.a.label, "b": self.b.label, "log10_p": round(self.log10_p, 2), "stat": self.stat, "n": self.n, **self.extra}
 
 
+MAX_CELLS = 200_000  # beyond this (many experts on both sides), only units at similar relative depth are paired
+DEPTH_WINDOW = 0.15  # relative depth within which units are paired then
+
+
+def _subset(x: Blocks, idx: list[int]) -> Blocks:
+    return Blocks([x.units[i] for i in idx], [mat[idx] for mat in x.mats])
+
+
 def index_test(name: str, a: Blocks, b: Blocks, what: str) -> tuple[Evidence, list[Cell]]:
     m = a.mats[0].shape[1]
-    n_mutual, n_in_place = _in_place_counts(a, b)
     cells = []
-    for i, ua in enumerate(a.units):
-        for j, ub in enumerate(b.units):
-            f, nm = int(n_in_place[i, j]), int(n_mutual[i, j])
-            cells.append(Cell(ua, ub, fixed_points_tail(f, nm, m), f, m, {"mutual_pairs": nm}))
+    if len(a.units) * len(b.units) <= MAX_CELLS:
+        groups = [(list(range(len(a.units))), list(range(len(b.units))))]
+    else:  # the window is fixed before looking at any weight, so the cells' p-values stay valid
+        depth_a, depth_b = (np.array(x.layers) / max(max(x.layers), 1) for x in (a, b))
+        groups = []
+        for layer in sorted(set(a.layers)):
+            ia = [i for i, u in enumerate(a.units) if u.layer == layer]
+            ib = list(np.flatnonzero(np.abs(depth_b - depth_a[ia[0]]) <= DEPTH_WINDOW))
+            groups.append((ia, ib))
+    for ia, ib in groups:
+        sub_a, sub_b = _subset(a, ia), _subset(b, ib)
+        n_mutual, n_in_place = _in_place_counts(sub_a, sub_b)
+        for i, ua in enumerate(sub_a.units):
+            for j, ub in enumerate(sub_b.units):
+                f, nm = int(n_in_place[i, j]), int(n_mutual[i, j])
+                cells.append(Cell(ua, ub, fixed_points_tail(f, nm, m), f, m, {"mutual_pairs": nm}))
     log10_p = bonferroni([c.log10_p for c in cells])
     best = min(cells, key=lambda c: c.log10_p)
     n_sig = sum(c.log10_p < -2 - math.log10(len(cells)) for c in cells)
@@ -142,21 +161,19 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
     for ub in b_units:
         if ub.layer == skip_layers[1]:
             continue
-        views = two_views(b_ck, ub, 0, ub.n_rows)
-        if views is None:
+        if not has_two_views(ub):
             continue
-        v1b, v2b = (unit_rows(x) for x in views)
-        # One product per view for all of A's blocks: (n_units_a * m, n_b)
-        s1, s2 = (np.abs(stacked @ vb.T) for stacked, vb in ((stack1, v1b), (stack2, v2b)))
+        # One product per view for all of A's blocks, (sum of m, n_b); B's view is read, used and dropped.
+        s1, s2 = (np.abs(stacked @ unit_rows(view(b_ck, ub, k, 0, ub.n_rows)).T) for k, stacked in ((0, stack1), (1, stack2)))
         for i, (ua, m) in enumerate(zip(a_units, sizes)):
-            if ua.layer == skip_layers[0] or ub.n_rows < m or a_views[i][0].shape[1] != v1b.shape[1]:
+            if ua.layer == skip_layers[0] or ub.n_rows < m:
                 continue
             rows = slice(offsets[i], offsets[i] + m)
             to_b = _assignment(s1[rows])
             agree = to_b == _assignment(s2[rows])
             raw.append((ua, ub, int(agree.sum()), m / ub.n_rows))
             ranks.append(Cell(ua, ub, *_rank_order(to_b[agree])))
-        del s1, s2, v1b, v2b
+        del s1, s2
     if not raw:
         return Evidence("ffn_neuron_agreement", None, None, False, "not run: no FFN pairs beyond the first layers", {}), []
     inflation = _decoy_inflation(raw)
