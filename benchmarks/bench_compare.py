@@ -82,10 +82,11 @@ def bench_zoo(zoo: Path) -> None:
         frac = [f"{np.mean(ps < np.log10(x)):.3f}" for x in (0.001, 0.01, 0.1, 0.5)]
         print(f"| {name} | {len(ps)} | " + " | ".join(frac) + f" | {ps.min():.2f} |")
     print("\nper pair (kind, verdict, combined log10 p, counted tests):\n")
-    print("| a | b | truth | kind | verdict | log10 p | hidden | ffn order | ffn agreement | rank order | value order | identical |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| a | b | truth | kind | verdict | log10 p | hidden | ffn order | ffn agreement | rank order | value order | "
+          "head order | identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     order = ("hidden_dimension_order", "ffn_neuron_order", "ffn_neuron_agreement", "ffn_neuron_rank_order", "value_row_order",
-             "identical_tensors")
+             "attention_head_order", "identical_tensors")
     for pair, v, tests, _ in rows:
         cells = [("" if tests.get(n) is None else f"{tests[n]:.1f}") for n in order]
         print(f"| {pair['a']} | {pair['b']} | {pair['truth']} | {pair.get('kind', '')} | {v['label']} | {v['log10_p']} | "

@@ -388,3 +388,71 @@ def test_many_units_on_both_sides_pair_only_units_at_similar_depth(family, monke
     assert count(windowed) < count(full) == SHAPE.n_layers**2
     assert windowed["verdict"]["label"] == "related"
     assert windowed["alignment"]["layers"] == [[i, i] for i in range(SHAPE.n_layers)]
+
+
+def test_head_test_sees_heads_through_qk_and_vo_gauges_and_stays_at_its_null_when_heads_move(tmp_path):
+    """Per-head gauges (K_h -> M K_h, V_h -> N V_h with Q/O compensating) hide heads from any row-by-row test but
+    not from the subspace test; relabelled heads leave it at its exact null."""
+    shape = Shape(n_layers=4, hidden=64, n_heads=8, n_kv_heads=8, ffn=128, vocab=256)
+    rng = np.random.default_rng(0)
+    base = random_state_dict("llama", shape, seed=0)
+    hd = shape.hidden // shape.n_heads
+    gauged, moved = dict(base), dict(base)
+    for i in range(shape.n_layers):
+        p = f"model.layers.{i}.self_attn."
+        k, v = base[p + "k_proj.weight"].reshape(8, hd, -1), base[p + "v_proj.weight"].reshape(8, hd, -1)
+        m = np.linalg.qr(rng.standard_normal((8, hd, hd)))[0].astype(np.float32) * rng.uniform(0.5, 2, (8, 1, 1)).astype(np.float32)
+        gauged[p + "k_proj.weight"] = np.einsum("hij,hjd->hid", m, k).reshape(-1, shape.hidden)
+        gauged[p + "v_proj.weight"] = np.einsum("hij,hjd->hid", m, v).reshape(-1, shape.hidden)
+        perm = rng.permutation(8)
+        for name in ("q_proj", "k_proj", "v_proj"):
+            moved[p + f"{name}.weight"] = base[p + f"{name}.weight"].reshape(8, hd, -1)[perm].reshape(-1, shape.hidden)
+    a = _write(tmp_path / "a", base, shape=shape)
+    g = _write(tmp_path / "g", _noisy(gauged, rng), shape=shape)
+    mv = _write(tmp_path / "m", _noisy(moved, rng), shape=shape)
+    heads = lambda doc: next(e for e in doc["evidence"] if e["name"] == "attention_head_order")
+    gauged_doc = compare(str(a), str(g))
+    assert heads(gauged_doc)["log10_p"] < -15
+    assert heads(gauged_doc)["details"]["paired_by"] == "the FFN layer alignment"
+    assert next(e for e in gauged_doc["evidence"] if e["name"] == "value_row_order")["log10_p"] > -3
+    assert heads(compare(str(a), str(mv)))["log10_p"] > -3
+
+
+def test_head_order_test_is_exact_for_independent_heads():
+    from parentage.evidence.heads import head_order_test
+
+    rng = np.random.default_rng(5)
+
+    def bases(n_layers):
+        x = rng.standard_normal((n_layers, 4, 2, 16, 4))  # (layers, heads, views, d, hd)
+        return np.linalg.qr(x)[0].transpose(0, 1, 2, 4, 3)  # orthonormal rows: (layers, heads, views, hd, d)
+
+    ps = [10 ** head_order_test(bases(3), bases(3), [(0, 0), (1, 1), (2, 2)], "test").log10_p for _ in range(300)]
+    assert np.mean(np.array(ps) <= 0.05) <= 0.05 + 0.03
+
+
+def test_without_shared_tokens_ffn_rows_align_a_permuted_residual_stream(tmp_path):
+    """A new vocabulary of another size and no tokenizer files (no shared tokens), and B's residual dimensions
+    permuted: the hidden map comes from FFN rows at the same offsets instead, and the copy is found."""
+    rng = np.random.default_rng(3)
+    base = random_state_dict("llama", SHAPE, seed=0)
+    perm = rng.permutation(SHAPE.hidden)
+    derived = {}
+    for name, w in base.items():
+        if name.endswith(("o_proj.weight", "down_proj.weight")):
+            derived[name] = w[perm]  # writers: residual dimensions are rows
+        elif w.ndim == 2:
+            derived[name] = w[:, perm]  # readers and embeddings: residual dimensions are columns
+        else:
+            derived[name] = w[perm] if w.shape == (SHAPE.hidden,) else w
+    other_vocab = Shape(**{**SHAPE.__dict__, "vocab": 300})
+    fresh = random_state_dict("llama", other_vocab, seed=9)
+    derived["model.embed_tokens.weight"] = fresh["model.embed_tokens.weight"]
+    derived["lm_head.weight"] = fresh["lm_head.weight"]
+    a = _write(tmp_path / "a", base)
+    b = _write(tmp_path / "b", _noisy(derived, rng), shape=other_vocab)
+    doc = compare(str(a), str(b))
+    by = {e["name"]: e for e in doc["evidence"]}
+    assert "FFN rows" in by["hidden_dimension_order"]["details"]["paired_by"]
+    assert doc["alignment"]["hidden_map"]["kind"] == "permutation"
+    assert by["ffn_neuron_order"]["log10_p"] < -20 and doc["verdict"]["label"] == "related"

@@ -24,7 +24,8 @@ from .declared import declared_lineage
 from .errors import FormatError
 from .evidence import Evidence
 from .evidence.baselines import honestagi_std_profile, raw_cosine
-from .evidence.blocks import ffn_units, has_two_views, unit_rows, value_units, view
+from .evidence.blocks import ffn_units, has_two_views, read_block, unit_rows, value_units, view
+from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_bases
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
 from .inspection import format_bytes
@@ -41,6 +42,9 @@ MIN_SHARED_TOKENS = 32
 FFN_ROWS = (16, 64, 256)  # min, default, max rows per FFN block
 VALUE_ROWS = 64
 MAX_GAP_ROWS = 32  # rows this close are read in one span
+WEIGHT_ROW_LAYERS = 4  # layers whose FFN rows stand in for shared tokens
+WEIGHT_ROWS = 256  # rows per layer for that
+HEAD_SHARE = 0.1  # of the budget, for key and value rows of whole heads
 MIN_WHOLE_UNITS = 2  # B's FFNs read whole for the invariant test when the order tests decide nothing
 
 
@@ -135,13 +139,11 @@ def _hidden(a: Checkpoint, b: Checkpoint, budget: Budget, rng, notes: list[str])
     d_a, d_b = a.summary.hidden_size or 0, b.summary.hidden_size or 0
     fallback = HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b)
     if ea is None or eb is None:
-        return fallback, Evidence("hidden_dimension_order", None, None, False, "no embedding matrix on one side", {})
+        return _hidden_from_weights(a, b, rng, "no embedding matrix on one side", fallback)
     d_a, d_b = ea.shape[-1], eb.shape[-1]
     pairs = _token_pairs(a, b, ea, eb, notes)
     if len(pairs) < MIN_SHARED_TOKENS:
-        return (HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b),
-                Evidence("hidden_dimension_order", None, None, False,
-                         f"only {len(pairs)} shared tokens: residual dimensions not aligned", {}))
+        return _hidden_from_weights(a, b, rng, f"only {len(pairs)} shared tokens", fallback)
     per_token = (d_a + d_b) * max(_bytes_per_value(a), _bytes_per_value(b))
     n_tok = int(min(len(pairs), TOKENS, max(MIN_SHARED_TOKENS, budget.bytes_per_model // 4 / per_token)))
     sample = _sample_pairs(pairs, n_tok, rng)
@@ -155,6 +157,28 @@ def _hidden(a: Checkpoint, b: Checkpoint, budget: Budget, rng, notes: list[str])
         y = _finite(b, eb, read_rows_at(eb, more[:, 1]))
         hmap, ev = align_hidden(x, y)
     ev.details["shared_tokens"] = int(len(pairs))
+    return hmap, ev
+
+
+def _hidden_from_weights(a: Checkpoint, b: Checkpoint, rng, why: str, fallback: HiddenMap) -> tuple[HiddenMap, Evidence]:
+    """Without shared tokens, FFN rows stand in for them: the gate/up rows at the same offsets of the first
+    layers of both models are paired samples of the residual stream if B kept its neurons in order (most
+    derivations do). The order test stays exact either way: the samples are chosen by offset, blind to B's
+    residual labels."""
+    ua, ub = ffn_units(a), ffn_units(b)
+    layers = [l for l in sorted(set(ua) & set(ub))][:WEIGHT_ROW_LAYERS]
+    if not layers:
+        return fallback, Evidence("hidden_dimension_order", None, None, False, f"{why} and no FFN rows to use instead", {})
+    n_min = min(u.n_rows for l in layers for u in ua[l][:1] + ub[l][:1])
+    m = min(n_min, WEIGHT_ROWS)
+    start = int(rng.integers(0, n_min - m + 1))
+    x = np.concatenate([r for l in layers for r in read_block(a, ua[l][0], start, start + m)])
+    y = np.concatenate([r for l in layers for r in read_block(b, ub[l][0], start, start + m)])
+    if x.shape[0] != y.shape[0]:
+        return fallback, Evidence("hidden_dimension_order", None, None, False, f"{why}; FFN layouts differ", {})
+    hmap, ev = align_hidden(x, y)
+    ev.summary = ev.summary.replace("shared tokens", "FFN rows at the same offsets")
+    ev.details["paired_by"] = f"FFN rows at the same offsets of layers {layers[0]}-{layers[-1]} ({why})"
     return hmap, ev
 
 
@@ -235,6 +259,35 @@ def _values(a, b, hmap, rng) -> tuple[list[Evidence], list]:
     return [ev], cells
 
 
+def _heads(a, b, hmap, budget: Budget, rng, ffn_cells: list) -> list[Evidence]:
+    la, lb = head_layers(a), head_layers(b)
+    sa, sb = a.summary, b.summary
+    if not la or not lb or sa.head_dim != sb.head_dim:
+        return []
+    n_kv = min(sa.n_kv_heads, sb.n_kv_heads)
+    per_head = 2 * sa.head_dim * max(sa.hidden_size or 1, sb.hidden_size or 1) * max(_bytes_per_value(a), _bytes_per_value(b))
+    n = int(min(n_kv, budget.bytes_per_model * HEAD_SHARE // (per_head * max(len(la), len(lb)))))
+    if n < MIN_HEADS:
+        return [Evidence("attention_head_order", None, None, False,
+                         "not run: too few KV heads per layer, or the byte budget does not fit two per layer", {})]
+    first = int(rng.integers(0, n_kv - n + 1))
+    # Layers paired without looking at attention weights, so head counts stay independent under the null.
+    pairs, paired_by = [], "the FFN layer alignment"
+    if ffn_cells:
+        score = layer_scores(ffn_cells, sa.n_layers, sb.n_layers)
+        pairs = [(i, j) for i, j in align_layers(score, 2.0 + math.log10(score.size)).matched if i in la and j in lb]
+    if not pairs:
+        paired_by = "relative depth"
+        pairs = sorted({(i, lb[round(k * (len(lb) - 1) / max(len(la) - 1, 1))]) for k, i in enumerate(la)})
+    index_a, index_b = {x: k for k, x in enumerate(la)}, {x: k for k, x in enumerate(lb)}
+    bases_a = read_head_bases(a, la, first, n, hmap)
+    bases_b = read_head_bases(b, lb, first, n, None)
+    ev = head_order_test(bases_a, bases_b, [(index_a[i], index_b[j]) for i, j in pairs], paired_by)
+    ev.details["layer_pairs"] = [list(p) for p in pairs]
+    ev.details["heads"] = [first, first + n]
+    return [ev]
+
+
 # -- 5. alignment, direction, report --------------------------------------------------------------------------
 
 
@@ -311,7 +364,8 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     hmap, ev_hidden = _hidden(a, b, plan, rng, notes)
     ev_ffn, cells_ffn, cells_k = _ffn(a, b, hmap, plan, rng, notes)
     ev_val, cells_val = _values(a, b, hmap, rng)
-    evidence = [ev_hidden, *ev_ffn, *ev_val, identical_tensors(a, b, seed), honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
+    ev_heads = _heads(a, b, hmap, plan, rng, cells_ffn + cells_k)
+    evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, identical_tensors(a, b, seed), honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
     verdict = decide(evidence)
     alignment = _alignment(a, b, [cells_ffn, cells_val, cells_k], hmap, notes, verdict.label == "related")
     ca, cb = a.cost(), b.cost()

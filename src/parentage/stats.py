@@ -72,3 +72,18 @@ def bonferroni(log10_ps: list[float]) -> float | None:
     if not log10_ps:
         return None
     return _clip(min(log10_ps) + math.log10(len(log10_ps)))
+
+
+def rencontres_pmf(n: int) -> np.ndarray:
+    """P(F = k), k = 0..n, for the fixed points F of a uniformly random permutation of n."""
+    derange = np.cumsum([(-1) ** t / math.factorial(t) for t in range(n + 1)])  # D(r)/r!
+    return np.array([derange[n - k] / math.factorial(k) for k in range(n + 1)])
+
+
+def sum_tail(pmfs: list[np.ndarray], k: int) -> float:
+    """log10 P(F_1 + ... + F_L >= k) for independent counts with the given pmfs (exact, by convolution)."""
+    total = np.array([1.0])
+    for pmf in pmfs:
+        total = np.convolve(total, pmf)
+    tail = float(total[k:].sum()) if k < len(total) else 0.0
+    return _clip(math.log10(tail)) if tail > 0 else LOG10_P_FLOOR
