@@ -110,6 +110,6 @@ def test_console_script_runs_as_a_process(tmp_path):
 
 
 def test_every_command_has_help_with_examples():
-    for command in ("inspect", "compare", "demo"):
+    for command in ("inspect", "compare", "tokenizer", "demo"):
         code, out, _ = _run(command, "--help")
         assert code == 0 and "Example" in out

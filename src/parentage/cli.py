@@ -142,6 +142,38 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None)
 
 
 @cli.command()
+@click.argument("tokenizers", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+@click.option("--efficiency", "with_efficiency", is_flag=True,
+              help="Characters and bytes per token on built-in samples (always on for one tokenizer).")
+@click.option("--text", "files", multiple=True, type=click.Path(dir_okay=False),
+              help="Also measure efficiency on this UTF-8 file (repeatable).")
+def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, files: tuple[str, ...]) -> None:
+    """One tokenizer: efficiency and health. Two: their lineage first. More: every pair, and stitching.
+
+    Each TOKENIZER is a tokenizer file (tokenizer.json, sentencepiece *.model, *.tiktoken, vocab.json with
+    merges.txt beside it, a GGUF file) or a model folder or hub id holding one. Lineage says `identical`,
+    `derived` (extension, id_shift, deletion_append, stitched, re_export, partial) or `unrelated`, from the id
+    gaps a copied vocabulary keeps, never from plain overlap.
+
+    \b
+    Examples:
+      parentage tokenizer ./Llama-3-8B/tokenizer.json
+      parentage tokenizer cl100k_base.tiktoken ./Llama-3-8B --format json
+      parentage tokenizer ./a ./b ./c --efficiency --text my_corpus.txt
+    """
+    from pathlib import Path
+
+    from .tokenizers.report import format_human, tokenizer_report
+
+    doc = tokenizer_report(list(tokenizers), with_efficiency, [Path(f) for f in files])
+    if fmt == "json":
+        _emit_json(doc)
+    else:
+        click.echo(format_human(doc))
+
+
+@cli.command()
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
 def demo(fmt: str) -> None:
     """Run the main job on built-in examples, with no download.

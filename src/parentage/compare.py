@@ -31,7 +31,7 @@ from .evidence.identical import identical_tensors
 from .inspection import format_bytes
 from .evidence.neurons import (agreement_test, index_test, layer_scores, rank_order_test, read_blocks,
                                split_rank_cells, unit_map)
-from .tokenizers import checkpoint_vocab, shared_tokens
+from .tokenizers import checkpoint_vocab, lineage, shared_tokens
 from .verdict import RELATED_LEVEL, decide
 
 DEFAULT_BUDGET_FRACTION = 0.01  # of the bytes each checkpoint holds
@@ -107,9 +107,8 @@ def _finite(ck: Checkpoint, t: Tensor, x: np.ndarray) -> np.ndarray:
 # -- 1. hidden dimensions ------------------------------------------------------------------------------------
 
 
-def _token_pairs(a: Checkpoint, b: Checkpoint, ea: Tensor, eb: Tensor, notes: list[str]) -> np.ndarray:
+def _token_pairs(va, vb, ea: Tensor, eb: Tensor, notes: list[str]) -> np.ndarray:
     """(n, 2) token ids of A and B holding the same byte string."""
-    va, vb = checkpoint_vocab(a), checkpoint_vocab(b)
     if va is not None and vb is not None:
         pairs = np.array(shared_tokens(va, vb), dtype=np.int64).reshape(-1, 2)
         pairs = pairs[(pairs[:, 0] < ea.n_rows) & (pairs[:, 1] < eb.n_rows)]
@@ -134,14 +133,14 @@ def _sample_pairs(pairs: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return np.concatenate([pairs[c * TOKEN_CHUNK:(c + 1) * TOKEN_CHUNK] for c in pick])[:n]
 
 
-def _hidden(a: Checkpoint, b: Checkpoint, budget: Budget, rng, notes: list[str]) -> tuple[HiddenMap, Evidence]:
+def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: list[str]) -> tuple[HiddenMap, Evidence]:
     ea, eb = a.get("embed") or a.get("lm_head"), b.get("embed") or b.get("lm_head")
     d_a, d_b = a.summary.hidden_size or 0, b.summary.hidden_size or 0
     fallback = HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b)
     if ea is None or eb is None:
         return _hidden_from_weights(a, b, rng, "no embedding matrix on one side", fallback)
     d_a, d_b = ea.shape[-1], eb.shape[-1]
-    pairs = _token_pairs(a, b, ea, eb, notes)
+    pairs = _token_pairs(*vocabs, ea, eb, notes)
     if len(pairs) < MIN_SHARED_TOKENS:
         return _hidden_from_weights(a, b, rng, f"only {len(pairs)} shared tokens", fallback)
     per_token = (d_a + d_b) * max(_bytes_per_value(a), _bytes_per_value(b))
@@ -288,6 +287,19 @@ def _heads(a, b, hmap, budget: Budget, rng, ffn_cells: list) -> list[Evidence]:
     return [ev]
 
 
+def _tokenizer_evidence(va, vb) -> list[Evidence]:
+    """Shown beside the weights, never counted: its null (coincidences measured by reflected id gaps) is
+    approximate, and a tokenizer can be copied onto independently trained weights."""
+    if va is None or vb is None:
+        return []
+    doc = lineage(va, vb)
+    kind = f" ({doc['kind']})" if doc["kind"] else ""
+    summary = f"tokenizers: {doc['relation']}{kind}" + (f"; {doc['notes'][0]}" if doc["notes"] else "")
+    details = {k: doc[k] for k in ("relation", "kind", "score", "notes", "shared_tokens", "rank_spearman")}
+    details["core_size"] = doc["core"]["size"]
+    return [Evidence("tokenizer_lineage", None, doc["score"]["value"], False, summary, details)]
+
+
 # -- 5. alignment, direction, report --------------------------------------------------------------------------
 
 
@@ -361,11 +373,13 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     plan = Budget.parse(budget, a, b)
     rng = np.random.default_rng(seed)
     notes: list[str] = []
-    hmap, ev_hidden = _hidden(a, b, plan, rng, notes)
+    vocabs = checkpoint_vocab(a), checkpoint_vocab(b)
+    hmap, ev_hidden = _hidden(a, b, vocabs, plan, rng, notes)
     ev_ffn, cells_ffn, cells_k = _ffn(a, b, hmap, plan, rng, notes)
     ev_val, cells_val = _values(a, b, hmap, rng)
     ev_heads = _heads(a, b, hmap, plan, rng, cells_ffn + cells_k)
-    evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, identical_tensors(a, b, seed), honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
+    evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, identical_tensors(a, b, seed), *_tokenizer_evidence(*vocabs),
+                honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
     verdict = decide(evidence)
     alignment = _alignment(a, b, [cells_ffn, cells_val, cells_k], hmap, notes, verdict.label == "related")
     ca, cb = a.cost(), b.cost()

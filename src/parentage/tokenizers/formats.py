@@ -1,0 +1,362 @@
+"""Every common tokenizer format read into one representation: each token as its raw bytes and id.
+
+Formats: Hugging Face `tokenizer.json` (byte-level BPE; sentencepiece-style BPE and Unigram with `▁` and
+`<0xNN>` byte fallback; WordPiece), sentencepiece `.model` (its protobuf parsed here, no library needed),
+tiktoken rank files (`.tiktoken`: base64 token and rank per line), `vocab.json` + `merges.txt`, and the
+vocabulary embedded in a GGUF file. Special and added control tokens are kept apart: they are names, not text.
+Shipped merge lists are kept only for the health checks: converters disagree on them for the same vocabulary,
+so lineage never relies on them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import FormatError
+from ..refs import read_json
+
+SPM_SPACE = "\u2581"  # sentencepiece's visible space
+_BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+def _byte_level_table() -> dict[str, int]:
+    """GPT-2's printable stand-ins for bytes: printable Latin-1 bytes stand for themselves, the other 68 bytes
+    take the code points from 256 upwards in byte order."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    table = {chr(b): b for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            table[chr(256 + extra)] = b
+            extra += 1
+    return table
+
+
+BYTE_LEVEL = _byte_level_table()
+BYTE_LEVEL_CHAR = {b: c for c, b in BYTE_LEVEL.items()}
+
+
+@dataclass
+class Vocab:
+    source: str  # the file it came from
+    format: str  # "tokenizer.json", "sentencepiece", "tiktoken", "vocab.json", "gguf"
+    model: str  # "bpe", "unigram", "wordpiece"
+    style: str  # how strings map to bytes: "byte_level", "sentencepiece", "wordpiece", "plain"
+    size: int  # ids 0..size-1, special tokens included
+    tokens: dict[int, bytes]  # ordinary tokens: id -> bytes (two ids may hold the same bytes: a health issue)
+    special: dict[int, str] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)  # unigram log-probabilities
+    merges: list[tuple[bytes, bytes]] | None = None  # as shipped, for the health checks only
+    doc: dict | None = None  # the parsed tokenizer.json, when that is the source
+    byte_ids: set[int] = field(default_factory=set)  # sentencepiece <0xNN> byte-fallback pieces
+    added_ids: set[int] = field(default_factory=set)  # added ordinary tokens: matched whole, before the model runs
+
+    def by_bytes(self) -> dict[bytes, int]:
+        """Byte string -> lowest id holding it."""
+        out: dict[bytes, int] = {}
+        for i in sorted(self.tokens):
+            out.setdefault(self.tokens[i], i)
+        return out
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).parent.name + "/" + Path(self.source).name
+
+
+def _decode(token: str, style: str) -> bytes | None:
+    if style == "byte_level":
+        try:
+            return bytes(BYTE_LEVEL[c] for c in token)
+        except KeyError:
+            return None
+    if style == "sentencepiece":
+        m = _BYTE_TOKEN.match(token)
+        return bytes([int(m.group(1), 16)]) if m else token.replace(SPM_SPACE, " ").encode()
+    if style == "wordpiece":
+        return token[2:].encode() if token.startswith("##") else (" " + token).encode()
+    return token.encode()
+
+
+def _style_of(doc: dict) -> str:
+    model = doc.get("model") or {}
+    kinds = set()
+    for key in ("pre_tokenizer", "decoder", "normalizer"):
+        part = doc.get(key) or {}
+        kinds.add(str(part.get("type")))
+        for sub in part.get("pretokenizers", []) + part.get("decoders", []) + part.get("normalizers", []):
+            kinds.add(str(sub.get("type")))
+    if "ByteLevel" in kinds:
+        return "byte_level"
+    if model.get("type") == "WordPiece":
+        return "wordpiece"
+    if model.get("byte_fallback") or "Metaspace" in kinds or model.get("type") == "Unigram" or "Replace" in kinds:
+        return "sentencepiece"
+    return "plain"
+
+
+def _merge_pair(entry, style: str, path: Path) -> tuple[bytes, bytes] | None:
+    left, right = entry.split(" ", 1) if isinstance(entry, str) else entry
+    a, b = _decode(left, style), _decode(right, style)
+    return (a, b) if a is not None and b is not None else None
+
+
+def from_tokenizer_json(path: Path) -> Vocab:
+    doc = read_json(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
+        raise FormatError(path, "no 'model' object: not a Hugging Face tokenizer.json")
+    model = doc["model"]
+    kind = str(model.get("type") or ("BPE" if "merges" in model else "")).lower()
+    raw = model.get("vocab")
+    scores = {}
+    if isinstance(raw, dict):  # BPE, WordPiece: token -> id
+        pairs = [(int(i), t) for t, i in raw.items()]
+    elif isinstance(raw, list):  # Unigram: [token, score] in id order
+        pairs = [(i, entry[0]) for i, entry in enumerate(raw)]
+        scores = {i: float(entry[1]) for i, entry in enumerate(raw)}
+    else:
+        raise FormatError(path, f"model type {model.get('type')!r} has no vocabulary this tool can read")
+    if kind not in ("bpe", "unigram", "wordpiece"):
+        raise FormatError(path, f"unknown tokenizer model type {model.get('type')!r} (expected BPE, Unigram or WordPiece)")
+    special = {int(t["id"]): str(t["content"]) for t in doc.get("added_tokens") or [] if t.get("special")}
+    added = {int(t["id"]): str(t["content"]) for t in doc.get("added_tokens") or [] if not t.get("special")}
+    style = _style_of(doc)
+    tokens = {}
+    byte_ids = {i for i, t in pairs if style == "sentencepiece" and _BYTE_TOKEN.match(t)}
+    for i, t in pairs:
+        if i in special:
+            continue
+        decoded = _decode(t, style)
+        if decoded is not None:
+            tokens[i] = decoded
+        else:  # not a byte-level string: an added control token spelled as text
+            special[i] = t
+    for i, t in added.items():  # added ordinary tokens are text, matched before the model runs
+        if i not in tokens and i not in special:  # the model's own spelling wins when it has the id
+            tokens[i] = t.encode()
+    merges = None
+    if kind == "bpe" and isinstance(model.get("merges"), list):
+        merges = [m for m in (_merge_pair(e, style, path) for e in model["merges"]) if m is not None]
+    ids = [i for i, _ in pairs] + list(special) + list(added)
+    return Vocab(str(path), "tokenizer.json", kind, style, max(ids) + 1 if ids else 0, tokens, special, scores, merges, doc,
+                 byte_ids, set(added) - set(special))
+
+
+def from_vocab_merges(vocab_path: Path, merges_path: Path | None) -> Vocab:
+    doc = read_json(vocab_path)
+    if not isinstance(doc, dict) or not all(isinstance(v, int) for v in doc.values()):
+        raise FormatError(vocab_path, "expected a JSON object mapping tokens to integer ids")
+    tokens, special = {}, {}
+    for t, i in doc.items():
+        decoded = _decode(t, "byte_level")
+        (tokens.__setitem__(i, decoded) if decoded is not None else special.__setitem__(i, t))
+    merges = None
+    if merges_path is not None:
+        merges = []
+        for n, line in enumerate(merges_path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or line.startswith("#version"):
+                continue
+            parts = line.split(" ")
+            if len(parts) != 2:
+                raise FormatError(merges_path, f"line {n}: expected two tokens separated by one space")
+            pair = _merge_pair(parts, "byte_level", merges_path)
+            if pair is not None:
+                merges.append(pair)
+    return Vocab(str(vocab_path), "vocab.json", "bpe", "byte_level", max(doc.values(), default=-1) + 1, tokens, special,
+                 merges=merges)
+
+
+def from_tiktoken(path: Path) -> Vocab:
+    tokens: dict[int, bytes] = {}
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split()
+            try:
+                if len(parts) != 2:
+                    raise ValueError("expected a base64 token and a rank")
+                token, rank = base64.b64decode(parts[0], validate=True), int(parts[1])
+            except (ValueError, binascii.Error) as e:
+                raise FormatError(path, f"line {n}: not a tiktoken rank line ({e})") from None
+            if rank in tokens:
+                raise FormatError(path, f"line {n}: rank {rank} appears twice")
+            tokens[rank] = token
+    if not tokens:
+        raise FormatError(path, "no token lines")
+    return Vocab(str(path), "tiktoken", "bpe", "byte_level", max(tokens) + 1, tokens)
+
+
+# -- sentencepiece: a protobuf read by hand (ModelProto: 1 = repeated SentencePiece, 2 = TrainerSpec) ----------
+
+SPM_TYPES = {1: "normal", 2: "unknown", 3: "control", 4: "user_defined", 5: "unused", 6: "byte"}
+SPM_MODELS = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
+
+
+def _varint(buf: bytes, pos: int, path: Path) -> tuple[int, int]:
+    out = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise FormatError(path, "truncated or invalid protobuf varint")
+        b = buf[pos]
+        pos += 1
+        out |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return out, pos
+
+
+def _fields(buf: bytes, path: Path):
+    """(field number, wire type, value) of one protobuf message; length-delimited values as bytes."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos, path)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos, path)
+        elif wire == 1:
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            n, pos = _varint(buf, pos, path)
+            value, pos = buf[pos:pos + n], pos + n
+        elif wire == 5:
+            value, pos = buf[pos:pos + 4], pos + 4
+        else:
+            raise FormatError(path, f"unsupported protobuf wire type {wire}")
+        if pos > len(buf):
+            raise FormatError(path, "truncated protobuf message")
+        yield number, wire, value
+
+
+def from_sentencepiece(path: Path) -> Vocab:
+    buf = path.read_bytes()
+    tokens, special, scores, byte_ids = {}, {}, {}, set()
+    model_type = "unigram"
+    i = 0
+    for number, wire, value in _fields(buf, path):
+        if number == 1 and wire == 2:
+            piece, score, kind = "", 0.0, 1
+            for n2, w2, v2 in _fields(value, path):
+                if n2 == 1 and w2 == 2:
+                    try:
+                        piece = v2.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise FormatError(path, f"piece {i} is not UTF-8") from None
+                elif n2 == 2 and w2 == 5:
+                    score = struct.unpack("<f", v2)[0]
+                elif n2 == 3 and w2 == 0:
+                    kind = v2
+            if SPM_TYPES.get(kind) in ("normal", "byte", "user_defined"):
+                tokens[i] = _decode(piece, "sentencepiece")
+                if SPM_TYPES.get(kind) == "byte":
+                    byte_ids.add(i)
+            else:
+                special[i] = piece
+            scores[i] = score
+            i += 1
+        elif number == 2 and wire == 2:
+            for n2, w2, v2 in _fields(value, path):
+                if n2 == 3 and w2 == 0:
+                    model_type = SPM_MODELS.get(v2, "unigram")
+    if not i:
+        raise FormatError(path, "no pieces: not a sentencepiece model")
+    return Vocab(str(path), "sentencepiece", model_type, "sentencepiece", i, tokens, special, scores, byte_ids=byte_ids)
+
+
+def from_gguf(reader) -> Vocab | None:
+    if "tokenizer.ggml.tokens" not in reader.metadata:
+        return None
+    strings = reader.strings("tokenizer.ggml.tokens")
+    types = reader.metadata.get("tokenizer.ggml.token_type")
+    model = str(reader.metadata.get("tokenizer.ggml.model", ""))
+    style = {"gpt2": "byte_level", "llama": "sentencepiece", "bert": "wordpiece"}.get(model, "plain")
+    kind = {"gpt2": "bpe", "llama": "unigram" if "tokenizer.ggml.merges" not in reader.metadata else "bpe",
+            "bert": "wordpiece"}.get(model, "bpe")
+    tokens, special, byte_ids = {}, {}, set()
+    for i, t in enumerate(strings):
+        token_type = int(types[i]) if types is not None and i < len(types) else 1
+        if token_type == 6:
+            byte_ids.add(i)
+        decoded = _decode(t, style) if token_type in (1, 4, 6) else None  # normal, user-defined, byte
+        (tokens.__setitem__(i, decoded) if decoded is not None else special.__setitem__(i, t))
+    return Vocab(str(reader.path), "gguf", kind, style, len(strings), tokens, special, byte_ids=byte_ids)
+
+
+# -- finding and loading --------------------------------------------------------------------------------------
+
+
+def load_file(path: Path) -> Vocab:
+    """One tokenizer file, recognised by name and content."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(path, "no such tokenizer file")
+    name = path.name
+    if name.endswith(".tiktoken"):
+        return from_tiktoken(path)
+    if name.endswith(".model"):
+        return from_sentencepiece(path)
+    if name == "vocab.json" or (name.endswith(".json") and (path.parent / "merges.txt").is_file()
+                                and name != "tokenizer.json"):
+        merges = path.parent / "merges.txt"
+        return from_vocab_merges(path, merges if merges.is_file() else None)
+    if name.endswith(".gguf"):
+        from ..readers.gguf import GGUFFile
+
+        with GGUFFile(path) as r:
+            vocab = from_gguf(r)
+        if vocab is None:
+            raise FormatError(path, "this GGUF file carries no tokenizer.ggml.tokens")
+        return vocab
+    if name.endswith(".json"):
+        return from_tokenizer_json(path)
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if re.match(rb"^[A-Za-z0-9+/=]+ \d+\r?\n", head):
+        return from_tiktoken(path)
+    raise FormatError(path, "not a tokenizer format this tool reads (tokenizer.json, *.model, *.tiktoken, "
+                            "vocab.json + merges.txt, GGUF)")
+
+
+FOLDER_ORDER = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json")
+
+
+def load_tokenizer(ref: str | Path) -> Vocab:
+    """A tokenizer file, a folder holding one, or a model reference (folder, hub id) whose tokenizer to read."""
+    path = Path(ref)
+    if path.is_file():
+        return load_file(path)
+    if path.is_dir():
+        for name in FOLDER_ORDER:
+            if (path / name).is_file():
+                return load_file(path / name)
+        found = sorted(path.glob("*.tiktoken")) + sorted(path.glob("*.gguf"))
+        if found:
+            return load_file(found[0])
+        raise FormatError(path, "no tokenizer file (tokenizer.json, tokenizer.model, *.tiktoken, vocab.json, GGUF)")
+    from ..refs import resolve
+
+    resolved = resolve(str(ref))
+    return load_tokenizer(resolved.root)
+
+
+def checkpoint_vocab(ckpt) -> Vocab | None:
+    """The vocabulary shipped with a checkpoint, or None when it ships none this module reads."""
+    files = {p.name: p for p in ckpt.tokenizer_files()}
+    for name in FOLDER_ORDER:
+        if name in files:
+            return load_file(files[name])
+    for r in ckpt.weights.readers:
+        if r.format == "gguf":
+            return from_gguf(r)
+    return None
+
+
+def shared_tokens(a: Vocab, b: Vocab) -> list[tuple[int, int]]:
+    """(id in A, id in B) for every ordinary byte string both vocabularies hold, in A's id order."""
+    in_b = b.by_bytes()
+    return [(ia, in_b[s]) for s, ia in sorted(a.by_bytes().items(), key=lambda kv: kv[1]) if s in in_b]
