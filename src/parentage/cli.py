@@ -119,7 +119,9 @@ def _budget(ctx, param, value):
 @click.option("--budget", callback=_budget, metavar="SIZE",
               help="Bytes each checkpoint may be read for: '1%' of the larger one, '500MB', '2GB'. "
                    "Default: 1% (at least 64 MB). More bytes read B's FFNs whole for the permutation-invariant test.")
-def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None) -> None:
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a self-contained HTML report (plots inline; opens without network).")
+def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None, html_path: str | None) -> None:
     """Test whether MODEL_B shares weight ancestry with MODEL_A, explain what changed, and say how sure.
 
     Each model is anything `parentage inspect` accepts. The verdict is `related` when the counted tests
@@ -135,10 +137,16 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None)
     from .compare import compare as run, format_human
 
     doc = run(model_a, model_b, seed=seed, budget=budget)
+    if html_path:
+        from .report.html import render_compare, write
+
+        write(html_path, render_compare(doc))
     if fmt == "json":
         _emit_json(doc)
     else:
         click.echo(format_human(doc))
+        if html_path:
+            click.echo(f"\nreport: {html_path}")
 
 
 @cli.command()
@@ -148,7 +156,10 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None)
               help="Characters and bytes per token on built-in samples (always on for one tokenizer).")
 @click.option("--text", "files", multiple=True, type=click.Path(dir_okay=False),
               help="Also measure efficiency on this UTF-8 file (repeatable).")
-def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, files: tuple[str, ...]) -> None:
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a self-contained HTML report.")
+def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, files: tuple[str, ...],
+              html_path: str | None) -> None:
     """One tokenizer: efficiency and health. Two: their lineage first. More: every pair, and stitching.
 
     Each TOKENIZER is a tokenizer file (tokenizer.json, sentencepiece *.model, *.tiktoken, vocab.json with
@@ -166,7 +177,11 @@ def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, file
 
     from .tokenizers.report import format_human, tokenizer_report
 
-    doc = tokenizer_report(list(tokenizers), with_efficiency, [Path(f) for f in files])
+    doc = tokenizer_report(list(tokenizers), with_efficiency or bool(html_path), [Path(f) for f in files])
+    if html_path:
+        from .report.html import render_tokenizer, write
+
+        write(html_path, render_tokenizer(doc))
     if fmt == "json":
         _emit_json(doc)
     else:
@@ -175,29 +190,46 @@ def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, file
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
-def demo(fmt: str) -> None:
-    """Run the main job on built-in examples, with no download.
+@click.option("--zoo", "zoo_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Use this built zoo instead of the one in the cache.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the HTML reports (default: the parentage cache).")
+def demo(fmt: str, zoo_dir: str | None, out_dir: str | None) -> None:
+    """Run the main job on built-in examples, with no download, and write HTML reports.
 
-    Writes three small llama-shaped checkpoints into the parentage cache (PARENTAGE_CACHE, default
-    ~/.cache/parentage): a base model, a copy of it with noise added and a layer inserted, and an independent
-    model; then compares the base with each.
+    With the `zoo` extra (torch) installed, builds the ci-size zoo into the parentage cache on first use
+    (PARENTAGE_CACHE, default ~/.cache/parentage; a few minutes, then reused) and compares a base model with a
+    model derived from it by every trick at once, and with a student distilled from it. Without torch, uses
+    small numpy-generated models instead. Prints both verdicts and the paths of the two reports.
 
     \b
-    Example:
+    Examples:
       parentage demo
+      parentage demo --out ./reports
     """
-    from .compare import compare as run, format_human
-    from .demo import demo_models
+    from pathlib import Path
 
-    base, derived, independent = demo_models()
-    docs = [run(str(base), str(derived)), run(str(base), str(independent))]
+    from .compare import compare as run, format_human
+    from .constants import cache_dir
+    from .demo import zoo_pairs
+    from .report.html import render_compare, write
+
+    pairs, origin = zoo_pairs(Path(zoo_dir) if zoo_dir else None, log=lambda m: click.echo(m, err=True))
+    out = Path(out_dir) if out_dir else cache_dir() / "demo" / "reports"
+    docs, paths = [], []
+    for k, (title, a, b) in enumerate(pairs):
+        doc = run(str(a), str(b))
+        docs.append(doc)
+        paths.append(write(out / f"{('derived', 'independent')[k]}.html", render_compare(doc)))
     if fmt == "json":
-        _emit_json({"comparisons": docs})
+        _emit_json({"comparisons": docs, "reports": [str(p) for p in paths], "models": origin})
         return
-    for title, doc in zip(("derived pair", "independent pair"), docs):
+    for (title, _, _), doc in zip(pairs, docs):
         click.echo(f"== {title} ==")
         click.echo(format_human(doc) + "\n")
-    click.echo(f"(demo checkpoints in {base.parent})")
+    click.echo(f"models: {origin}")
+    for p in paths:
+        click.echo(f"report: {p}")
 
 
 @cli.group()

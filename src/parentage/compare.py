@@ -20,6 +20,7 @@ import numpy as np
 from . import __version__
 from .align import LayerAlignment, align_layers
 from .checkpoint import Checkpoint, Tensor
+from .circumstantial import circumstantial
 from .declared import declared_lineage
 from .errors import FormatError
 from .evidence import Evidence
@@ -392,6 +393,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
         "alignment": alignment,
         "direction": _direction(a, b, verdict.label),
         "declared": {"A": declared_lineage(a), "B": declared_lineage(b)},
+        "circumstantial": circumstantial(a, b, verdict.label),
         "seed": seed,
         "budget_bytes_per_model": plan.bytes_per_model,
         "cost": {"bytes_read": ca["bytes_read"] + cb["bytes_read"], "bytes_total": ca["bytes_total"] + cb["bytes_total"],
@@ -437,6 +439,9 @@ def format_human(doc: dict) -> str:
     for e in doc["evidence"]:
         lp = "    -" if e["log10_p"] is None else f"{e['log10_p']:8.1f}"
         lines.append(f"  {e['name']:<30} {lp:>8}  {'yes' if e['counted'] else 'no':<7}  {e['summary']}")
+    said = doc.get("circumstantial", {}).get("declared_vs_observed", [])
+    if said:
+        lines += [""] + [f"  {line}" for line in said]
     al = doc["alignment"]
     if al.get("layers"):
         matched = [f"{i}->{j}" for i, j in al["layers"] if i is not None and j is not None]

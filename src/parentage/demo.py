@@ -55,3 +55,38 @@ def demo_models() -> tuple[Path, Path, Path]:
     _write(derived_dir, _derived(base, fresh, np.random.default_rng(1)), SHAPE.n_layers + 1)
     _write(indep_dir, random_state_dict("llama", SHAPE, seed=1), SHAPE.n_layers)
     return base_dir, derived_dir, indep_dir
+
+
+def zoo_pairs(zoo_dir: Path | None = None, log=None) -> tuple[list[tuple[str, Path, Path]], str]:
+    """(title, A, B) pairs to compare, and where they came from.
+
+    With the `zoo` extra installed: the ci-size zoo, built into the cache on first use (a few minutes) or taken
+    from `zoo_dir`; the pairs are a derived model that went through every trick at once (continued training,
+    FFN widened, a layer inserted, tokenizer replaced) and a student distilled from the base (behaves alike,
+    independent weights). Without it: the numpy-only models of `demo_models`.
+    """
+    import importlib.util
+    import json
+
+    if zoo_dir is None and importlib.util.find_spec("torch") is None:
+        base, derived, independent = demo_models()
+        return [("derived pair", base, derived), ("independent pair", base, independent)], (
+            "numpy-generated models (install parentage[zoo] for the trained zoo)")
+    if zoo_dir is None:
+        from .zoo.build import build_zoo
+
+        zoo_dir = cache_dir() / "zoo-ci"
+        build_zoo(zoo_dir, size="ci", seed=0, log=log)
+    manifest = json.loads((Path(zoo_dir) / "manifest.json").read_text())
+    models = manifest["models"]
+    base = next(n for n, m in models.items() if m["recipe"] == "base")
+
+    def path(name: str) -> Path:
+        return Path(zoo_dir) / models[name]["path"]
+
+    derived = next((n for n, m in models.items() if m["recipe"] == "combined" and base in m.get("parents", [])),
+                   next(n for n, m in models.items() if base in m.get("parents", [])))
+    other = next((n for n, m in models.items() if m["recipe"] == "distill"),
+                 next(n for n, m in models.items() if m["recipe"] == "base" and n != base))
+    return [(f"derived pair ({derived})", path(base), path(derived)),
+            (f"independent pair ({other})", path(base), path(other))], f"the ci-size zoo in {zoo_dir}"

@@ -1,0 +1,178 @@
+"""Self-contained HTML reports: one file, inline CSS and SVG, nothing fetched when it is opened.
+
+Templates are rendered by jinja2 with autoescaping on (checkpoint metadata is untrusted text). The page holds
+no timings, so the same inputs and seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from . import plots
+
+MEANING = {
+    "related": "The weights of B share ancestry with A: an independent initialisation would produce what was "
+               "observed with a probability of about 10^{p} or less. One checkpoint was derived from the other, "
+               "or both from a common parent.",
+    "unrelated": "No sign of shared ancestry, in tests that would have found it had one model been derived from "
+                 "the other (including after re-parameterisation, layer surgery or further training).",
+    "inconclusive": "The comparison could not decide: nothing comparable could be tested with enough power, or the "
+                    "evidence is too weak for a claim. This is not evidence of independence.",
+}
+
+STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.45;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.verdict{padding:1rem 1.2rem;border-radius:6px;margin:1rem 0}
+.related{background:#fde8e4;border-left:6px solid #d8452b}.unrelated{background:#e6f2ea;border-left:6px solid #2e8b57}
+.inconclusive{background:#f3f0e0;border-left:6px solid #b59a24}
+.label{font-size:1.4rem;font-weight:700;text-transform:uppercase;letter-spacing:.03em}
+table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.5rem 0}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
+th{background:#f6f6f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.muted{color:#777}.no{color:#999}.plots{display:flex;flex-wrap:wrap;gap:1.5rem;align-items:flex-start}
+.plots svg{max-width:100%;height:auto}code{background:#f4f4f4;padding:0 .2rem;border-radius:3px}
+ul{margin:.3rem 0}
+"""
+
+COMPARE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>parentage: {{ a.ref }} vs {{ b.ref }}</title>
+<style>{{ style }}</style></head><body>
+<h1>Weight lineage report</h1>
+<div class="muted">A: <code>{{ a.ref }}</code> &nbsp; B: <code>{{ b.ref }}</code></div>
+<div class="verdict {{ v.label }}"><div class="label">{{ v.label }}</div>
+<div>combined log10 p = {{ "n/a" if v.log10_p is none else "%.1f"|format(v.log10_p) }}</div>
+<p>{{ meaning }}</p><p class="muted">{{ v.summary }}</p></div>
+{% if said %}<ul>{% for line in said %}<li><strong>{{ line }}</strong></li>{% endfor %}</ul>{% endif %}
+
+<h2>Evidence</h2>
+<p class="muted">Only tests with a calibrated null count towards the verdict. Baselines are shown so that a reader
+sees what they say and why they mislead; they never count.</p>
+<table><tr><th>test</th><th>log10 p</th><th>counted</th><th>effect</th><th>what it found</th></tr>
+{% for e in evidence %}<tr><td><code>{{ e.name }}</code></td>
+<td class="num">{{ "-" if e.log10_p is none else "%.1f"|format(e.log10_p) }}</td>
+<td class="{{ '' if e.counted else 'no' }}">{{ "yes" if e.counted else "no" }}</td>
+<td class="num">{{ "-" if e.effect is none else "%.3g"|format(e.effect) }}</td><td>{{ e.summary }}</td></tr>{% endfor %}
+</table>
+
+<h2>Alignment: what changed</h2>
+{% if notes %}<ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% else %}<p class="muted">No structural change found.</p>{% endif %}
+<p class="muted">Direction: {{ direction.basis }}</p>
+{% if heatmap %}<div class="plots"><div>{{ heatmap|safe }}<div class="muted">Evidence per (layer of A, layer of B) cell; the line is the chosen monotone alignment.</div></div>
+<div>{{ bars|safe }}<div class="muted">Evidence per layer of A along the alignment.</div></div></div>{% endif %}
+{% if units %}<h3>Experts and FFNs</h3><table><tr><th>unit of B</th><th>came from (A)</th><th>log10 p</th></tr>
+{% for u in units %}<tr><td>{{ u.b }}</td><td>{{ u.a }}</td><td class="num">{{ u.log10_p }}</td></tr>{% endfor %}</table>{% endif %}
+
+<h2>Tokenizers</h2>
+{% if tok %}<p>{{ tok.summary }}</p><p class="muted">Shown, not counted: a tokenizer can be copied onto independently
+trained weights, and replaced on derived ones.</p>{% else %}<p class="muted">No readable tokenizer on one side.</p>{% endif %}
+
+<h2>Why the HonestAGI statistic misleads</h2>
+<p>Per-layer standard deviations of the attention matrices, correlated across depth: value
+{{ "n/a" if honest is none else "%.2f"|format(honest.effect or 0) }} on this pair. Depth profiles of weight scale are
+shaped by architecture and optimiser, so unrelated models of similar recipe score high too{% if refs_note %} ({{ refs_note }}){% endif %}.</p>
+{% if std_plot %}<div class="plots">{{ std_plot|safe }}</div>{% endif %}
+
+<h2>Circumstantial evidence (never counted)</h2>
+{% if circ.config_differences %}<table><tr><th>config field</th><th>A</th><th>B</th></tr>
+{% for d in circ.config_differences %}<tr><td>{{ d.field }}</td><td>{{ d.A }}</td><td>{{ d.B }}</td></tr>{% endfor %}</table>
+{% else %}<p class="muted">Configs agree on every field compared.</p>{% endif %}
+<ul><li>declared bases: A {{ circ.declared_bases.A or "none" }}; B {{ circ.declared_bases.B or "none" }}</li>
+<li><code>_name_or_path</code>: A {{ circ.name_or_path.A }}; B {{ circ.name_or_path.B }}</li>
+<li><code>auto_map</code>: A {{ circ.auto_map.A }}; B {{ circ.auto_map.B }}</li>
+{% for side in ["A", "B"] %}{% for f in circ.code[side] %}<li>{{ side }} ships <code>{{ f.file }}</code> (parsed, never run):
+classes {{ f.classes|join(", ") or "none" }}{% if f.copyright %}; {{ f.copyright|join("; ") }}{% endif %}{% if f.error %}; {{ f.error }}{% endif %}</li>{% endfor %}{% endfor %}</ul>
+
+<h2>Inputs and reproduction</h2>
+<table><tr><th></th><th>ref</th><th>format</th><th>family</th><th>layers</th><th>hidden</th><th>FFN</th><th>experts</th><th>vocab</th><th>bytes read / held</th></tr>
+{% for label, i, c in inputs %}<tr><td>{{ label }}</td><td><code>{{ i.ref }}</code></td><td>{{ i.format }}</td><td>{{ i.arch }}</td>
+<td class="num">{{ i.n_layers }}</td><td class="num">{{ i.hidden_size }}</td><td class="num">{{ i.intermediate_size }}</td>
+<td class="num">{{ i.n_experts or "-" }}</td><td class="num">{{ i.vocab_size }}</td>
+<td class="num">{{ "{:,}".format(c.bytes_read) }} / {{ "{:,}".format(c.bytes_total) }}</td></tr>{% endfor %}</table>
+<p class="muted">parentage {{ tool.version }}, seed {{ seed }}, budget {{ "{:,}".format(budget) }} bytes per model.
+Rerun: <code>parentage compare {{ a.ref }} {{ b.ref }} --seed {{ seed }}</code></p>
+</body></html>
+"""
+
+TOKENIZER = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>parentage: tokenizers</title><style>{{ style }}</style></head><body>
+<h1>Tokenizer report</h1>
+{% if doc.get("relation") %}<div class="verdict {{ 'related' if doc.relation != 'unrelated' else 'unrelated' }}">
+<div class="label">{{ doc.relation }}{% if doc.kind %} ({{ doc.kind }}){% endif %}</div>
+{% for n in doc.notes %}<p>{{ n }}</p>{% endfor %}
+<p class="muted">Preserved id gaps: {{ "{:,}".format(doc.score.preserved) }} of {{ "{:,}".format(doc.score.pairs) }} consecutive
+shared multi-byte tokens; coincidences expected {{ doc.score.null.expected }}; log10 p {{ doc.score.log10_p }}.
+Shared tokens {{ "{:,}".format(doc.shared_tokens) }}, rank correlation {{ doc.rank_spearman }}: overlap and rank
+correlation alone are not evidence.</p></div>
+{% if idmap %}<div class="plots">{{ idmap|safe }}</div>{% endif %}{% endif %}
+{% if doc.get("pairs") %}<h2>Every pair</h2><table><tr><th>A</th><th>B</th><th>relation</th><th>kind</th></tr>
+{% for p in doc.pairs %}<tr><td>{{ p.a }}</td><td>{{ p.b }}</td><td>{{ p.relation }}</td><td>{{ p.kind or "" }}</td></tr>{% endfor %}</table>
+{% for s in doc.stitched %}<p><strong>{{ s.tokenizer }}</strong> is stitched from {{ s.parents[0] }} and {{ s.parents[1] }}.</p>{% endfor %}{% endif %}
+<h2>Tokenizers</h2><table><tr><th>ref</th><th>format</th><th>model</th><th>ids</th><th>ordinary</th><th>special</th></tr>
+{% for t in doc.tokenizers %}<tr><td><code>{{ t.ref }}</code></td><td>{{ t.format }}</td><td>{{ t.model }}</td>
+<td class="num">{{ "{:,}".format(t.size) }}</td><td class="num">{{ "{:,}".format(t.ordinary_tokens) }}</td><td class="num">{{ t.special_tokens }}</td></tr>{% endfor %}</table>
+{% if doc.get("efficiency") %}<h2>Efficiency</h2><div class="plots">{{ eff_plot|safe }}</div>
+<table><tr><th>tokenizer</th>{% for r in doc.efficiency[0].samples %}<th>{{ r.sample }}</th>{% endfor %}</tr>
+{% for e in doc.efficiency %}<tr><td><code>{{ e.ref }}</code></td>{% for r in e.samples %}<td class="num">{{ "%.2f"|format(r.chars_per_token) }}
+{% if r.about_one_token_per_char %}<strong>(one per char)</strong>{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>
+<p class="muted">Characters per token; below the dashed line a tokenizer spends about one token per character.</p>{% endif %}
+<h2>Health</h2>{% for t, h in health %}<h3><code>{{ t.ref }}</code></h3>
+{% if h.ok %}<p>No problems found.</p>{% else %}<ul>{% for name, f in h.findings.items() %}{% if f.count %}
+<li>{{ "{:,}".format(f.count) }} {{ name.replace("_", " ") }}{% if f.examples %}: {{ f.examples[:5] }}{% endif %}</li>{% endif %}{% endfor %}</ul>{% endif %}{% endfor %}
+<p class="muted">parentage {{ doc.tool.version }}</p>
+</body></html>
+"""
+
+
+def _env():
+    import jinja2
+
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def render_compare(doc: dict, references: dict[str, dict] | None = None) -> str:
+    """The compare report. `references`: std profiles of unrelated models of the same shape, when at hand."""
+    al = doc["alignment"]
+    by_name = {e["name"]: e for e in doc["evidence"]}
+    honest = by_name.get("baseline_honestagi_std_profile")
+    profiles = (honest or {}).get("details", {}).get("profiles") or {}
+    heatmap = bars = None
+    if al.get("score_matrix"):
+        heatmap = plots.layer_heatmap(al["score_matrix"], al.get("layers"))
+        bars = plots.layer_bars(al["score_matrix"], al.get("layers"))
+    refs_note = None
+    if references:
+        refs_note = "dashed: " + ", ".join(references) + ", unrelated to both"
+    return _env().from_string(COMPARE).render(
+        style=STYLE, a=doc["inputs"][0], b=doc["inputs"][1], v=doc["verdict"], meaning=MEANING[doc["verdict"]["label"]]
+        .replace("{p}", "%.0f" % (doc["verdict"]["log10_p"] or 0)), said=doc.get("circumstantial", {}).get("declared_vs_observed", []),
+        evidence=doc["evidence"], notes=al["notes"], direction=doc["direction"], heatmap=heatmap, bars=bars,
+        units=al.get("units") or [], tok=by_name.get("tokenizer_lineage"), honest=honest, refs_note=refs_note,
+        std_plot=plots.std_profiles(profiles, references) if profiles else None, circ=doc["circumstantial"],
+        inputs=list(zip("AB", doc["inputs"], doc["cost"]["per_input"])), tool=doc["tool"], seed=doc["seed"],
+        budget=doc["budget_bytes_per_model"])
+
+
+def render_tokenizer(doc: dict) -> str:
+    idmap = None
+    if doc.get("relation") and doc.get("core", {}).get("runs"):
+        idmap = plots.id_map(doc["core"]["runs"], doc["tokenizers"][0]["size"], doc["tokenizers"][1]["size"])
+    eff = plots.efficiency_bars(doc["efficiency"]) if doc.get("efficiency") else None
+    return _env().from_string(TOKENIZER).render(style=STYLE, doc=doc, idmap=idmap, eff_plot=eff,
+                                                health=list(zip(doc["tokenizers"], doc["health"])))
+
+
+def write(path: str | Path, html: str) -> Path:
+    """Atomic: a half-written report never replaces a good one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

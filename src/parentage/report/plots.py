@@ -1,0 +1,112 @@
+"""Inline SVG plots for the HTML reports (matplotlib, Agg backend, deterministic output).
+
+Determinism: no dates in the SVG metadata, a fixed hash salt for element ids, text kept as text; the same
+document gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "parentage", "svg.fonttype": "none", "font.size": 9,
+                         "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": "parentage"})
+    _pyplot().close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG sits inside HTML
+
+
+def layer_heatmap(score: list[list[float]], pairs: list[list[int | None]] | None) -> str:
+    """-log10 p of every (layer of A, layer of B) cell, with the chosen monotone alignment drawn on it."""
+    plt = _pyplot()
+    s = np.array(score, dtype=float)  # (n_a, n_b)
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    im = ax.imshow(np.minimum(s, 300), cmap="viridis", origin="upper", aspect="auto", interpolation="nearest")
+    if pairs:
+        matched = [(i, j) for i, j in pairs if i is not None and j is not None]
+        if matched:
+            ax.plot([j for _, j in matched], [i for i, _ in matched], "o-", color="#ff5a36", ms=4, lw=1.5,
+                    label="alignment")
+            ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.set_xlabel("layer of B")
+    ax.set_ylabel("layer of A")
+    fig.colorbar(im, ax=ax, label="evidence, -log10 p")
+    return _svg(fig)
+
+
+def layer_bars(score: list[list[float]], pairs: list[list[int | None]] | None) -> str:
+    """Evidence per layer of A along the alignment (0 for layers with no counterpart)."""
+    plt = _pyplot()
+    s = np.array(score, dtype=float)
+    per_a = np.zeros(s.shape[0])
+    for i, j in pairs or []:
+        if i is not None and j is not None:
+            per_a[i] = s[i, j]
+    fig, ax = plt.subplots(figsize=(5.6, 2.2))
+    ax.bar(np.arange(len(per_a)), np.minimum(per_a, 300), color="#3a6ea5")
+    ax.set_xlabel("layer of A")
+    ax.set_ylabel("-log10 p")
+    return _svg(fig)
+
+
+def std_profiles(profiles: dict[str, dict[str, list[float]]], extra: dict[str, dict[str, list[float]]] | None = None) -> str:
+    """The HonestAGI statistic drawn: per-layer std of Q, K, V, O for A and B (and unrelated references)."""
+    plt = _pyplot()
+    roles = sorted(profiles)
+    fig, axes = plt.subplots(1, max(len(roles), 1), figsize=(2.4 * max(len(roles), 1), 2.3), squeeze=False)
+    for ax, role in zip(axes[0], roles):
+        for label, color in (("a", "#3a6ea5"), ("b", "#ff5a36")):
+            y = profiles[role][label]
+            ax.plot(np.linspace(0, 1, len(y)), y, color=color, lw=1.6, label="A" if label == "a" else "B")
+        for name, prof in (extra or {}).items():
+            if role in prof:
+                y = prof[role]
+                ax.plot(np.linspace(0, 1, len(y)), y, color="#999999", lw=1, ls="--", label=name)
+        ax.set_title(role.replace("attn_", "").upper(), fontsize=9)
+        ax.set_xlabel("relative depth")
+    axes[0][0].set_ylabel("std of weights")
+    axes[0][0].legend(fontsize=7, frameon=False)
+    return _svg(fig)
+
+
+def id_map(runs: list[list[int]], size_a: int, size_b: int) -> str:
+    """Tokenizer lineage: the copied core's runs, id in A against id in B."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    for a0, a1, off, _ in runs:
+        ax.plot([a0, a1], [a0 + off, a1 + off], color="#3a6ea5", lw=2)
+    ax.set_xlim(0, max(size_a, 1))
+    ax.set_ylim(0, max(size_b, 1))
+    ax.set_xlabel("token id in A")
+    ax.set_ylabel("token id in B")
+    return _svg(fig)
+
+
+def efficiency_bars(rows: list[dict]) -> str:
+    """Characters per token per sample, one group of bars per tokenizer."""
+    plt = _pyplot()
+    samples = [r["sample"] for r in rows[0]["samples"]]
+    fig, ax = plt.subplots(figsize=(5.6, 2.6))
+    width = 0.8 / max(len(rows), 1)
+    for k, row in enumerate(rows):
+        ax.bar(np.arange(len(samples)) + k * width, [r["chars_per_token"] for r in row["samples"]], width,
+               label=row["ref"][-30:])
+    ax.axhline(1.15, color="#999999", ls="--", lw=1)
+    ax.set_xticks(np.arange(len(samples)) + 0.4 - width / 2, samples)
+    ax.set_ylabel("characters per token")
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)
