@@ -121,7 +121,10 @@ def _budget(ctx, param, value):
                    "Default: 1% (at least 64 MB). More bytes read B's FFNs whole for the permutation-invariant test.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML report (plots inline; opens without network).")
-def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None, html_path: str | None) -> None:
+@click.option("--reference", "references", multiple=True, metavar="MODEL",
+              help="A model unrelated to both, whose std profiles the report draws beside A's and B's (repeatable).")
+def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None, html_path: str | None,
+            references: tuple[str, ...]) -> None:
     """Test whether MODEL_B shares weight ancestry with MODEL_A, explain what changed, and say how sure.
 
     Each model is anything `parentage inspect` accepts. The verdict is `related` when the counted tests
@@ -136,11 +139,12 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
     """
     from .compare import compare as run, format_human
 
-    doc = run(model_a, model_b, seed=seed, budget=budget)
+    progress = fmt == "human" and sys.stderr.isatty()
+    doc = run(model_a, model_b, seed=seed, budget=budget, progress=progress)
     if html_path:
-        from .report.html import render_compare, write
+        from .report.html import reference_profiles, render_compare, write
 
-        write(html_path, render_compare(doc))
+        write(html_path, render_compare(doc, reference_profiles(references, seed)))
     if fmt == "json":
         _emit_json(doc)
     else:
@@ -212,15 +216,16 @@ def demo(fmt: str, zoo_dir: str | None, out_dir: str | None) -> None:
     from .compare import compare as run, format_human
     from .constants import cache_dir
     from .demo import zoo_pairs
-    from .report.html import render_compare, write
+    from .report.html import reference_profiles, render_compare, write
 
-    pairs, origin = zoo_pairs(Path(zoo_dir) if zoo_dir else None, log=lambda m: click.echo(m, err=True))
+    pairs, origin, refs = zoo_pairs(Path(zoo_dir) if zoo_dir else None, log=lambda m: click.echo(m, err=True))
     out = Path(out_dir) if out_dir else cache_dir() / "demo" / "reports"
     docs, paths = [], []
+    references = reference_profiles([str(r) for r in refs])
     for k, (title, a, b) in enumerate(pairs):
         doc = run(str(a), str(b))
         docs.append(doc)
-        paths.append(write(out / f"{('derived', 'independent')[k]}.html", render_compare(doc)))
+        paths.append(write(out / f"{('derived', 'independent')[k]}.html", render_compare(doc, references)))
     if fmt == "json":
         _emit_json({"comparisons": docs, "reports": [str(p) for p in paths], "models": origin})
         return

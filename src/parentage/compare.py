@@ -12,6 +12,7 @@ Order of work (DESIGN: align, then test; read only what you need):
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 
@@ -369,18 +370,36 @@ def _input(ck: Checkpoint) -> dict:
             "n_params": s.n_params}
 
 
-def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str | None = None) -> dict:
+STAGES = ("hidden dimensions", "FFN neurons", "value rows", "attention heads", "identical tensors", "tokenizers",
+          "baselines")
+
+
+def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str | None = None,
+                        progress: bool = False) -> dict:
     t0 = time.perf_counter()
     plan = Budget.parse(budget, a, b)
     rng = np.random.default_rng(seed)
     notes: list[str] = []
+    bar = _progress(progress)
+    step = lambda: bar.update(1) if bar else None  # noqa: E731
     vocabs = checkpoint_vocab(a), checkpoint_vocab(b)
     hmap, ev_hidden = _hidden(a, b, vocabs, plan, rng, notes)
+    step()
     ev_ffn, cells_ffn, cells_k = _ffn(a, b, hmap, plan, rng, notes)
+    step()
     ev_val, cells_val = _values(a, b, hmap, rng)
+    step()
     ev_heads = _heads(a, b, hmap, plan, rng, cells_ffn + cells_k)
-    evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, identical_tensors(a, b, seed), *_tokenizer_evidence(*vocabs),
+    step()
+    ev_identical = identical_tensors(a, b, seed)
+    step()
+    ev_tok = _tokenizer_evidence(*vocabs)
+    step()
+    evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, ev_identical, *ev_tok,
                 honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
+    step()
+    if bar:
+        bar.close()
     verdict = decide(evidence)
     alignment = _alignment(a, b, [cells_ffn, cells_val, cells_k], hmap, notes, verdict.label == "related")
     ca, cb = a.cost(), b.cost()
@@ -402,10 +421,19 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     }
 
 
-def compare(ref_a: str, ref_b: str, seed: int = 0, budget: str | None = None) -> dict:
+def _progress(on: bool):
+    """A stage-by-stage bar on stderr (the CLI turns it on for a terminal, never for JSON output)."""
+    if not on:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=len(STAGES), desc="compare", unit="stage", leave=False, file=sys.stderr)
+
+
+def compare(ref_a: str, ref_b: str, seed: int = 0, budget: str | None = None, progress: bool = False) -> dict:
     t0 = time.perf_counter()
     with Checkpoint.open(ref_a) as a, Checkpoint.open(ref_b) as b:
-        doc = compare_checkpoints(a, b, seed, budget)
+        doc = compare_checkpoints(a, b, seed, budget, progress)
     doc["cost"]["seconds"] = round(time.perf_counter() - t0, 3)
     return doc
 

@@ -57,8 +57,9 @@ def demo_models() -> tuple[Path, Path, Path]:
     return base_dir, derived_dir, indep_dir
 
 
-def zoo_pairs(zoo_dir: Path | None = None, log=None) -> tuple[list[tuple[str, Path, Path]], str]:
-    """(title, A, B) pairs to compare, and where they came from.
+def zoo_pairs(zoo_dir: Path | None = None, log=None) -> tuple[list[tuple[str, Path, Path]], str, list[Path]]:
+    """(title, A, B) pairs to compare, where they came from, and unrelated models of the same shape (whose std
+    profiles the reports draw beside the pair's).
 
     With the `zoo` extra installed: the ci-size zoo, built into the cache on first use (a few minutes) or taken
     from `zoo_dir`; the pairs are a derived model that went through every trick at once (continued training,
@@ -71,7 +72,7 @@ def zoo_pairs(zoo_dir: Path | None = None, log=None) -> tuple[list[tuple[str, Pa
     if zoo_dir is None and importlib.util.find_spec("torch") is None:
         base, derived, independent = demo_models()
         return [("derived pair", base, derived), ("independent pair", base, independent)], (
-            "numpy-generated models (install parentage[zoo] for the trained zoo)")
+            "numpy-generated models (install parentage[zoo] for the trained zoo)"), []
     if zoo_dir is None:
         from .zoo.build import build_zoo
 
@@ -88,5 +89,8 @@ def zoo_pairs(zoo_dir: Path | None = None, log=None) -> tuple[list[tuple[str, Pa
                    next(n for n, m in models.items() if base in m.get("parents", [])))
     other = next((n for n, m in models.items() if m["recipe"] == "distill"),
                  next(n for n, m in models.items() if m["recipe"] == "base" and n != base))
+    shape = models[base]["model_config"]
+    unrelated = [n for n, m in models.items() if m["recipe"] == "base" and n != base and m["model_config"] == shape][:2]
     return [(f"derived pair ({derived})", path(base), path(derived)),
-            (f"independent pair ({other})", path(base), path(other))], f"the ci-size zoo in {zoo_dir}"
+            (f"independent pair ({other})", path(base), path(other))], f"the ci-size zoo in {zoo_dir}", [
+        path(n) for n in unrelated]

@@ -24,6 +24,16 @@ def _profile(ck: Checkpoint, role: str, seed: int) -> np.ndarray:
     return np.array([float(t.sample_rows(SAMPLE_ROWS, seed)[1].std()) if t is not None else np.nan for t in tensors])
 
 
+def std_profiles(ck: Checkpoint, seed: int = 0) -> dict[str, list[float]]:
+    """Per-layer std of each attention matrix of one model: what the HonestAGI statistic correlates."""
+    out = {}
+    for role in ATTN_ROLES:
+        p = _profile(ck, role, seed)
+        if len(p) and not np.isnan(p).any():
+            out[role] = p.tolist()
+    return out
+
+
 def _on_depth(profile: np.ndarray, n: int) -> np.ndarray:
     """Resample a depth profile onto n points of relative depth, so models of different depth compare."""
     return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(profile)), profile)

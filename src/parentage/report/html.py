@@ -60,7 +60,7 @@ sees what they say and why they mislead; they never count.</p>
 {% if notes %}<ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% else %}<p class="muted">No structural change found.</p>{% endif %}
 <p class="muted">Direction: {{ direction.basis }}</p>
 {% if heatmap %}<div class="plots"><div>{{ heatmap|safe }}<div class="muted">Evidence per (layer of A, layer of B) cell; the line is the chosen monotone alignment.</div></div>
-<div>{{ bars|safe }}<div class="muted">Evidence per layer of A along the alignment.</div></div></div>{% endif %}
+{% if bars %}<div>{{ bars|safe }}<div class="muted">Evidence per layer of A along the alignment.</div></div>{% endif %}</div>{% endif %}
 {% if units %}<h3>Experts and FFNs</h3><table><tr><th>unit of B</th><th>came from (A)</th><th>log10 p</th></tr>
 {% for u in units %}<tr><td>{{ u.b }}</td><td>{{ u.a }}</td><td class="num">{{ u.log10_p }}</td></tr>{% endfor %}</table>{% endif %}
 
@@ -79,8 +79,8 @@ shaped by architecture and optimiser, so unrelated models of similar recipe scor
 {% for d in circ.config_differences %}<tr><td>{{ d.field }}</td><td>{{ d.A }}</td><td>{{ d.B }}</td></tr>{% endfor %}</table>
 {% else %}<p class="muted">Configs agree on every field compared.</p>{% endif %}
 <ul><li>declared bases: A {{ circ.declared_bases.A or "none" }}; B {{ circ.declared_bases.B or "none" }}</li>
-<li><code>_name_or_path</code>: A {{ circ.name_or_path.A }}; B {{ circ.name_or_path.B }}</li>
-<li><code>auto_map</code>: A {{ circ.auto_map.A }}; B {{ circ.auto_map.B }}</li>
+<li><code>_name_or_path</code>: A {{ circ.name_or_path.A or "none" }}; B {{ circ.name_or_path.B or "none" }}</li>
+<li><code>auto_map</code>: A {{ circ.auto_map.A or "none" }}; B {{ circ.auto_map.B or "none" }}</li>
 {% for side in ["A", "B"] %}{% for f in circ.code[side] %}<li>{{ side }} ships <code>{{ f.file }}</code> (parsed, never run):
 classes {{ f.classes|join(", ") or "none" }}{% if f.copyright %}; {{ f.copyright|join("; ") }}{% endif %}{% if f.error %}; {{ f.error }}{% endif %}</li>{% endfor %}{% endfor %}</ul>
 
@@ -140,7 +140,8 @@ def render_compare(doc: dict, references: dict[str, dict] | None = None) -> str:
     heatmap = bars = None
     if al.get("score_matrix"):
         heatmap = plots.layer_heatmap(al["score_matrix"], al.get("layers"))
-        bars = plots.layer_bars(al["score_matrix"], al.get("layers"))
+        if al.get("layers"):  # no alignment, nothing to draw per layer
+            bars = plots.layer_bars(al["score_matrix"], al["layers"])
     refs_note = None
     if references:
         refs_note = "dashed: " + ", ".join(references) + ", unrelated to both"
@@ -152,6 +153,18 @@ def render_compare(doc: dict, references: dict[str, dict] | None = None) -> str:
         std_plot=plots.std_profiles(profiles, references) if profiles else None, circ=doc["circumstantial"],
         inputs=list(zip("AB", doc["inputs"], doc["cost"]["per_input"])), tool=doc["tool"], seed=doc["seed"],
         budget=doc["budget_bytes_per_model"])
+
+
+def reference_profiles(refs, seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """Std profiles of models unrelated to the pair, to draw beside it: {name: {role: per-layer std}}."""
+    from ..checkpoint import Checkpoint
+    from ..evidence.baselines import std_profiles
+
+    out = {}
+    for ref in refs:
+        with Checkpoint.open(ref) as ck:
+            out[Path(str(ref)).name] = std_profiles(ck, seed)
+    return out
 
 
 def render_tokenizer(doc: dict) -> str:

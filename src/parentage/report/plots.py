@@ -44,6 +44,11 @@ def layer_heatmap(score: list[list[float]], pairs: list[list[int | None]] | None
             ax.legend(loc="lower left", fontsize=8, frameon=False)
     ax.set_xlabel("layer of B")
     ax.set_ylabel("layer of A")
+    ax.set_xticks(range(s.shape[1]))
+    ax.set_yticks(range(s.shape[0]))
+    if max(s.shape) > 16:  # keep tick labels readable on deep models
+        ax.set_xticks(range(0, s.shape[1], 4))
+        ax.set_yticks(range(0, s.shape[0], 4))
     fig.colorbar(im, ax=ax, label="evidence, -log10 p")
     return _svg(fig)
 
@@ -58,6 +63,7 @@ def layer_bars(score: list[list[float]], pairs: list[list[int | None]] | None) -
             per_a[i] = s[i, j]
     fig, ax = plt.subplots(figsize=(5.6, 2.2))
     ax.bar(np.arange(len(per_a)), np.minimum(per_a, 300), color="#3a6ea5")
+    ax.set_xticks(range(0, len(per_a), max(1, len(per_a) // 16)))
     ax.set_xlabel("layer of A")
     ax.set_ylabel("-log10 p")
     return _svg(fig)

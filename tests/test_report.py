@@ -1,0 +1,134 @@
+"""HTML reports and circumstantial evidence: structure, determinism, escaping, a real browser, the demo."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("jinja2")
+pytest.importorskip("matplotlib")
+
+from parentage.cli import cli  # noqa: E402
+from parentage.compare import compare  # noqa: E402
+from parentage.report.html import render_compare  # noqa: E402
+from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors  # noqa: E402
+
+SHAPE = Shape(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, ffn=192, vocab=384)
+
+
+def _write(folder, tensors, config_extra=None, files=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    write_safetensors(folder / "model.safetensors", tensors)
+    (folder / "config.json").write_text(json.dumps({**config_for("llama", SHAPE), **(config_extra or {})}))
+    for name, text in (files or {}).items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _noisy(sd, seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: (v + 0.05 * v.std() * rng.standard_normal(v.shape)).astype(np.float32) if v.ndim == 2 else v for k, v in sd.items()}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    base = random_state_dict("llama", SHAPE, seed=0)
+    hostile_code = ("# Copyright 2024 Example Labs. All rights reserved.\n"
+                    "import pathlib\npathlib.Path('EXECUTED').write_text('ran')\n"
+                    "class SuspectForCausalLM:\n    pass\n")
+    a = _write(root / "a", base)
+    b = _write(root / "b", _noisy(base), {"_name_or_path": "<script>alert('x')</script>", "auto_map": {"AutoModel": "modeling_suspect.SuspectForCausalLM"}},
+               {"modeling_suspect.py": hostile_code, "README.md": "---\nbase_model: nobody/else\n---\n# card\n"})
+    c = _write(root / "c", random_state_dict("llama", SHAPE, seed=1), files={"README.md": "---\nbase_model: a\n---\n"})
+    return a, b, c
+
+
+def test_compare_report_has_every_section_and_no_external_resource(pair):
+    a, b, _ = pair
+    html = render_compare(compare(str(a), str(b)))
+    for needle in ("RELATED".lower(), "Evidence", "Alignment: what changed", "Tokenizers", "HonestAGI", "Circumstantial",
+                   "Inputs and reproduction", "ffn_neuron_order", "baseline_raw_cosine", "seed 0"):
+        assert needle in html
+    assert html.count("<svg") >= 3  # heatmap, per-layer bars, std profiles
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<script" not in html.lower().replace("&lt;script", "")
+
+
+def test_metadata_is_escaped_and_shipped_code_is_parsed_never_run(pair, tmp_path, monkeypatch):
+    a, b, _ = pair
+    monkeypatch.chdir(tmp_path)
+    doc = compare(str(a), str(b))
+    html = render_compare(doc)
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html and "<script>alert" not in html
+    code = doc["circumstantial"]["code"]["B"]
+    assert code[0]["classes"] == ["SuspectForCausalLM"] and "Copyright 2024 Example Labs" in code[0]["copyright"][0]
+    assert not (tmp_path / "EXECUTED").exists() and not (b / "EXECUTED").exists()
+
+
+def test_declared_and_observed_disagreements_are_spelled_out(pair):
+    a, b, c = pair
+    related = compare(str(a), str(b))["circumstantial"]["declared_vs_observed"]
+    assert any("B declares nobody/else as its base - observed: B shares weight ancestry with A" in x for x in related)
+    unrelated = compare(str(a), str(c))
+    assert unrelated["verdict"]["label"] == "unrelated"
+    assert any("declared: B derives from a - observed: no shared weight ancestry" in x
+               for x in unrelated["circumstantial"]["declared_vs_observed"])
+
+
+def test_reports_are_byte_identical_across_reruns(pair, tmp_path):
+    a, b, _ = pair
+    paths = [tmp_path / "one.html", tmp_path / "two.html"]
+    for p in paths:
+        r = CliRunner().invoke(cli, ["compare", str(a), str(b), "--html", str(p)])
+        assert r.exit_code == 0, r.stderr
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_opens_in_a_headless_browser_and_is_not_blank(pair, tmp_path):
+    import matplotlib.image as mpimg
+
+    a, b, _ = pair
+    report = tmp_path / "report.html"
+    CliRunner().invoke(cli, ["compare", str(a), str(b), "--html", str(report)])
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600", report.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    pixels = mpimg.imread(shot)[..., :3]  # (h, w, 3) in [0, 1]
+    assert pixels.std() > 0.05  # text, tables and plots, not a blank page
+    assert (pixels.reshape(-1, 3).max(axis=1) - pixels.reshape(-1, 3).min(axis=1)).max() > 0.3  # colour: verdict box, plots
+
+
+def test_tokenizer_report_renders(tmp_path):
+    pytest.importorskip("tokenizers")
+    from parentage.zoo import text
+
+    for name, corpus in (("p", text.prose()[:200_000]), ("c", text.code()[:200_000])):
+        text.train_tokenizer(corpus, 800).save(str(tmp_path / f"{name}.json"))
+    out = tmp_path / "tok.html"
+    r = CliRunner().invoke(cli, ["tokenizer", str(tmp_path / "p.json"), str(tmp_path / "c.json"), "--html", str(out)])
+    assert r.exit_code == 0, r.stderr
+    html = out.read_text()
+    assert "unrelated" in html and "Efficiency" in html and "Health" in html and html.count("<svg") >= 1
+
+
+def test_demo_compares_a_derived_and_a_distilled_model_and_writes_both_reports(ci_zoo, tmp_path):
+    folder, _ = ci_zoo
+    r = CliRunner().invoke(cli, ["demo", "--zoo", str(folder), "--out", str(tmp_path), "--format", "json"])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [d["verdict"]["label"] for d in doc["comparisons"]] == ["related", "unrelated"]
+    for p in doc["reports"]:
+        assert p.startswith(str(tmp_path)) and "<svg" in open(p).read()
+    human = CliRunner().invoke(cli, ["demo", "--zoo", str(folder), "--out", str(tmp_path)]).stdout
+    assert human.startswith("== derived pair") and human.rstrip().splitlines()[-1].startswith("report: ")
