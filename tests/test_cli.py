@@ -90,13 +90,14 @@ def test_usage_error_exits_2():
 
 def test_demo_writes_its_checkpoints_once_and_calls_both_pairs_right(tmp_path, monkeypatch):
     monkeypatch.setenv("PARENTAGE_CACHE", str(tmp_path / "cache"))
-    code, out, err = _run("demo", "--format", "json")
+    code, out, err = _run("demo", "--quick", "--format", "json")
     assert code == 0, err
-    labels = [d["verdict"]["label"] for d in json.loads(out)["comparisons"]]
-    assert labels == ["related", "unrelated"]
+    doc = json.loads(out)
+    assert [d["verdict"]["label"] for d in doc["comparisons"]] == ["related", "unrelated"]
+    assert all(p.endswith(".html") and os.path.isfile(p) for p in doc["reports"])
     weights = tmp_path / "cache" / "demo" / "v2" / "derived" / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
-    code, out, _ = _run("demo")
+    code, out, _ = _run("demo", "--quick")
     assert code == 0 and out.startswith("== derived pair ==\nRELATED")
     assert weights.stat().st_mtime_ns == mtime
 

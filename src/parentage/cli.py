@@ -198,7 +198,8 @@ def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, file
               help="Use this built zoo instead of the one in the cache.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Where to write the HTML reports (default: the parentage cache).")
-def demo(fmt: str, zoo_dir: str | None, out_dir: str | None) -> None:
+@click.option("--quick", is_flag=True, help="Small numpy-generated models instead of the trained zoo (seconds).")
+def demo(fmt: str, zoo_dir: str | None, out_dir: str | None, quick: bool) -> None:
     """Run the main job on built-in examples, with no download, and write HTML reports.
 
     With the `zoo` extra (torch) installed, builds the ci-size zoo into the parentage cache on first use
@@ -210,6 +211,7 @@ def demo(fmt: str, zoo_dir: str | None, out_dir: str | None) -> None:
     Examples:
       parentage demo
       parentage demo --out ./reports
+      parentage demo --quick
     """
     from pathlib import Path
 
@@ -218,7 +220,8 @@ def demo(fmt: str, zoo_dir: str | None, out_dir: str | None) -> None:
     from .demo import zoo_pairs
     from .report.html import reference_profiles, render_compare, write
 
-    pairs, origin, refs = zoo_pairs(Path(zoo_dir) if zoo_dir else None, log=lambda m: click.echo(m, err=True))
+    pairs, origin, refs = zoo_pairs(Path(zoo_dir) if zoo_dir else None, log=lambda m: click.echo(m, err=True),
+                                    quick=quick)
     out = Path(out_dir) if out_dir else cache_dir() / "demo" / "reports"
     docs, paths = [], []
     references = reference_profiles([str(r) for r in refs])

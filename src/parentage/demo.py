@@ -57,7 +57,7 @@ def demo_models() -> tuple[Path, Path, Path]:
     return base_dir, derived_dir, indep_dir
 
 
-def zoo_pairs(zoo_dir: Path | None = None, log=None) -> tuple[list[tuple[str, Path, Path]], str, list[Path]]:
+def zoo_pairs(zoo_dir: Path | None = None, log=None, quick: bool = False) -> tuple[list[tuple[str, Path, Path]], str, list[Path]]:
     """(title, A, B) pairs to compare, where they came from, and unrelated models of the same shape (whose std
     profiles the reports draw beside the pair's).
 
@@ -69,10 +69,10 @@ def zoo_pairs(zoo_dir: Path | None = None, log=None) -> tuple[list[tuple[str, Pa
     import importlib.util
     import json
 
-    if zoo_dir is None and importlib.util.find_spec("torch") is None:
+    if quick or (zoo_dir is None and importlib.util.find_spec("torch") is None):
         base, derived, independent = demo_models()
         return [("derived pair", base, derived), ("independent pair", base, independent)], (
-            "numpy-generated models (install parentage[zoo] for the trained zoo)"), []
+            "numpy-generated models" + ("" if quick else " (install parentage[zoo] for the trained zoo)")), []
     if zoo_dir is None:
         from .zoo.build import build_zoo
 
