@@ -19,7 +19,9 @@ Two statistics, because an adversary may or may not have relabelled B's neurons:
   elsewhere for independent zoo models).
 
 Every cell gets a p-value; a test's p-value is the Bonferroni combination over its cells (valid whatever the
-dependence between cells, and when only some layers match), and the layer alignment is drawn on the cells.
+dependence between cells, and when only some layers match), and the layer alignment is drawn on the cells. The
+agreement test, whose null is approximate, stands on its second-best cell on other layers of both models
+instead: still a valid bound, and out of reach of one cluster of neurons two independent models happen to share.
 """
 
 from __future__ import annotations
