@@ -31,7 +31,7 @@ from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_b
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
 from .inspection import format_bytes
-from .evidence.neurons import (agreement_test, index_test, layer_scores, rank_order_test, read_blocks,
+from .evidence.neurons import (agreement_test, index_test, layer_scores, map_blocks, rank_order_test, read_blocks, read_raw,
                                split_rank_cells, unit_map)
 from .tokenizers import checkpoint_vocab, lineage, shared_tokens
 from .verdict import RELATED_LEVEL, decide
@@ -186,23 +186,49 @@ def _hidden_from_weights(a: Checkpoint, b: Checkpoint, rng, why: str, fallback: 
 # -- 2.-3. neurons ---------------------------------------------------------------------------------------------
 
 
-def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, list]:
+def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, list, HiddenMap]:
+    """The FFN tests; returns the residual map they found best, which the later tests use."""
     ua = [u for units in ffn_units(a).values() for u in units]
     ub = [u for units in ffn_units(b).values() for u in units]
     if not ua or not ub:
         notes.append("no FFN on one side: neuron tests not run")
-        return [], [], []
+        return [], [], [], hmap
     n_mats = 2 if all(len(u.matrices) == 2 for u in ua + ub) else 1
     n_min = min(u.n_rows for u in ua + ub)
     d = max(a.summary.hidden_size or 1, b.summary.hidden_size or 1)
     share = budget.bytes_per_model * 0.25 / (n_mats * max(len(ua), len(ub)) * d * max(_bytes_per_value(a), _bytes_per_value(b)))
     m = int(min(n_min, max(FFN_ROWS[0], min(FFN_ROWS[2], share))))
+    if n_min >= 4 * FFN_ROWS[0]:  # leave a disjoint block for fitting a residual map on FFN rows
+        m = min(m, n_min // 2)
     start = int(rng.integers(0, n_min - m + 1))
-    blocks_a = read_blocks(a, ua, start, m, n_mats, hmap)
+    raw_a = read_raw(a, ua, start, m, n_mats)
     blocks_b = read_blocks(b, ub, start, m, n_mats, None)
     what = "FFN neurons" if n_mats == 1 else "FFN neurons (gate and up rows)"
-    ev_index, cells_index = index_test("ffn_neuron_order", blocks_a, blocks_b, what)
+    # The residual map from embeddings can be wrong in ways the weights are not: embeddings re-initialised
+    # with a new tokenizer give a confident but meaningless rotation. So the order test tries every candidate
+    # map and pays for the choice (Bonferroni over candidates); none of them looks at the tested block of B.
+    candidates, n_candidates = _candidate_maps(a, b, hmap, ua, ub, start, m, n_min)
+    tried = []
+    for source, make in candidates:
+        cand = make()
+        if cand is None:
+            continue
+        ev_c, cells_c = index_test("ffn_neuron_order", map_blocks(ua, raw_a, cand), blocks_b, what)
+        tried.append((ev_c.log10_p, source, cand, ev_c, cells_c))
+        if ev_c.log10_p <= RELATED_LEVEL - 1:  # decided: the other maps need not be read or tried
+            break
+    best = min(tried, key=lambda t: t[0])
+    # Later tests (agreement, values, heads) keep the embedding map unless another map made the neurons line
+    # up unmistakably: among maps that all fail, the smallest p is noise, and a wrong map blinds them.
+    chosen = best if best[0] <= RELATED_LEVEL else tried[0]
+    _, source, hmap, ev_index, cells_index = chosen
+    # Bonferroni over every candidate that could have been tried, so stopping early keeps the p-value valid.
+    ev_index.log10_p = min(0.0, best[0] + math.log10(n_candidates))
     ev_index.details["block"] = [start, start + m]
+    ev_index.details["residual_map"] = {"chosen": source, "best": best[1], "candidates": n_candidates,
+                                        "tried": [{"source": t[1], "kind": t[2].kind, "log10_p": round(t[0], 2)}
+                                                  for t in tried]}
+    blocks_a = map_blocks(ua, raw_a, hmap)
     out, cells_k = [ev_index], []
     if all(has_two_views(u) for u in ua + ub):
         spent = max(a.cost()["bytes_read"], b.cost()["bytes_read"])
@@ -225,7 +251,35 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
         else:
             out.append(Evidence("ffn_neuron_agreement", None, None, False,
                                 "not run: reading B's FFNs whole does not fit the byte budget (raise --budget)", {}))
-    return out, cells_index, cells_k
+    return out, cells_index, cells_k, hmap
+
+
+def _candidate_maps(a, b, hmap: HiddenMap, ua, ub, start: int, m: int, n_min: int) -> tuple[list, int]:
+    """Residual maps to try, in order, as (source, thunk) pairs, and how many there are: the embedding map, the
+    identity when widths agree, and a map fitted on FFN rows of the first layers outside the tested block (so
+    B's order there stays a fair test). Thunks, so rows are read only if the earlier maps failed."""
+    out = [("embeddings" if hmap.kind in ("permutation", "rotation") else "none", lambda: hmap)]
+    d_a, d_b = hmap.d_a, hmap.d_b
+    if d_a == d_b and hmap.kind != "identity":
+        out.append(("identity", lambda: HiddenMap("identity", d_a, d_b)))
+    spans, need = [], m  # up to m rows outside the tested block
+    for lo, hi in ((start + m, n_min), (0, start)):
+        if hi > lo and need > 0:
+            take = min(need, hi - lo)
+            spans.append((lo, lo + take))
+            need -= take
+    layers_a = [u for u in ua if u.name in ("ffn", "expert 0")][:WEIGHT_ROW_LAYERS]
+    layers_b = [u for u in ub if u.name in ("ffn", "expert 0")][:WEIGHT_ROW_LAYERS]
+
+    def from_rows() -> HiddenMap | None:
+        x = np.concatenate([r for u in layers_a for lo, hi in spans for r in read_block(a, u, lo, hi)])
+        y = np.concatenate([r for u in layers_b for lo, hi in spans for r in read_block(b, u, lo, hi)])
+        row_map, _ = align_hidden(x, y)
+        return row_map if row_map.kind in ("permutation", "rotation") else None
+
+    if sum(hi - lo for lo, hi in spans) >= FFN_ROWS[0] and layers_a and len(layers_a) == len(layers_b):
+        out.append(("FFN rows of the first layers", from_rows))
+    return out, len(out)
 
 
 def _whole_units(b: Checkpoint, units: list, budget_left: float, floor: int = 0) -> list:
@@ -385,7 +439,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     vocabs = checkpoint_vocab(a), checkpoint_vocab(b)
     hmap, ev_hidden = _hidden(a, b, vocabs, plan, rng, notes)
     step()
-    ev_ffn, cells_ffn, cells_k = _ffn(a, b, hmap, plan, rng, notes)
+    ev_ffn, cells_ffn, cells_k, hmap = _ffn(a, b, hmap, plan, rng, notes)
     step()
     ev_val, cells_val = _values(a, b, hmap, rng)
     step()

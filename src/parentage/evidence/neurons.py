@@ -50,13 +50,27 @@ class Blocks:
         return [u.layer for u in self.units]
 
 
-def read_blocks(ck: Checkpoint, units: list[Unit], start: int, m: int, n_mats: int, hmap: HiddenMap | None) -> Blocks:
+def read_raw(ck: Checkpoint, units: list[Unit], start: int, m: int, n_mats: int) -> list[np.ndarray]:
+    """Rows [start, start + m) of every unit, as read (norm folded): per matrix kind, (n_units, m, d)."""
     per_kind: list[list[np.ndarray]] = [[] for _ in range(n_mats)]
     for u in units:
-        mats = read_block(ck, u, start, start + m)[-n_mats:]  # gate-less units keep their up rows
-        for k, x in enumerate(mats):
-            per_kind[k].append(unit_rows(hmap.apply(x) if hmap is not None else x))
-    return Blocks(units, [np.stack(x) for x in per_kind])
+        for k, x in enumerate(read_block(ck, u, start, start + m)[-n_mats:]):  # gate-less units keep their up rows
+            per_kind[k].append(x)
+    return [np.stack(x) for x in per_kind]
+
+
+def map_blocks(units: list[Unit], raw: list[np.ndarray], hmap: HiddenMap | None) -> Blocks:
+    """Raw blocks in B's residual basis, rows unit-normalised."""
+    out = []
+    for x in raw:  # (n_units, m, d_a)
+        n, m, _ = x.shape
+        flat = x.reshape(n * m, -1)
+        out.append(unit_rows(hmap.apply(flat) if hmap is not None else flat.copy()).reshape(n, m, -1))
+    return Blocks(units, out)
+
+
+def read_blocks(ck: Checkpoint, units: list[Unit], start: int, m: int, n_mats: int, hmap: HiddenMap | None) -> Blocks:
+    return map_blocks(units, read_raw(ck, units, start, m, n_mats), hmap)
 
 
 SIMILARITY_CHUNK = 1 << 25  # floats per similarity slab: bounds memory when both models have many experts
