@@ -51,7 +51,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Examples:
-      parentage inspect ./my-model
+      parentage compare ./base-model ./suspect-model --html report.html
+      parentage tokenizer ./base-model ./suspect-model
       parentage inspect org/name@main --format json
       parentage demo
     """
@@ -164,7 +165,7 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
               help="Also write a self-contained HTML report.")
 def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, files: tuple[str, ...],
               html_path: str | None) -> None:
-    """One tokenizer: efficiency and health. Two: their lineage first. More: every pair, and stitching.
+    """Tokenizer lineage, efficiency and health (one: efficiency and health; two: lineage first; more: every pair).
 
     Each TOKENIZER is a tokenizer file (tokenizer.json, sentencepiece *.model, *.tiktoken, vocab.json with
     merges.txt beside it, a GGUF file) or a model folder or hub id holding one. Lineage says `identical`,
