@@ -106,6 +106,17 @@ def test_a_stitched_rank_file_that_repeats_its_first_parent_is_named_stitched(tr
     assert health(s)["findings"]["duplicate_byte_strings"]["count"] > 100
 
 
+def test_a_vocabulary_with_its_ids_reordered_is_derived_not_unrelated(trained, tmp_path):
+    """RoBERTa kept GPT-2's BPE but re-sorted the ids: no id gap survives, every token does."""
+    import random
+
+    ordinary = [t for _, t in _ordinary(trained["prose"])]
+    shuffled = ordinary[:256] + random.Random(0).sample(ordinary[256:], len(ordinary) - 256)
+    a = load_tokenizer(_save(trained["prose"], tmp_path / "a.json"))
+    b = load_tokenizer(_save(_renumber(trained["prose"], shuffled), tmp_path / "b.json"))
+    assert (lineage(a, b)["relation"], lineage(a, b)["kind"]) == ("derived", "reordered")
+
+
 def test_siblings_of_a_common_core_are_partial(trained, tmp_path):
     ordinary = [t for _, t in _ordinary(trained["prose"])]
     code_only = [t for _, t in _ordinary(trained["code"]) if t not in set(ordinary)]

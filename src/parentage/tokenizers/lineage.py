@@ -29,6 +29,8 @@ MIN_RUN = 8  # consecutive shared tokens at one offset that count as copied
 DERIVED_LEVEL = -6.0  # log10 p for a derivation claim
 MIN_CORE = 32  # copied tokens needed, whatever the p-value says
 FULL = 0.99  # "all of A's tokens" allowing for a handful of edits
+SAME_SET = 0.995  # shared tokens over the larger vocabulary: the same vocabulary, whatever the order
+MIN_SET = 1000  # below this a full overlap may be a small alphabet
 
 
 @dataclass
@@ -97,6 +99,13 @@ def lineage(a: Vocab, b: Vocab) -> dict:
         if a.size != b.size and not notes:
             notes.append(f"same ordinary tokens; id space {a.size} in A, {b.size} in B")
         return {"relation": "identical", "kind": kind, **common, "notes": notes}
+    same_set = len(pairs) / max(len(a.by_bytes()), len(b.by_bytes()), 1)
+    if (log10_p > DERIVED_LEVEL or core < MIN_CORE) and same_set >= SAME_SET and len(pairs) >= MIN_SET:
+        # Every token of both, in another order (e.g. ids re-sorted by frequency, as RoBERTa did with GPT-2's
+        # BPE): independent training never reproduces a whole vocabulary, whatever it does to short tokens.
+        notes.append(f"the same {len(pairs):,} byte strings in both, in another id order (rank correlation {spearman}): "
+                     "a re-export with the ids permuted")
+        return {"relation": "derived", "kind": "reordered", **common, "notes": notes}
     if log10_p > DERIVED_LEVEL or core < MIN_CORE:
         notes.append(f"{len(pairs):,} tokens shared ({100 * common['overlap_a']:.0f}% of A), rank correlation "
                      f"{spearman}, but only {preserved} of {len(gaps_a):,} id gaps preserved (coincidence rate "
