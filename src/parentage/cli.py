@@ -169,8 +169,8 @@ def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, file
 
     Each TOKENIZER is a tokenizer file (tokenizer.json, sentencepiece *.model, *.tiktoken, vocab.json with
     merges.txt beside it, a GGUF file) or a model folder or hub id holding one. Lineage says `identical`,
-    `derived` (extension, id_shift, deletion_append, stitched, re_export, partial, reordered) or `unrelated`, from the id
-    gaps a copied vocabulary keeps, never from plain overlap.
+    `derived` (extension, id_shift, deletion_append, stitched, re_export, partial, reordered) or
+    `unrelated`, from the id gaps a copied vocabulary keeps, never from plain overlap.
 
     \b
     Examples:
