@@ -172,6 +172,17 @@ def test_sentencepiece_model_is_read_without_the_library(tmp_path):
     assert v.tokens[4] == b" the" and v.tokens[3] == b"\n" and v.special == {0: "<unk>", 1: "<s>", 2: "</s>"}
 
 
+def test_wordpiece_vocab_txt_is_read_and_encodes(tmp_path):
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "##s", "a", "t", "h", "e", "c", "s",
+             "m", "o", "n"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    v = load_tokenizer(tmp_path)
+    assert v.format == "vocab.txt" and v.model == "wordpiece" and v.size == len(words)
+    assert v.special[1] == "[UNK]" and v.tokens[4] == b" the" and v.tokens[9] == b"s"
+    rows = {r["sample"]: r for r in efficiency(v)}
+    assert rows["english"]["tokens"] > 0
+
+
 def test_vocab_and_merges_files_are_read_and_bad_merges_reported(trained, tmp_path):
     doc = trained["prose"]
     (tmp_path / "vocab.json").write_text(json.dumps(doc["model"]["vocab"]))

@@ -2,8 +2,8 @@
 
 Formats: Hugging Face `tokenizer.json` (byte-level BPE; sentencepiece-style BPE and Unigram with `▁` and
 `<0xNN>` byte fallback; WordPiece), sentencepiece `.model` (its protobuf parsed here, no library needed),
-tiktoken rank files (`.tiktoken`: base64 token and rank per line), `vocab.json` + `merges.txt`, and the
-vocabulary embedded in a GGUF file. Special and added control tokens are kept apart: they are names, not text.
+tiktoken rank files (`.tiktoken`: base64 token and rank per line), `vocab.json` + `merges.txt`, WordPiece
+`vocab.txt`, and the vocabulary embedded in a GGUF file. Special and added control tokens are kept apart: they are names, not text.
 Shipped merge lists are kept only for the health checks: converters disagree on them for the same vocabulary,
 so lineage never relies on them.
 """
@@ -170,6 +170,25 @@ def from_vocab_merges(vocab_path: Path, merges_path: Path | None) -> Vocab:
                  merges=merges)
 
 
+def from_vocab_txt(path: Path) -> Vocab:
+    """A WordPiece vocabulary (BERT's vocab.txt): one token per line, the line number is the id."""
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise FormatError(path, f"not UTF-8 text ({e})") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise FormatError(path, "no tokens")
+    tokens, special = {}, {}
+    for i, t in enumerate(lines):
+        if re.fullmatch(r"\[[A-Za-z_0-9]+\]", t):  # [CLS], [SEP], [unused12]
+            special[i] = t
+        else:
+            tokens[i] = _decode(t, "wordpiece")
+    return Vocab(str(path), "vocab.txt", "wordpiece", "wordpiece", len(lines), tokens, special)
+
+
 def from_tiktoken(path: Path) -> Vocab:
     tokens: dict[int, bytes] = {}
     with open(path, "rb") as f:
@@ -304,6 +323,8 @@ def load_file(path: Path) -> Vocab:
                                 and name != "tokenizer.json"):
         merges = path.parent / "merges.txt"
         return from_vocab_merges(path, merges if merges.is_file() else None)
+    if name == "vocab.txt":
+        return from_vocab_txt(path)
     if name.endswith(".gguf"):
         from ..readers.gguf import GGUFFile
 
@@ -322,7 +343,7 @@ def load_file(path: Path) -> Vocab:
                             "vocab.json + merges.txt, GGUF)")
 
 
-FOLDER_ORDER = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json")
+FOLDER_ORDER = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt")
 
 
 def load_tokenizer(ref: str | Path) -> Vocab:
