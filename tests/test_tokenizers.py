@@ -197,6 +197,10 @@ def test_vocab_and_merges_files_are_read_and_bad_merges_reported(trained, tmp_pa
     ("{not json", "not valid JSON"),
     (json.dumps({"model": {"type": "Banana", "vocab": {"a": 0}}}), "unknown tokenizer model type"),
     (json.dumps({"version": "1.0"}), "no 'model' object"),
+    (json.dumps({"model": {"type": "BPE", "vocab": {"a": "x"}, "merges": []}}), "non-negative integer ids"),
+    (json.dumps({"model": {"type": "Unigram", "vocab": [1, 2]}}), r"\[token, score\] pairs"),
+    (json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}}), "not a pair of tokens"),
+    (json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": [{"content": "x"}]}), "added_tokens"),
 ])
 def test_malformed_tokenizer_json_gets_one_clear_line(tmp_path, content, message):
     path = tmp_path / "tokenizer.json"
@@ -205,6 +209,36 @@ def test_malformed_tokenizer_json_gets_one_clear_line(tmp_path, content, message
         load_tokenizer(path)
     r = CliRunner().invoke(cli, ["tokenizer", str(path)])
     assert r.exit_code == 1 and str(path) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_tokenizer_json_under_another_name_beside_merges_txt_is_still_a_tokenizer_json(trained, tmp_path):
+    (tmp_path / "merges.txt").write_text("a b\n")
+    v = load_tokenizer(_save(trained["prose"], tmp_path / "renamed.json"))
+    assert v.format == "tokenizer.json" and len(v.tokens) > 1000
+
+
+def test_merges_txt_that_is_not_utf8_gets_one_clear_line(tmp_path):
+    (tmp_path / "vocab.json").write_text(json.dumps({"a": 0, "b": 1}))
+    (tmp_path / "merges.txt").write_bytes(b"a b\n\xff\xfe c\n")
+    with pytest.raises(FormatError, match="merges.txt: not UTF-8"):
+        load_tokenizer(tmp_path / "vocab.json")
+
+
+def test_vocabulary_embedded_in_a_gguf_file_is_read(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "llama")
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_token_list(["<|endoftext|>", "Ġthe", "a", "b"])
+    w.add_token_types([3, 1, 1, 1])
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    v = load_tokenizer(tmp_path / "m.gguf")
+    assert v.format == "gguf" and v.tokens[1] == b" the" and v.special == {0: "<|endoftext|>"}
 
 
 def test_tiktoken_file_with_a_bad_line_is_refused(tmp_path):

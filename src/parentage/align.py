@@ -64,10 +64,16 @@ def as_signed_permutation(r: np.ndarray) -> SignedPermutation:
     return SignedPermutation(perm, full_signs, dominance)
 
 
-def unit_rows(w: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length: matching is then blind to per-row gauges (up-row c, down-column 1/c)."""
-    norms = np.linalg.norm(w, axis=1, keepdims=True)
-    return w / np.maximum(norms, 1e-30)
+def unit_rows(w: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """Rows scaled to unit length: matching is then blind to per-row gauges (up-row c, down-column 1/c).
+
+    `inplace` reuses w's memory when it is writable float32: whole FFNs of large models pass through here, and
+    the callers that ask for it own a fresh array."""
+    norms = np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-30)
+    if inplace and w.dtype == np.float32 and w.flags.writeable:
+        w /= norms
+        return w
+    return w / norms
 
 
 def match_rows(a: np.ndarray, b: np.ndarray, absolute: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

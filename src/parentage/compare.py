@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
-from .align import LayerAlignment, align_layers
+from .align import LayerAlignment, align_layers, unit_rows
 from .checkpoint import Checkpoint, Tensor
 from .circumstantial import circumstantial
 from .declared import declared_lineage
 from .errors import FormatError
 from .evidence import Evidence
 from .evidence.baselines import honestagi_std_profile, raw_cosine
-from .evidence.blocks import ffn_units, has_two_views, read_block, unit_rows, value_units, view
+from .evidence.blocks import ffn_units, has_two_views, read_block, value_units, view
 from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_bases
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
@@ -242,7 +242,7 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
             if n_mats == 2:  # the gate and up blocks are already read and mapped
                 views = [(blocks_a.mats[0][i], blocks_a.mats[1][i]) for i in range(len(ua))]
             else:
-                views = [tuple(unit_rows(hmap.apply(view(a, u, k, start, start + m))) for k in (0, 1)) for u in ua]
+                views = [tuple(unit_rows(hmap.apply(view(a, u, k, start, start + m)), inplace=True) for k in (0, 1)) for u in ua]
             ev_k, cells_k = agreement_test(ua, views, b, chosen, first)
             cells_k, cells_rank = split_rank_cells(cells_k)
             out.append(ev_k)

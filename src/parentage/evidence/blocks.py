@@ -111,11 +111,3 @@ def view(ck: Checkpoint, unit: Unit, k: int, start: int, stop: int) -> np.ndarra
 def has_two_views(unit: Unit) -> bool:
     return len(unit.matrices) == 2 or (unit.down is not None and unit.down.shape[-1] == unit.n_rows)
 
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length, in place when x is float32 (whole FFNs of large models pass through here)."""
-    norms = np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-    if x.dtype == np.float32 and x.flags.writeable:
-        x /= norms
-        return x
-    return x / norms

@@ -34,7 +34,8 @@ import numpy as np
 from ..checkpoint import Checkpoint
 from ..stats import bonferroni, fixed_points_tail, poisson_tail
 from . import LOG10_P_FLOOR, Evidence
-from .blocks import Unit, has_two_views, read_block, unit_rows, view
+from ..align import unit_rows
+from .blocks import Unit, has_two_views, read_block, view
 from .hidden import HiddenMap
 
 
@@ -65,7 +66,7 @@ def map_blocks(units: list[Unit], raw: list[np.ndarray], hmap: HiddenMap | None)
     for x in raw:  # (n_units, m, d_a)
         n, m, _ = x.shape
         flat = x.reshape(n * m, -1)
-        out.append(unit_rows(hmap.apply(flat) if hmap is not None else flat.copy()).reshape(n, m, -1))
+        out.append(unit_rows(hmap.apply(flat) if hmap is not None else flat.copy(), inplace=True).reshape(n, m, -1))
     return Blocks(units, out)
 
 
@@ -180,7 +181,7 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
         if not has_two_views(ub):
             continue
         # One product per view for all of A's blocks, (sum of m, n_b); B's view is read, used and dropped.
-        s1, s2 = (np.abs(stacked @ unit_rows(view(b_ck, ub, k, 0, ub.n_rows)).T) for k, stacked in ((0, stack1), (1, stack2)))
+        s1, s2 = (np.abs(stacked @ unit_rows(view(b_ck, ub, k, 0, ub.n_rows), inplace=True).T) for k, stacked in ((0, stack1), (1, stack2)))
         for i, (ua, m) in enumerate(zip(a_units, sizes)):
             if ua.layer == skip_layers[0] or ub.n_rows < m:
                 continue

@@ -100,13 +100,15 @@ def _style_of(doc: dict) -> str:
 
 
 def _merge_pair(entry, style: str, path: Path) -> tuple[bytes, bytes] | None:
-    left, right = entry.split(" ", 1) if isinstance(entry, str) else entry
-    a, b = _decode(left, style), _decode(right, style)
+    parts = entry.split(" ", 1) if isinstance(entry, str) else entry
+    if not isinstance(parts, (list, tuple)) or len(parts) != 2 or not all(isinstance(p, str) for p in parts):
+        raise FormatError(path, f"merge {entry!r} is not a pair of tokens")
+    a, b = _decode(parts[0], style), _decode(parts[1], style)
     return (a, b) if a is not None and b is not None else None
 
 
-def from_tokenizer_json(path: Path) -> Vocab:
-    doc = read_json(path)
+def from_tokenizer_json(path: Path, doc: dict | None = None) -> Vocab:
+    doc = read_json(path) if doc is None else doc
     if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
         raise FormatError(path, "no 'model' object: not a Hugging Face tokenizer.json")
     model = doc["model"]
@@ -114,16 +116,25 @@ def from_tokenizer_json(path: Path) -> Vocab:
     raw = model.get("vocab")
     scores = {}
     if isinstance(raw, dict):  # BPE, WordPiece: token -> id
-        pairs = [(int(i), t) for t, i in raw.items()]
+        if not all(isinstance(i, int) and i >= 0 for i in raw.values()):
+            raise FormatError(path, "model.vocab must map tokens to non-negative integer ids")
+        pairs = [(i, t) for t, i in raw.items()]
     elif isinstance(raw, list):  # Unigram: [token, score] in id order
+        if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], (int, float))
+                   for e in raw):
+            raise FormatError(path, "model.vocab of a Unigram model must be a list of [token, score] pairs")
         pairs = [(i, entry[0]) for i, entry in enumerate(raw)]
         scores = {i: float(entry[1]) for i, entry in enumerate(raw)}
     else:
         raise FormatError(path, f"model type {model.get('type')!r} has no vocabulary this tool can read")
     if kind not in ("bpe", "unigram", "wordpiece"):
         raise FormatError(path, f"unknown tokenizer model type {model.get('type')!r} (expected BPE, Unigram or WordPiece)")
-    special = {int(t["id"]): str(t["content"]) for t in doc.get("added_tokens") or [] if t.get("special")}
-    added = {int(t["id"]): str(t["content"]) for t in doc.get("added_tokens") or [] if not t.get("special")}
+    added_list = doc.get("added_tokens") or []
+    if not isinstance(added_list, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("id"), int) and isinstance(t.get("content"), str) for t in added_list):
+        raise FormatError(path, "added_tokens must be a list of objects with an integer id and a string content")
+    special = {t["id"]: t["content"] for t in added_list if t.get("special")}
+    added = {t["id"]: t["content"] for t in added_list if not t.get("special")}
     style = _style_of(doc)
     tokens = {}
     byte_ids = {i for i, t in pairs if style == "sentencepiece" and _BYTE_TOKEN.match(t)}
@@ -157,7 +168,11 @@ def from_vocab_merges(vocab_path: Path, merges_path: Path | None) -> Vocab:
     merges = None
     if merges_path is not None:
         merges = []
-        for n, line in enumerate(merges_path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            merge_lines = merges_path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise FormatError(merges_path, f"not UTF-8 text ({e})") from None
+        for n, line in enumerate(merge_lines, 1):
             if not line.strip() or line.startswith("#version"):
                 continue
             parts = line.split(" ")
@@ -319,22 +334,27 @@ def load_file(path: Path) -> Vocab:
         return from_tiktoken(path)
     if name.endswith(".model"):
         return from_sentencepiece(path)
-    if name == "vocab.json" or (name.endswith(".json") and (path.parent / "merges.txt").is_file()
-                                and name != "tokenizer.json"):
-        merges = path.parent / "merges.txt"
+    merges = path.parent / "merges.txt"
+    if name == "vocab.json":
         return from_vocab_merges(path, merges if merges.is_file() else None)
     if name == "vocab.txt":
         return from_vocab_txt(path)
     if name.endswith(".gguf"):
         from ..readers.gguf import GGUFFile
 
-        with GGUFFile(path) as r:
+        r = GGUFFile(path)
+        try:
             vocab = from_gguf(r)
+        finally:
+            r.close()
         if vocab is None:
             raise FormatError(path, "this GGUF file carries no tokenizer.ggml.tokens")
         return vocab
-    if name.endswith(".json"):
-        return from_tokenizer_json(path)
+    if name.endswith(".json"):  # a tokenizer.json under another name, or a vocab.json beside merges.txt
+        doc = read_json(path)
+        if isinstance(doc, dict) and "model" not in doc and merges.is_file():
+            return from_vocab_merges(path, merges)
+        return from_tokenizer_json(path, doc)
     with open(path, "rb") as f:
         head = f.read(64)
     if re.match(rb"^[A-Za-z0-9+/=]+ \d+\r?\n", head):

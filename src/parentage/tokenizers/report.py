@@ -10,7 +10,7 @@ import itertools
 from pathlib import Path
 
 from .. import __version__
-from .efficiency import SAMPLES, efficiency
+from .efficiency import efficiency
 from .formats import Vocab, load_tokenizer
 from .health import health
 from .lineage import lineage
@@ -112,4 +112,4 @@ def _short(ref: str) -> str:
     return ref if len(ref) <= 27 else "..." + ref[-24:]
 
 
-__all__ = ["SAMPLES", "format_human", "tokenizer_report"]
+__all__ = ["format_human", "tokenizer_report"]
