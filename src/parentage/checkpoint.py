@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from . import names as N
-from .errors import ArchitectureError, FormatError, NoWeightsError
+from .constants import MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH
+from .errors import ArchitectureError, FormatError, LimitError, NoWeightsError
 from .readers import GGUFFile, WeightSet, open_file
 from .readers.base import rows_cols
+from .readers.gguf import LazyStrings
 from .refs import Resolved, read_json, resolve
 
 # config.json spellings of the numbers we summarise, first found wins.
@@ -49,6 +51,18 @@ GGUF_KEYS: dict[str, str] = {
     "n_experts": "expert_count",
     "n_shared_experts": "expert_shared_count",
     "vocab_size": "vocab_size",
+}
+# The range each summarised number must lie in: a config may hold anything (inf, a list, -1, 10^300).
+CONFIG_RANGES: dict[str, tuple[int, int]] = {
+    "n_layers": (1, MAX_LAYERS), "hidden_size": (1, MAX_WIDTH), "intermediate_size": (1, MAX_WIDTH),
+    "moe_intermediate_size": (1, MAX_WIDTH), "n_heads": (1, MAX_HEADS), "n_kv_heads": (1, MAX_HEADS),
+    "head_dim": (1, MAX_WIDTH), "n_experts": (1, MAX_EXPERTS), "n_shared_experts": (0, MAX_EXPERTS),
+    "vocab_size": (1, MAX_VOCAB),
+}
+# Further GGUF metadata under "{arch}." that config.json spells otherwise (shown in the circumstantial comparison).
+GGUF_CONFIG_FIELDS: dict[str, str] = {
+    "rope_theta": "rope.freq_base", "max_position_embeddings": "context_length",
+    "rms_norm_eps": "attention.layer_norm_rms_epsilon", "layer_norm_eps": "attention.layer_norm_epsilon",
 }
 # GGUF `general.architecture` -> the family name we report (the tensor names are GGUF's own either way).
 GGUF_ARCH_FAMILY = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe",
@@ -90,7 +104,17 @@ class Tensor:
         return rows_cols(self.shape)[0]
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        """Canonical rows [start, stop) as float32: (stop-start, in_features), or (stop-start,) for vectors."""
+        """Canonical rows [start, stop) as float32: (stop-start, in_features), or (stop-start,) for vectors.
+
+        Every read of every test passes here, so this is the one place NaN and Inf are refused: no statistic
+        downstream has to wonder about them."""
+        rows = self._read_rows(start, stop)
+        if not np.isfinite(rows).all():
+            raise FormatError(self.weights.info(self.piece.source).file,
+                              f"tensor {self.piece.source!r} holds NaN or Inf values (rows {start}-{stop})")
+        return rows
+
+    def _read_rows(self, start: int, stop: int) -> np.ndarray:
         if not 0 <= start <= stop <= self.n_rows:
             raise IndexError(f"rows [{start}, {stop}) out of range for {self.role.key} with {self.n_rows} rows")
         p, w = self.piece, self.weights
@@ -151,11 +175,15 @@ class Checkpoint:
             for r in readers:
                 r.close()
             raise
-        if resolved.index is not None:
-            _check_index(resolved, weights)
-            resolved.side_bytes_read += resolved.index.stat().st_size
-        config = _load_config(resolved, weights)
-        ckpt = _build(str(ref), resolved, weights, config)
+        try:
+            if resolved.index is not None:
+                _check_index(resolved, weights)
+                resolved.side_bytes_read += resolved.index.stat().st_size
+            config = _load_config(resolved, weights)
+            ckpt = _build(str(ref), resolved, weights, config)
+        except BaseException:
+            weights.close()
+            raise
         ckpt.opened_seconds = time.perf_counter() - t0
         return ckpt
 
@@ -211,7 +239,7 @@ def _load_config(resolved: Resolved, weights: WeightSet) -> dict:
             raise FormatError(path, f"{path.name} is not a JSON object")
         # Multimodal wrappers keep the language model's numbers in text_config.
         text = config.get("text_config")
-        return {**config, **text} if isinstance(text, dict) else config
+        return {**config, **text, "_source": path.name} if isinstance(text, dict) else {**config, "_source": path.name}
     gguf = next((r for r in weights.readers if isinstance(r, GGUFFile)), None)
     if gguf is not None:
         return _config_from_gguf(gguf)
@@ -221,32 +249,74 @@ def _load_config(resolved: Resolved, weights: WeightSet) -> dict:
 def _config_from_gguf(r: GGUFFile) -> dict:
     """A config.json-like dict from GGUF metadata, so the summary code has one input shape."""
     arch = r.arch
-    config: dict = {"model_type": GGUF_ARCH_FAMILY.get(arch, arch), "_gguf_arch": arch}
+    config: dict = {"model_type": GGUF_ARCH_FAMILY.get(arch, arch), "_gguf_arch": arch, "_source": "GGUF metadata"}
     for ours, key in GGUF_KEYS.items():
         value = r.metadata.get(f"{arch}.{key}")
         if isinstance(value, np.ndarray):  # per-layer values (some archs): report the largest
-            value = int(value.max()) if value.size and np.issubdtype(value.dtype, np.number) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):  # a hostile file may put a string here
-            config[CONFIG_KEYS[ours][0]] = int(value)
+            value = value.max().item() if value.size and np.issubdtype(value.dtype, np.number) else None
+        if value is not None:
+            config[CONFIG_KEYS[ours][0]] = value  # validated with the config.json numbers, in config_numbers
+    for field_name, key in GGUF_CONFIG_FIELDS.items():
+        value = r.metadata.get(f"{arch}.{key}")
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value):
+            config[field_name] = float(value) if isinstance(value, (float, np.floating)) else int(value)
     tokens = r.metadata.get("tokenizer.ggml.tokens")
-    if tokens is not None and "vocab_size" not in config:
+    if isinstance(tokens, LazyStrings) and "vocab_size" not in config:
         config["vocab_size"] = len(tokens)
     return config
 
 
-def _config_value(config: dict, key: str) -> int | None:
-    for k in CONFIG_KEYS[key]:
-        v = config.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return int(v)
+def _as_int(v) -> int | None:
+    """An integer, or a float holding one; anything else (bool, inf, nan, 1.5, a list, a string) is None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return int(v)
     return None
+
+
+def config_numbers(config: dict, warnings: list[str] | None = None) -> dict[str, int | None]:
+    """The config's numbers as validated integers in range, the one place untrusted config values enter.
+
+    A value of the wrong type or out of range is dropped with a warning naming it (the tensors' own shapes
+    then stand in for it); a KV head count that does not divide the head count likewise."""
+    out: dict[str, int | None] = {}
+    source = config.get("_source", "config")
+    for key, spellings in CONFIG_KEYS.items():
+        out[key] = None
+        lo, hi = CONFIG_RANGES[key]
+        for k in spellings:
+            if k not in config or config[k] is None:
+                continue
+            v = _as_int(config[k])
+            if v is None or not lo <= v <= hi:
+                if warnings is not None:
+                    warnings.append(f"{source}: {k} = {_short_repr(config[k])} is not an integer in [{lo}, {hi:,}]; ignored")
+                continue
+            out[key] = v
+            break
+    if out["n_heads"] and out["n_kv_heads"] and out["n_heads"] % out["n_kv_heads"]:
+        if warnings is not None:
+            warnings.append(f"{source}: {out['n_kv_heads']} KV heads do not divide {out['n_heads']} heads; ignored")
+        out["n_kv_heads"] = None
+    return out
+
+
+def _short_repr(v) -> str:
+    text = repr(v) if not isinstance(v, (dict, list)) else f"a {type(v).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 
 
 def _choose_family(config: dict, names: list[str], is_gguf: bool) -> tuple[N.Family, str, str]:
     """(name table, reported family, confidence). The config's word is checked against the names."""
-    if is_gguf:
-        return N.FAMILIES["gguf"], config.get("model_type") or "unknown", "declared"
     declared = config.get("model_type")
+    declared = declared if isinstance(declared, str) and 0 < len(declared) <= 64 else None  # a list, a number: no word
+    if is_gguf:
+        return N.FAMILIES["gguf"], declared or "unknown", "declared"
     table = N.MODEL_TYPE_TABLE.get(declared) if declared else None
     if table and N.coverage(N.FAMILIES[table], names) >= 0.9:
         return N.FAMILIES[table], declared, "declared"
@@ -265,20 +335,28 @@ def _choose_family(config: dict, names: list[str], is_gguf: bool) -> tuple[N.Fam
     return inferred, declared or "unknown", "inferred"
 
 
-def _dims(config: dict) -> N.Dims:
-    if config.get("new_decoder_architecture"):
+def _dims(config: dict, nums: dict[str, int | None]) -> N.Dims:
+    if config.get("new_decoder_architecture") is True:
         layout = "grouped"
-    elif config.get("multi_query"):
+    elif config.get("multi_query") is True:
         layout = "multi_query"
     else:
         layout = "interleaved"
-    return N.Dims(
-        _config_value(config, "n_heads"),
-        _config_value(config, "n_kv_heads") or (1 if layout == "multi_query" else None),
-        _config_value(config, "head_dim"),
-        _config_value(config, "hidden_size"),
-        layout,
-    )
+    return N.Dims(nums["n_heads"], nums["n_kv_heads"] or (1 if layout == "multi_query" else None), nums["head_dim"],
+                  nums["hidden_size"], layout)
+
+
+def _split(weights: WeightSet, name: str, target: str, n: int, dims: N.Dims) -> list[tuple[str, np.ndarray]]:
+    """A fused tensor's rows per role; head counts that do not fit its shape are one clear error."""
+    try:
+        parts = N.SPLITS[target](n, dims)
+    except (ValueError, ZeroDivisionError, IndexError):
+        parts = None
+    if parts is None or any(len(rows) == 0 or rows.min() < 0 or rows.max() >= n for _, rows in parts):
+        raise ArchitectureError(weights.info(name).file, f"fused tensor {name!r} with {n} rows cannot be split by "
+                                                         f"the config's head counts ({dims.n_heads} heads, "
+                                                         f"{dims.n_kv_heads} KV heads)")
+    return parts
 
 
 def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.Piece], list[str]]:
@@ -290,17 +368,24 @@ def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.
         if m is None:
             unmapped.append(name)
             continue
+        if (m.layer or 0) >= MAX_LAYERS or (m.expert or 0) >= MAX_EXPERTS:
+            raise LimitError(weights.info(name).file, f"tensor {name!r} names layer {m.layer} or expert {m.expert}, "
+                                                      f"beyond any real model ({MAX_LAYERS:,} layers, {MAX_EXPERTS:,} experts)")
         shape = weights.info(name).shape
         transposed = m.transposed and len(shape) == 2
         canon = (shape[1], shape[0]) if transposed else shape
         if m.target.startswith("split:"):
-            n = canon[0]
-            for role, rows in N.SPLITS[m.target[6:]](n, dims):
+            if not canon:
+                raise ArchitectureError(weights.info(name).file, f"fused tensor {name!r} is a scalar")
+            for role, rows in _split(weights, name, m.target[6:], canon[0], dims):
                 pieces.append(N.Piece(N.Role(role, m.layer, m.expert, m.param), name, (len(rows),) + canon[1:], rows, transposed))
         elif m.target.startswith("experts:"):
             if len(shape) != 3:
                 raise FormatError(weights.info(name).file, f"expert stack {name!r} should be 3-D, is {shape}")
             n_exp, rows_per = shape[0], shape[1]
+            if n_exp > MAX_EXPERTS:
+                raise LimitError(weights.info(name).file, f"expert stack {name!r} holds {n_exp:,} experts, beyond "
+                                                          f"any real model ({MAX_EXPERTS:,})")
             for e in range(n_exp):
                 rows = np.arange(e * rows_per, (e + 1) * rows_per)
                 pieces.append(N.Piece(N.Role(m.target[8:], m.layer, e, m.param), name, shape[1:], rows))
@@ -318,19 +403,21 @@ def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict) -> Ch
         family, family_name, confidence = _choose_family(config, names, is_gguf)
     except ArchitectureError as e:
         raise ArchitectureError(resolved.weights[0], e.problem) from None
-    pieces, unmapped = _pieces(family, weights, _dims(config))
+    warnings: list[str] = []
+    nums = config_numbers(config, warnings)
+    pieces, unmapped = _pieces(family, weights, _dims(config, nums))
     tensors: dict[N.Role, Tensor] = {}
     for p in pieces:
         if p.role in tensors:
             raise FormatError(resolved.weights[0], f"two tensors map to {p.role.key}: {tensors[p.role].piece.source!r} and {p.source!r}")
         tensors[p.role] = Tensor(weights, p)
 
-    warnings: list[str] = []
-    n_layers_cfg = _config_value(config, "n_layers")
+    n_layers_cfg = nums["n_layers"]
     layers = sorted({r.layer for r in tensors if r.layer is not None})
     # DeepSeek-V3 ships its multi-token-prediction block as layer n_layers; it is not part of the stack. Only
     # layers the config declares as such are set aside: any other surplus is reported, not hidden.
-    n_mtp = int(config.get("num_nextn_predict_layers") or 0)
+    n_mtp = _as_int(config.get("num_nextn_predict_layers")) or 0
+    n_mtp = n_mtp if 0 <= n_mtp <= MAX_LAYERS else 0
     extra = [l for l in layers if n_layers_cfg is not None and n_layers_cfg <= l < n_layers_cfg + n_mtp]
     if extra:
         for role in [r for r in tensors if r.layer in extra]:
@@ -344,9 +431,9 @@ def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict) -> Ch
     if tied:
         tensors[lm_head_role] = Tensor(weights, N.Piece(lm_head_role, embed.piece.source, embed.shape, embed.piece.rows, embed.piece.transposed))
 
-    summary = _summarise(config, tensors, layers, family_name, confidence, tied, weights)
-    warnings += _cross_check(config, summary, tensors, layers)
-    if family.name == "meta_llama" and not _config_value(config, "n_heads"):
+    summary = _summarise(nums, tensors, layers, family_name, confidence, tied, weights)
+    warnings += _cross_check(nums, summary, tensors, layers)
+    if family.name == "meta_llama" and not nums["n_heads"]:
         warnings.append("Meta-layout Q/K rows need the head count (params.json) to be put in Hugging Face order; none found")
     if confidence == "inferred":
         warnings.append("family not recognised: layer roles were inferred from tensor names (low confidence)")
@@ -362,14 +449,15 @@ def _first(tensors: dict[N.Role, Tensor], role: str, expert: bool) -> Tensor | N
     return None
 
 
-def _summarise(config, tensors, layers, family_name, confidence, tied, weights) -> ArchSummary:
-    cfg = {k: _config_value(config, k) for k in CONFIG_KEYS}
+def _summarise(cfg, tensors, layers, family_name, confidence, tied, weights) -> ArchSummary:
     embed = tensors.get(N.Role("embed"))
     dense_up = _first(tensors, "mlp_up", expert=False) or _first(tensors, "mlp_gate", expert=False)
     expert_up = _first(tensors, "mlp_up", expert=True) or _first(tensors, "mlp_gate", expert=True)
     experts = {r.expert for r in tensors if r.expert is not None}
     n_params = sum(math.prod(weights.info(n).shape) for n in weights.names())
     hidden = cfg["hidden_size"] or (embed.shape[1] if embed is not None and len(embed.shape) == 2 else None)
+    if not hidden:
+        hidden = None  # a 0-column embedding says nothing; the tests then find nothing to compare
     return ArchSummary(
         family=family_name,
         family_confidence=confidence,
@@ -389,19 +477,20 @@ def _summarise(config, tensors, layers, family_name, confidence, tied, weights) 
     )
 
 
-def _cross_check(config: dict, s: ArchSummary, tensors, layers) -> list[str]:
+def _cross_check(cfg: dict, s: ArchSummary, tensors, layers) -> list[str]:
     """Where the config and the tensors disagree, say so (a renamed or edited checkpoint shows here)."""
     out = []
-    n_cfg = _config_value(config, "n_layers")
+    n_cfg = cfg["n_layers"]
     if n_cfg is not None and layers and n_cfg != len(layers):
         out.append(f"config says {n_cfg} layers, tensors hold {len(layers)}")
     if layers and layers != list(range(len(layers))):
-        missing = sorted(set(range(max(layers) + 1)) - set(layers))
-        out.append(f"layer indices are not contiguous (missing {missing[:8]})")
-    v_cfg = _config_value(config, "vocab_size")
+        present = set(layers)  # layer indices are capped at MAX_LAYERS, so this range is bounded
+        missing = [i for i in range(max(layers) + 1) if i not in present][:8]
+        out.append(f"layer indices are not contiguous (missing {', '.join(map(str, missing))})")
+    v_cfg = cfg["vocab_size"]
     if v_cfg is not None and s.vocab_size is not None and v_cfg != s.vocab_size:
         out.append(f"config vocab_size {v_cfg} differs from the embedding's {s.vocab_size} rows")
-    h_cfg = _config_value(config, "hidden_size")
+    h_cfg = cfg["hidden_size"]
     embed = tensors.get(N.Role("embed"))
     if h_cfg is not None and embed is not None and len(embed.shape) == 2 and embed.shape[1] != h_cfg:
         out.append(f"config hidden_size {h_cfg} differs from the embedding's {embed.shape[1]} columns")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint
 from .declared import declared_lineage
+from .safeio import read_prefix
 
 CONFIG_FIELDS = (  # (label, config keys tried in order)
     ("model type", ("model_type",)),
@@ -58,21 +59,23 @@ def config_differences(a: dict, b: dict) -> list[dict]:
     return out
 
 
-def code_facts(root: Path) -> list[dict]:
+def code_facts(root: Path, allowed=lambda p: True) -> list[dict]:
     """Class names and copyright lines of the Python files beside a checkpoint (parsed, never run)."""
     seen, out = set(), []
     for pattern in CODE_GLOBS:
         for path in sorted(Path(root).glob(pattern)):
-            if path in seen or not path.is_file() or path.stat().st_size > MAX_CODE_BYTES:
+            if path in seen or not path.is_file() or not allowed(path) or path.stat().st_size > MAX_CODE_BYTES:
                 continue
             seen.add(path)
-            source = path.read_text(encoding="utf-8", errors="replace")
+            source = read_prefix(path, MAX_CODE_BYTES).decode("utf-8", errors="replace")
             try:
                 tree = ast.parse(source, filename=str(path))
                 classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
                 error = None
             except SyntaxError as e:
                 classes, error = [], f"not valid Python ({e.msg}, line {e.lineno})"
+            except (RecursionError, MemoryError, ValueError):  # nesting too deep for the parser, NUL bytes
+                classes, error = [], "not parsed (nested too deep, or holds NUL bytes)"
             copyright_lines = sorted({m.group(0).strip().rstrip("#").strip()[:160]
                                       for m in COPYRIGHT.finditer(source[:20_000])})
             out.append({"file": path.name, "classes": classes[:40], "copyright": copyright_lines[:10], "error": error})
@@ -143,8 +146,8 @@ def declared_vs_observed(a: Checkpoint, b: Checkpoint, label: str) -> list[str]:
 def circumstantial(a: Checkpoint, b: Checkpoint, label: str) -> dict:
     return {
         "config_differences": config_differences(a.config, b.config),
-        "code": {"A": code_facts(a.resolved.root) if a.resolved.side_file("config.json") else [],
-                 "B": code_facts(b.resolved.root) if b.resolved.side_file("config.json") else []},
+        "code": {"A": code_facts(a.resolved.root, a.resolved.allowed) if a.resolved.side_file("config.json") else [],
+                 "B": code_facts(b.resolved.root, b.resolved.allowed) if b.resolved.side_file("config.json") else []},
         "auto_map": {"A": a.config.get("auto_map"), "B": b.config.get("auto_map")},
         "name_or_path": {"A": a.config.get("_name_or_path"), "B": b.config.get("_name_or_path")},
         "declared_bases": {"A": declared_bases(a), "B": declared_bases(b)},

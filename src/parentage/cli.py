@@ -7,32 +7,52 @@ the problem; a traceback only with --debug), 2 on a usage error.
 from __future__ import annotations
 
 import json
+import math
 import sys
+import warnings
 
 import click
 
 from . import __version__
-from .errors import ParentageError
+from .errors import ParentageError, one_line
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().obj and ctx.find_root().obj.get("debug"))
 
 
 class _Group(click.Group):
-    """Turns library errors into one line on stderr and exit status 1."""
+    """Turns library errors into one line on stderr and exit status 1.
+
+    Numeric warnings are silenced unless --debug: stderr carries the one error line or nothing (the inputs are
+    checked for NaN and Inf where they are read, so a warning never stands for a wrong answer)."""
 
     def invoke(self, ctx: click.Context):
+        import numpy as np
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                if not _debug(ctx):
+                    warnings.simplefilter("ignore")
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except (ParentageError, OSError, MemoryError) as e:
-            if ctx.obj and ctx.obj.get("debug"):
+        except (ParentageError, OSError) as e:
+            if _debug(ctx):
                 raise
             message = str(e) if isinstance(e, ParentageError) else _os_error_line(e)
-            click.echo(f"parentage: error: {message}", err=True)
+            click.echo(f"parentage: error: {one_line(message)}", err=True)
+            ctx.exit(1)
+        except MemoryError:
+            if _debug(ctx):
+                raise
+            click.echo("parentage: error: out of memory (lower --budget, or free memory)", err=True)
             ctx.exit(1)
         except Exception as e:  # a bug of ours: still one line, with the way to the traceback
-            if ctx.obj and ctx.obj.get("debug"):
+            if _debug(ctx):
                 raise
-            click.echo(f"parentage: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
+            click.echo(f"parentage: internal error: {type(e).__name__}: {one_line(str(e))[:500]} "
+                       "(rerun with --debug for the traceback)", err=True)
             ctx.exit(1)
 
 
@@ -40,6 +60,16 @@ def _os_error_line(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or e}"
     return f"{type(e).__name__}: {e}"
+
+
+def _set_debug(ctx: click.Context, param, value: bool) -> None:
+    if value:
+        ctx.find_root().ensure_object(dict)["debug"] = True
+
+
+# Every command takes --debug too, so `parentage compare --debug A B` works as the error lines suggest.
+debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+                            help="Show tracebacks instead of one-line errors.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,26 +87,48 @@ def cli(ctx: click.Context, debug: bool) -> None:
       parentage demo
     """
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    ctx.obj["debug"] = ctx.obj.get("debug") or debug
 
 
 def _emit_json(doc: dict) -> None:
-    click.echo(json.dumps(doc, indent=2, default=_json_default))
+    """Strict JSON: NaN and Infinity (which a hostile config may carry) become null, text is valid UTF-8."""
+    click.echo(json.dumps(json_safe(doc), indent=2, allow_nan=False))
 
 
-def _json_default(obj):
+def _echo(text: str) -> None:
+    from .safeio import clean_text
+
+    click.echo(clean_text(text))
+
+
+def json_safe(obj):
+    """A value json.dumps can write as standard JSON: numpy scalars and arrays as Python values, non-finite
+    floats as null, lone surrogates replaced, anything else as its string."""
     import numpy as np
 
-    if isinstance(obj, np.generic):
-        return obj.item()
+    from .safeio import clean_text
+
+    if isinstance(obj, dict):
+        return {clean_text(str(k)): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if obj is None or isinstance(obj, (bool, int)):
+        return obj
+    return clean_text(str(obj))
 
 
 @cli.command()
 @click.argument("model")
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+@debug_option
 @click.option("--hash", "hash_files", is_flag=True, help="Add sha256 of every file (reads every byte).")
 def inspect(model: str, fmt: str, hash_files: bool) -> None:
     """Architecture, declared lineage, tokenizer and files of MODEL.
@@ -97,7 +149,7 @@ def inspect(model: str, fmt: str, hash_files: bool) -> None:
     if fmt == "json":
         _emit_json(doc)
     else:
-        click.echo(format_human(doc))
+        _echo(format_human(doc))
 
 
 def _budget(ctx, param, value):
@@ -116,11 +168,12 @@ def _budget(ctx, param, value):
 @click.argument("model_a")
 @click.argument("model_b")
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+@debug_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Which rows are sampled; same seed, same result.")
 @click.option("--budget", callback=_budget, metavar="SIZE",
               help="Bytes each checkpoint may be read for: '1%' of the larger one, '500MB', '2GB'. "
                    "Default: 1% (at least 64 MB). More bytes read B's FFNs whole for the permutation-invariant test.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--html", "html_path", default=None, metavar="FILE",
               help="Also write a self-contained HTML report (plots inline; opens without network).")
 @click.option("--reference", "references", multiple=True, metavar="MODEL",
               help="A model unrelated to both, whose std profiles the report draws beside A's and B's (repeatable).")
@@ -140,6 +193,10 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
     """
     from .compare import compare as run, format_human
 
+    if html_path:
+        from .report.html import check_output
+
+        check_output(html_path)
     progress = fmt == "human" and sys.stderr.isatty()
     doc = run(model_a, model_b, seed=seed, budget=budget, progress=progress)
     if html_path:
@@ -149,20 +206,20 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
     if fmt == "json":
         _emit_json(doc)
     else:
-        click.echo(format_human(doc))
+        _echo(format_human(doc))
         if html_path:
-            click.echo(f"\nreport: {html_path}")
+            _echo(f"\nreport: {html_path}")
 
 
 @cli.command()
 @click.argument("tokenizers", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+@debug_option
 @click.option("--efficiency", "with_efficiency", is_flag=True,
               help="Characters and bytes per token on built-in samples (always on for one tokenizer).")
-@click.option("--text", "files", multiple=True, type=click.Path(dir_okay=False),
-              help="Also measure efficiency on this UTF-8 file (repeatable).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write a self-contained HTML report.")
+@click.option("--text", "files", multiple=True, metavar="FILE",
+              help="Also measure efficiency on this UTF-8 file (repeatable; the first 8 MB of a larger one).")
+@click.option("--html", "html_path", default=None, metavar="FILE", help="Also write a self-contained HTML report.")
 def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, files: tuple[str, ...],
               html_path: str | None) -> None:
     """Tokenizer lineage, efficiency and health (one: efficiency and health; two: lineage first; more: every pair).
@@ -182,6 +239,10 @@ def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, file
 
     from .tokenizers.report import format_human, tokenizer_report
 
+    if html_path:
+        from .report.html import check_output
+
+        check_output(html_path)
     doc = tokenizer_report(list(tokenizers), with_efficiency or bool(html_path), [Path(f) for f in files])
     if html_path:
         from .report.html import render_tokenizer, write
@@ -190,11 +251,12 @@ def tokenizer(tokenizers: tuple[str, ...], fmt: str, with_efficiency: bool, file
     if fmt == "json":
         _emit_json(doc)
     else:
-        click.echo(format_human(doc))
+        _echo(format_human(doc))
 
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+@debug_option
 @click.option("--zoo", "zoo_dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="Use this built zoo instead of the one in the cache.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -224,6 +286,7 @@ def demo(fmt: str, zoo_dir: str | None, out_dir: str | None, quick: bool) -> Non
     pairs, origin, refs = zoo_pairs(Path(zoo_dir) if zoo_dir else None, log=lambda m: click.echo(m, err=True),
                                     quick=quick)
     out = Path(out_dir) if out_dir else cache_dir() / "demo" / "reports"
+    out.mkdir(parents=True, exist_ok=True)
     docs, paths = [], []
     references = reference_profiles([str(r) for r in refs])
     for k, (title, a, b) in enumerate(pairs):
@@ -248,6 +311,7 @@ def zoo() -> None:
 
 @zoo.command("build")
 @click.argument("folder", type=click.Path(file_okay=False))
+@debug_option
 @click.option("--size", type=click.Choice(["ci", "full", "tiny"]), default="ci", show_default=True,
               help="ci: every derivation kind once, minutes; full: >= 8 independent bases; tiny: smoke tests only.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same manifest and weights.")

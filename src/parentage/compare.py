@@ -23,7 +23,6 @@ from .align import LayerAlignment, align_layers, unit_rows
 from .checkpoint import Checkpoint, Tensor
 from .circumstantial import circumstantial
 from .declared import declared_lineage
-from .errors import FormatError
 from .evidence import Evidence
 from .evidence.baselines import honestagi_std_profile, raw_cosine
 from .evidence.blocks import ffn_units, has_two_views, read_block, value_units, view
@@ -100,12 +99,6 @@ def read_rows_at(t: Tensor, ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _finite(ck: Checkpoint, t: Tensor, x: np.ndarray) -> np.ndarray:
-    if not np.isfinite(x).all():
-        raise FormatError(ck.ref, f"tensor {t.piece.source!r} holds NaN or Inf values")
-    return x
-
-
 # -- 1. hidden dimensions ------------------------------------------------------------------------------------
 
 
@@ -148,14 +141,14 @@ def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: li
     per_token = (d_a + d_b) * max(_bytes_per_value(a), _bytes_per_value(b))
     n_tok = int(min(len(pairs), TOKENS, max(MIN_SHARED_TOKENS, budget.bytes_per_model // 4 / per_token)))
     sample = _sample_pairs(pairs, n_tok, rng)
-    x = _finite(a, ea, read_rows_at(ea, sample[:, 0]))
-    y = _finite(b, eb, read_rows_at(eb, sample[:, 1]))
+    x = read_rows_at(ea, sample[:, 0])
+    y = read_rows_at(eb, sample[:, 1])
     hmap, ev = align_hidden(x, y)
     if hmap.kind not in ("permutation", "rotation") and len(pairs) > len(sample):
         # Not a permutation: fitting a rotation needs at least as many tokens as dimensions.
         more = _sample_pairs(pairs, int(min(len(pairs), max(d_a, d_b) * 5 // 4)), rng)
-        x = _finite(a, ea, read_rows_at(ea, more[:, 0]))
-        y = _finite(b, eb, read_rows_at(eb, more[:, 1]))
+        x = read_rows_at(ea, more[:, 0])
+        y = read_rows_at(eb, more[:, 1])
         hmap, ev = align_hidden(x, y)
     ev.details["shared_tokens"] = int(len(pairs))
     return hmap, ev
@@ -230,7 +223,11 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
                                                   for t in tried]}
     blocks_a = map_blocks(ua, raw_a, hmap)
     out, cells_k = [ev_index], []
-    if all(has_two_views(u) for u in ua + ub):
+    if len({len(u.matrices) for u in ua + ub}) > 1:  # gated on one side, ungated on the other
+        out.append(Evidence("ffn_neuron_agreement", None, None, False,
+                            "not run: one model's FFNs are gated (gate and up rows), the other's are not, so the two "
+                            "descriptions of a neuron the test matches do not exist on both sides", {}))
+    elif all(has_two_views(u) for u in ua + ub):
         spent = max(a.cost()["bytes_read"], b.cost()["bytes_read"])
         # Without a verdict from the order tests, only a permutation-invariant test can tell "unrelated" from
         # "relabelled copy", so the default budget stretches to read a few of B's FFNs whole.
@@ -271,9 +268,15 @@ def _candidate_maps(a, b, hmap: HiddenMap, ua, ub, start: int, m: int, n_min: in
     layers_a = [u for u in ua if u.name in ("ffn", "expert 0")][:WEIGHT_ROW_LAYERS]
     layers_b = [u for u in ub if u.name in ("ffn", "expert 0")][:WEIGHT_ROW_LAYERS]
 
+    # the matrices both sides have: gate and up rows, or only the up rows when one side's FFN is ungated
+    n_mats = min(len(u.matrices) for u in layers_a + layers_b) if layers_a and layers_b else 1
+
+    def rows(ck, u, lo, hi) -> list[np.ndarray]:
+        return read_block(ck, u, lo, hi, which=tuple(range(len(u.matrices) - n_mats, len(u.matrices))))
+
     def from_rows() -> HiddenMap | None:
-        x = np.concatenate([r for u in layers_a for lo, hi in spans for r in read_block(a, u, lo, hi)])
-        y = np.concatenate([r for u in layers_b for lo, hi in spans for r in read_block(b, u, lo, hi)])
+        x = np.concatenate([r for u in layers_a for lo, hi in spans for r in rows(a, u, lo, hi)])
+        y = np.concatenate([r for u in layers_b for lo, hi in spans for r in rows(b, u, lo, hi)])
         row_map, _ = align_hidden(x, y)
         return row_map if row_map.kind in ("permutation", "rotation") else None
 

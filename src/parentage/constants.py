@@ -18,11 +18,40 @@ TORCH_MAX_PICKLE = 64 * 1024 * 1024
 
 # GGUF headers carry the whole vocabulary (150k tokens, merges) but not tensor data; 256 MB is generous.
 GGUF_MAX_HEADER = 256 * 1024 * 1024
-GGUF_MAX_ARRAY = 1 << 26  # elements in one metadata array
+GGUF_MAX_ARRAY = 1 << 22  # elements in one metadata array (the largest vocabularies hold about 2^18 tokens)
 GGUF_MAX_STRING = 1 << 26  # bytes in one metadata string
+GGUF_MAX_ITEMS = 1 << 23  # keys, array elements and tensor entries of one header, all told
+GGUF_MAX_KEYS = 1 << 16  # metadata keys (real files: a few dozen)
+GGUF_MAX_TENSORS = 1 << 18  # tensor entries (DeepSeek-V3 with unstacked experts: about 50,000)
+GGUF_MAX_NESTING = 4  # arrays of arrays
 
-# JSON side files (config.json, shard indexes, tokenizer_config.json) are small; refuse absurd ones.
+# A torch pickle's tensor table: nested dicts are flattened with dots; shared references could make a few
+# hundred bytes describe 2^60 paths, so the walk is capped (real state dicts: a few thousand tensors).
+TORCH_MAX_ENTRIES = 1 << 20
+TORCH_MAX_NESTING = 32
+# A storage that is not a plain contiguous stored member is decoded whole; cap what that may cost.
+TORCH_MAX_WHOLE_STORAGE = 1 << 30
+
+# JSON side files (config.json, shard indexes, tokenizer.json) are small; refuse absurd ones.
 JSON_MAX_BYTES = 64 * 1024 * 1024
+JSON_MAX_DEPTH = 64  # real configs and tokenizers nest under 10 levels
+
+# Numbers a real checkpoint never exceeds; beyond them a config value or a tensor name is hostile or corrupt.
+MAX_LAYERS = 10_000  # layer indices and counts
+MAX_EXPERTS = 1 << 16
+MAX_WIDTH = 1 << 22  # hidden size, FFN width, head dim
+MAX_HEADS = 1 << 16
+MAX_VOCAB = 1 << 24  # embedding rows, token ids and ranks
+MAX_TENSORS = 1 << 18  # tensors in one checkpoint (DeepSeek-V3 in safetensors: about 91,000)
+MAX_JSON_VALUES = 1 << 24  # values in one JSON document (a 262k-token tokenizer.json holds about 2 million)
+MAX_DIM = 1 << 40  # any one dimension of a stored tensor (a zero-size tensor could otherwise claim 2^62 rows)
+
+# Side files read only for their top part (model card front matter, merge configs).
+CARD_MAX_BYTES = 200_000
+# Text files measured by `tokenizer --text`: the first this many bytes are enough for a rate per token.
+TEXT_MAX_BYTES = 8 * 1024 * 1024
+# Tokenizer files that are not JSON (sentencepiece, tiktoken, merges.txt, vocab.txt).
+TOKENIZER_MAX_BYTES = 256 * 1024 * 1024
 
 ENV_CACHE = "PARENTAGE_CACHE"  # where demo fixtures and zoos are kept
 ENV_HF_CACHE = "HF_HUB_CACHE"

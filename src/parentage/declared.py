@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .constants import CARD_MAX_BYTES
 from .readers import GGUFFile
 from .readers.gguf import LazyStrings
+from .safeio import read_prefix
 
 _CONFIG_FIELDS = ("_name_or_path", "architectures", "auto_map", "model_type", "base_model", "transformers_version")
 _CARD_FIELDS = ("base_model", "base_model_relation", "license", "model_name")
@@ -64,12 +66,12 @@ def declared_lineage(ckpt) -> dict:
     """Everything the checkpoint's own files declare about its identity and ancestry."""
     out: dict[str, object] = {}
     config = ckpt.config
-    cfg = {k: config[k] for k in _CONFIG_FIELDS if k in config and not k.startswith("_gguf")}
+    cfg = {k: config[k] for k in _CONFIG_FIELDS if k in config}
     if cfg:
         out["config"] = cfg
     readme = ckpt.resolved.side_file("README.md")
     if readme is not None:
-        card = front_matter(readme.read_text(encoding="utf-8", errors="replace")[:200_000])
+        card = front_matter(read_prefix(readme, CARD_MAX_BYTES).decode("utf-8", errors="replace"))
         if card:
             out["model_card"] = card
     metadata = {}
@@ -84,11 +86,12 @@ def declared_lineage(ckpt) -> dict:
         out["safetensors_metadata"] = metadata
     mergekit = ckpt.resolved.side_file("mergekit_config.yml")
     if mergekit is not None:
-        text = mergekit.read_text(encoding="utf-8", errors="replace")[:200_000]
+        text = read_prefix(mergekit, CARD_MAX_BYTES).decode("utf-8", errors="replace")
         models = re.findall(r"^\s*-?\s*(?:model|base_model):\s*([^\s#]+)", text, flags=re.M)
         out["mergekit"] = sorted(set(models))
     # Only a model folder's own code: a lone weights file's folder may hold anything.
-    code = sorted(p.name for p in Path(ckpt.resolved.root).glob("*.py")) if ckpt.resolved.side_file("config.json") else []
+    code = sorted(p.name for p in Path(ckpt.resolved.root).glob("*.py")
+                  if ckpt.resolved.allowed(p)) if ckpt.resolved.side_file("config.json") else []
     if code:
         out["remote_code_files"] = code  # listed, never imported or executed
     return out

@@ -11,15 +11,27 @@ says it. The CLI prints `str(error)` as its one line on stderr.
 from __future__ import annotations
 
 import os
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """A message fit for one line of a terminal: control characters (a pickled name may hold a newline) are
+    escaped, and lone surrogates (hostile JSON escapes, undecodable file names) replaced."""
+    text = _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 class ParentageError(Exception):
     """Base class: bad input that we detected and explained."""
 
     def __init__(self, where: str | os.PathLike | None, problem: str):
-        self.where = None if where is None else os.fspath(where)
-        self.problem = problem
-        super().__init__(f"{self.where}: {problem}" if self.where else problem)
+        self.where = None if where is None else one_line(os.fspath(where))
+        self.problem = one_line(str(problem))
+        super().__init__(f"{self.where}: {self.problem}" if self.where else self.problem)
 
 
 class CheckpointNotFoundError(ParentageError, FileNotFoundError):
@@ -56,3 +68,11 @@ class UnsafePickleError(ParentageError, PermissionError):
 
 class ArchitectureError(ParentageError, ValueError):
     """Tensor names or shapes do not fit the architecture they claim."""
+
+
+class OutputPathError(ParentageError, IsADirectoryError):
+    """An output path holds something other than a regular file (a link, FIFO, device or folder)."""
+
+
+class LimitError(FormatError):
+    """A small input asks for unbounded work (a cap in constants.py that no real checkpoint reaches)."""

@@ -10,6 +10,7 @@ from . import __version__
 from .checkpoint import Checkpoint
 from .declared import declared_lineage
 from .readers import GGUFFile
+from .readers.gguf import LazyStrings
 
 SIDE_FILES = ("config.json", "params.json", "generation_config.json", "README.md", "mergekit_config.yml")
 
@@ -40,8 +41,10 @@ def _tokenizer(ckpt: Checkpoint) -> dict:
     files = [p.name for p in ckpt.tokenizer_files()]
     gguf = next((x for x in ckpt.weights.readers if isinstance(x, GGUFFile)), None)
     embedded = None
-    if gguf is not None and "tokenizer.ggml.tokens" in gguf.metadata:
-        embedded = {"model": gguf.metadata.get("tokenizer.ggml.model"), "n_tokens": len(gguf.metadata["tokenizer.ggml.tokens"])}
+    tokens = gguf.metadata.get("tokenizer.ggml.tokens") if gguf is not None else None
+    if isinstance(tokens, LazyStrings):
+        model = gguf.metadata.get("tokenizer.ggml.model")
+        embedded = {"model": model if isinstance(model, str) else None, "n_tokens": len(tokens)}
     return {"files": files, "gguf_embedded": embedded}
 
 

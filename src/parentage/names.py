@@ -396,7 +396,8 @@ _PARAM_ALIASES = {"gamma": "weight", "beta": "bias"}  # old BERT/TF-converted La
 def _compile(pattern: str, prefix: str = "") -> re.Pattern:
     exact = pattern.endswith("$")
     body = re.escape(prefix + pattern.rstrip("$"))
-    body = body.replace(r"\{L\}", r"(?P<L>\d+)").replace(r"\{E\}", r"(?P<E>\d+)")
+    # at most 9 digits: a longer index is no real layer (and int() of 5,000 digits raises); such a name is unmapped
+    body = body.replace(r"\{L\}", r"(?P<L>\d{1,9})").replace(r"\{E\}", r"(?P<E>\d{1,9})")
     return re.compile("^" + body + ("$" if exact else r"(?P<P>\.(weight|bias|gamma|beta))$"))
 
 
@@ -464,10 +465,15 @@ def match_name(family: Family, name: str) -> Match | None | str:
     return None
 
 
+COVERAGE_SAMPLE = 4096  # names enough to tell families apart; every table scores them, so keep it bounded
+
+
 def coverage(family: Family, names: list[str]) -> float:
-    """Fraction of names this table accounts for (mapped or knowingly dropped)."""
+    """Fraction of names this table accounts for (mapped or knowingly dropped), on an even sample of them."""
     if not names:
         return 0.0
+    if len(names) > COVERAGE_SAMPLE:
+        names = names[:: -(-len(names) // COVERAGE_SAMPLE)]
     return sum(match_name(family, n) is not None for n in names) / len(names)
 
 

@@ -7,13 +7,15 @@ its cache; with HF_HUB_OFFLINE=1 only the cache is consulted.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .constants import JSON_MAX_BYTES, hf_cache_dir, hf_offline
+from .constants import hf_cache_dir, hf_offline
 from .errors import CheckpointNotFoundError, FormatError, HubReferenceError, MissingShardError, NoWeightsError
+from .safeio import is_inside, read_json, regular_file
+
+__all__ = ["Resolved", "read_json", "resolve"]
 
 # Weight files in order of preference: the first pattern that matches in a folder wins.
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -23,7 +25,10 @@ TOKENIZER_FILES = (
     "merges.txt", "vocab.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
 )
 _GGUF_SPLIT = re.compile(r"^(?P<stem>.*)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
-_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(@(?P<rev>[\w./-]+))?$")
+_HUB_ID = re.compile(r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(@(?P<rev>.*))?$", re.ASCII)
+_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$", re.ASCII)
+# A revision is a commit hash, a branch or a tag: git's ref-name rules, so it can never name a path.
+_REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}$", re.ASCII)
 
 
 @dataclass
@@ -35,25 +40,19 @@ class Resolved:
     hub: dict | None = None  # {"repo_id", "revision", "commit"} for hub references
     weight_map: dict[str, str] | None = None  # tensor -> shard, from the index
     side_bytes_read: int = 0  # JSON side files read while resolving and opening (index, config)
+    confine: Path | None = None  # every file read must resolve inside this folder (a hub repo's cache)
+
+    def allowed(self, p: Path) -> bool:
+        return self.confine is None or is_inside(p, self.confine)
 
     def side_file(self, name: str) -> Path | None:
+        """A regular file beside the weights (a FIFO or device is never opened: it could block or never end)."""
         p = self.root / name
-        return p if p.is_file() else None
+        return p if p.is_file() and self.allowed(p) else None
 
     def tokenizer_files(self) -> list[Path]:
-        found = [self.root / n for n in TOKENIZER_FILES if (self.root / n).is_file()]
-        return found + sorted(p for p in self.root.glob("*.tiktoken") if p.is_file())
-
-
-def read_json(path: Path) -> object:
-    """A small JSON side file, or a one-line FormatError naming it."""
-    try:
-        size = path.stat().st_size
-        if size > JSON_MAX_BYTES:
-            raise FormatError(path, f"{size} bytes is too large for a JSON side file")
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(path, f"not valid JSON ({e})") from None
+        found = [p for p in (self.side_file(n) for n in TOKENIZER_FILES) if p is not None]
+        return found + sorted(p for p in self.root.glob("*.tiktoken") if p.is_file() and self.allowed(p))
 
 
 def _shards_from_index(index: Path) -> tuple[list[Path], dict[str, str]]:
@@ -61,8 +60,13 @@ def _shards_from_index(index: Path) -> tuple[list[Path], dict[str, str]]:
     if not isinstance(data, dict) or not isinstance(data.get("weight_map"), dict):
         raise FormatError(index, "shard index has no 'weight_map' object")
     shards = []
-    for shard in dict.fromkeys(data["weight_map"].values()):
-        if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard.startswith("."):
+    names = data["weight_map"].values()
+    bad = [s for s in names if not isinstance(s, str)][:1]
+    if bad:
+        bad = bad[0]
+        raise FormatError(index, f"weight_map names a shard by {type(bad).__name__} {str(bad)[:60]!r}, not a file name")
+    for shard in dict.fromkeys(names):
+        if "/" in shard or "\\" in shard or shard.startswith(".") or not shard:
             raise FormatError(index, f"shard name {shard!r} is not a plain file name")
         path = index.parent / shard
         if not path.is_file():
@@ -77,7 +81,9 @@ def _gguf_split_set(path: Path) -> list[Path]:
     m = _GGUF_SPLIT.match(path.name)
     if not m:
         return [path]
-    n = int(m.group("n"))
+    i, n = int(m.group("i")), int(m.group("n"))
+    if not 1 <= i <= n:
+        raise FormatError(path, f"GGUF split name says part {i} of {n}; parts are numbered 1 to n")
     parts = [path.parent / f"{m.group('stem')}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
     for p in parts:
         if not p.is_file():
@@ -85,7 +91,12 @@ def _gguf_split_set(path: Path) -> list[Path]:
     return parts
 
 
-def _weights_in_folder(folder: Path) -> tuple[list[Path], Path | None, dict | None]:
+def _weights_in_folder(folder: Path, confine: Path | None = None) -> tuple[list[Path], Path | None, dict | None]:
+    if confine is not None:  # a hub snapshot: a file linking out of the repository's cache is never opened
+        outside = [p for p in folder.iterdir() if not is_inside(p, confine)]
+        if outside:
+            raise HubReferenceError(folder, f"cached file {outside[0].name} links outside the repository's cache "
+                                            f"({confine}); nothing was read")
     for name in INDEX_FILES:
         if (folder / name).is_file():
             shards, weight_map = _shards_from_index(folder / name)
@@ -113,6 +124,8 @@ def _weights_in_folder(folder: Path) -> tuple[list[Path], Path | None, dict | No
 
 def resolve(ref: str) -> Resolved:
     path = Path(ref).expanduser()
+    if path.exists() and not path.is_dir() and not path.is_file():
+        regular_file(path)  # a FIFO, device or socket: one clear line, and never opened
     if path.is_dir():
         weights, index, weight_map = _weights_in_folder(path)
         return Resolved(ref, path, weights, index, weight_map=weight_map)
@@ -128,7 +141,17 @@ def resolve(ref: str) -> Resolved:
     raise CheckpointNotFoundError(path, "no such file or folder")
 
 
+def _check_hub_id(ref: str, repo_id: str, revision: str | None) -> None:
+    for part in repo_id.split("/"):
+        if not _REPO_PART.match(part) or ".." in part or "--" in part or part.endswith("."):
+            raise HubReferenceError(ref, f"{part!r} is not a valid hub organisation or repository name")
+    if revision is not None and (not _REVISION.match(revision) or ".." in revision or "//" in revision
+                                 or revision.endswith(("/", ".lock", ".")) or "/." in revision):
+        raise HubReferenceError(ref, f"revision {revision!r} is not a commit, branch or tag name")
+
+
 def _resolve_hub(ref: str, repo_id: str, revision: str | None) -> Resolved:
+    _check_hub_id(ref, repo_id, revision)
     import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -149,6 +172,12 @@ def _resolve_hub(ref: str, repo_id: str, revision: str | None) -> Resolved:
         except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
             raise HubReferenceError(ref, f"could not be fetched ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     folder = Path(folder)
-    weights, index, weight_map = _weights_in_folder(folder)
+    # The snapshot must be a folder of this repository's cache: a refs file holding '../..' or an absolute
+    # path, or a snapshot that is a link elsewhere, would otherwise have us read any folder on the machine.
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    if not is_inside(folder, repo_dir / "snapshots") or Path(folder).resolve().parent != (repo_dir / "snapshots").resolve():
+        raise HubReferenceError(ref, f"the hub cache resolves this revision to {folder}, outside {repo_dir / 'snapshots'} "
+                                     "(a corrupt or hostile refs file); nothing was read")
+    weights, index, weight_map = _weights_in_folder(folder, confine=repo_dir)
     hub = {"repo_id": repo_id, "revision": revision or "main", "commit": folder.name}
-    return Resolved(ref, folder, weights, index, hub=hub, weight_map=weight_map)
+    return Resolved(ref, folder, weights, index, hub=hub, weight_map=weight_map, confine=repo_dir)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checkpoint import Checkpoint, Tensor
-from ..errors import FormatError
 
 FFN_MATRICES = (("mlp_gate", "mlp_up"), ("shared_mlp_gate", "shared_mlp_up"))
 NORM_OFFSET_FAMILIES = ("gemma",)  # these store RMSNorm gains as (gain - 1)
@@ -83,9 +82,7 @@ def read_block(ck: Checkpoint, unit: Unit, start: int, stop: int, which: tuple[i
     for k, t in enumerate(unit.matrices):
         if which is not None and k not in which:
             continue
-        rows = t.read_rows(start, stop)
-        if not np.isfinite(rows).all():
-            raise FormatError(ck.ref, f"tensor {t.piece.source!r} holds NaN or Inf values in rows {start}-{stop}")
+        rows = t.read_rows(start, stop)  # finite: Tensor.read_rows refuses NaN and Inf
         if gain is not None and gain.shape[0] == rows.shape[1]:
             if rows.flags.writeable and rows.dtype == np.float32:
                 rows *= gain  # in place: whole FFNs of large models are read through here
@@ -103,8 +100,6 @@ def view(ck: Checkpoint, unit: Unit, k: int, start: int, stop: int) -> np.ndarra
     if k == 0:
         return read_block(ck, unit, start, stop)[0]
     down = unit.down.read()  # (d, n): a neuron's column spans every row, so the whole writer is read
-    if not np.isfinite(down).all():
-        raise FormatError(ck.ref, f"tensor {unit.down.piece.source!r} holds NaN or Inf values")
     return np.ascontiguousarray(down[:, start:stop].T)
 
 

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import CheckpointNotFoundError, FormatError
+from ..constants import MAX_TENSORS
+from ..errors import CheckpointNotFoundError, FormatError, LimitError
 from .base import Reader, TensorInfo, rows_cols
 from .gguf import GGUFFile
 from .safetensors import SafetensorsFile
@@ -62,6 +63,9 @@ class WeightSet:
     def __init__(self, readers: Sequence[Reader]):
         self.readers = list(readers)
         self._owner: dict[str, Reader] = {}
+        if sum(len(r.names()) for r in self.readers) > MAX_TENSORS:
+            raise LimitError(self.readers[0].path, f"the checkpoint's files hold more than {MAX_TENSORS:,} tensors; "
+                                                   "no real checkpoint does")
         for r in self.readers:
             for name in r.names():
                 if name in self._owner:

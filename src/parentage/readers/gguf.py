@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import GGUF_MAX_ARRAY, GGUF_MAX_HEADER, GGUF_MAX_STRING
+from ..constants import (GGUF_MAX_ARRAY, GGUF_MAX_HEADER, GGUF_MAX_ITEMS, GGUF_MAX_KEYS, GGUF_MAX_NESTING, GGUF_MAX_STRING,
+                         GGUF_MAX_TENSORS, MAX_DIM)
 from ..dtypes import decode
-from ..errors import FormatError, UnsupportedDtypeError
+from ..errors import FormatError, LimitError, UnsupportedDtypeError
 from .base import MappedFile, ReadStats, TensorInfo, check_row_range, rows_cols, shaped_rows
 
 MAGIC = b"GGUF"
@@ -53,6 +54,13 @@ class LazyStrings:
 class _Cursor:
     def __init__(self, path: Path, buf: memoryview):
         self.path, self.buf, self.pos = path, buf, 0
+        self.items = 0  # keys, array elements and tensor entries parsed: a small file must not mean unbounded work
+
+    def count(self, n: int) -> None:
+        self.items += n
+        if self.items > GGUF_MAX_ITEMS:
+            raise LimitError(self.path, f"GGUF header holds more than {GGUF_MAX_ITEMS:,} keys, array elements and "
+                                        "tensors (corrupt or hostile)")
 
     def take(self, n: int) -> memoryview:
         if self.pos + n > len(self.buf):
@@ -76,7 +84,7 @@ class _Cursor:
             raise FormatError(self.path, f"GGUF string of {n} bytes at offset {self.pos} exceeds the cap")
         self.take(n)
 
-    def value(self, vtype: int):
+    def value(self, vtype: int, depth: int = 0):
         if vtype in _SCALARS:
             return self.unpack(*_SCALARS[vtype])
         if vtype == _STRING:
@@ -84,7 +92,8 @@ class _Cursor:
         if vtype == _ARRAY:
             etype, count = self.unpack("<I", 4), self.unpack("<Q", 8)
             if count > GGUF_MAX_ARRAY:
-                raise FormatError(self.path, f"GGUF array of {count} elements exceeds the cap")
+                raise LimitError(self.path, f"GGUF array of {count:,} elements exceeds the cap ({GGUF_MAX_ARRAY:,})")
+            self.count(count)
             if etype in _NUMPY:
                 size = _SCALARS[etype][1]
                 arr = np.frombuffer(self.take(size * count), dtype=_NUMPY[etype]).copy()
@@ -95,7 +104,9 @@ class _Cursor:
                     self.skip_string()
                 return LazyStrings(start, count)
             if etype == _ARRAY:
-                return [self.value(_ARRAY) for _ in range(count)]
+                if depth >= GGUF_MAX_NESTING:
+                    raise LimitError(self.path, f"GGUF arrays nested deeper than {GGUF_MAX_NESTING} levels")
+                return [self.value(_ARRAY, depth + 1) for _ in range(count)]
             raise FormatError(self.path, f"unknown GGUF array element type {etype}")
         raise FormatError(self.path, f"unknown GGUF metadata value type {vtype} at offset {self.pos}")
 
@@ -121,6 +132,14 @@ class GGUFFile:
         self.path = Path(path)
         self.stats = ReadStats()
         self._file = MappedFile(self.path, self.stats)
+        self._buf = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         if self._file.size < 24:
             raise FormatError(self.path, f"truncated: {self._file.size} bytes, too short for a GGUF header")
         # Map the header region once; bytes are counted below once we know where the tensor data starts.
@@ -134,21 +153,31 @@ class GGUFFile:
             hint = " (big-endian files are not supported)" if self.version > 0xFFFF else ""
             raise FormatError(self.path, f"unsupported GGUF version {self.version}{hint}")
         n_tensors, n_kv = cur.unpack("<Q", 8), cur.unpack("<Q", 8)
-        if n_tensors > 1 << 24 or n_kv > 1 << 24:
-            raise FormatError(self.path, f"implausible GGUF counts: {n_tensors} tensors, {n_kv} metadata keys")
+        if n_tensors > GGUF_MAX_TENSORS or n_kv > GGUF_MAX_KEYS:
+            raise LimitError(self.path, f"implausible GGUF counts: {n_tensors:,} tensors, {n_kv:,} metadata keys "
+                                        f"(caps {GGUF_MAX_TENSORS:,} and {GGUF_MAX_KEYS:,})")
         self.metadata: dict = {}
         for _ in range(n_kv):
+            cur.count(1)
             key = cur.string()
+            if key in self.metadata:
+                raise FormatError(self.path, f"metadata key {key[:80]!r} appears twice")
             self.metadata[key] = cur.value(cur.unpack("<I", 4))
         self._buf = view
 
-        raw_infos = []
+        raw_infos, seen = [], set()
         for _ in range(n_tensors):
+            cur.count(1)
             name = cur.string()
+            if name in seen:
+                raise FormatError(self.path, f"tensor {name[:80]!r} is listed twice")
+            seen.add(name)
             n_dims = cur.unpack("<I", 4)
             if n_dims > 8:
-                raise FormatError(self.path, f"tensor {name!r} claims {n_dims} dimensions")
+                raise FormatError(self.path, f"tensor {name[:80]!r} claims {n_dims} dimensions")
             dims = [cur.unpack("<Q", 8) for _ in range(n_dims)]
+            if any(d > MAX_DIM for d in dims):
+                raise FormatError(self.path, f"tensor {name[:80]!r} has a dimension beyond 2^40 ({dims})")
             raw_infos.append((name, dims, cur.unpack("<I", 4), cur.unpack("<Q", 8)))
         alignment = self.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
         if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
@@ -171,11 +200,26 @@ class GGUFFile:
                 )
             self._entries[name] = (info, ggml_type, begin)
             spans.append((begin, begin + info.nbytes, name))
-        spans.sort()
-        for (_, end, prev), (begin, _, name) in zip(spans, spans[1:]):
-            if begin < end:
+        self._check_tiling(sorted(spans), alignment)
+        arch = self.metadata.get("general.architecture", "")
+        self.arch = arch if isinstance(arch, str) else ""
+
+    def _check_tiling(self, spans: list[tuple[int, int, str]], alignment: int) -> None:
+        """The tensors must tile the data section as the writer lays them out (each at the next aligned offset
+        after the one before, the last ending the file): a header whose tensor count is one short, or whose
+        offsets were shifted, would otherwise have every tensor read from the wrong bytes."""
+        cursor, prev = self._data_start, None
+        for begin, end, name in spans:
+            if begin < cursor:
                 raise FormatError(self.path, f"tensor {name!r} overlaps tensor {prev!r}")
-        self.arch = str(self.metadata.get("general.architecture", ""))
+            if begin - cursor >= alignment:
+                raise FormatError(self.path, f"{begin - cursor:,} bytes before tensor {name!r} belong to no tensor "
+                                             "(a tensor missing from the header?)")
+            cursor, prev = end, name
+        trailing = self._file.size - (spans[-1][1] if spans else self._data_start)
+        if spans and trailing >= alignment:
+            raise FormatError(self.path, f"{trailing:,} bytes after the last tensor belong to no tensor "
+                                         "(a tensor missing from the header?)")
 
     def _tensor_info(self, name: str, dims: list[int], ggml_type: int) -> TensorInfo:
         import gguf  # the type table lives there; imported lazily so `import parentage` stays light
@@ -205,7 +249,7 @@ class GGUFFile:
         """Decode a string-array metadata value (e.g. `tokenizer.ggml.tokens`)."""
         value = self.metadata[key]
         if not isinstance(value, LazyStrings):
-            raise TypeError(f"{self.path}: metadata {key!r} is not a string array")
+            raise FormatError(self.path, f"metadata {key!r} is not an array of strings")
         cur = _Cursor(self.path, self._buf)
         cur.pos = value.offset
         out = [cur.string() for _ in range(value.count)]
@@ -218,7 +262,10 @@ class GGUFFile:
         key = "head_count" if "attn_q" in name else "head_count_kv"
         n_head = self.metadata.get(f"{self.arch}.attention.{key}") or self.metadata.get(f"{self.arch}.attention.head_count")
         if isinstance(n_head, np.ndarray):  # per-layer head counts (deci); take this layer's
-            layer = int(name.split(".")[1])
+            parts = name.split(".")
+            layer = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() and len(parts[1]) < 9 else -1
+            if not (0 <= layer < n_head.size and np.issubdtype(n_head.dtype, np.integer)):
+                return None
             n_head = int(n_head[layer])
         if not isinstance(n_head, (int, np.integer)) or not n_head or n_rows % n_head or (n_rows // n_head) % 2:
             return None

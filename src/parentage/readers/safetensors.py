@@ -9,14 +9,14 @@ format specifies.
 from __future__ import annotations
 
 import math
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..constants import SAFETENSORS_MAX_HEADER
+from ..constants import MAX_DIM, MAX_TENSORS, SAFETENSORS_MAX_HEADER
 from ..dtypes import DTYPES, decode
-from ..errors import FormatError, UnsupportedDtypeError
+from ..errors import FormatError, LimitError, UnsupportedDtypeError
+from ..safeio import parse_json
 from .base import MappedFile, ReadStats, TensorInfo, check_row_range, read_head, rows_cols, shaped_rows
 
 
@@ -30,10 +30,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
 
 def parse_header(path: Path, raw: bytes, file_size: int) -> tuple[dict[str, tuple[TensorInfo, int]], dict]:
     """Validate a header and return {name: (info, begin offset in the buffer)} and the `__metadata__` map."""
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise FormatError(path, f"safetensors header is not valid JSON ({e})") from None
+    if raw.count(b'"data_offsets"') > MAX_TENSORS:  # a fast scan before the (costly) parse
+        raise LimitError(path, f"header describes more than {MAX_TENSORS:,} tensors; no real checkpoint file does")
+    header = parse_json(path, raw, "safetensors header", object_pairs_hook=_no_duplicate_keys)
     if not isinstance(header, dict):
         raise FormatError(path, "safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -46,10 +45,12 @@ def parse_header(path: Path, raw: bytes, file_size: int) -> tuple[dict[str, tupl
         if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= spec.keys():
             raise FormatError(path, f"tensor {name!r}: entry needs dtype, shape and data_offsets")
         dtype, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise UnsupportedDtypeError(path, f"tensor {name!r} has dtype {dtype!r}, which parentage cannot decode")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-            raise FormatError(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+        if not (isinstance(shape, list) and len(shape) <= 8
+                and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape)):
+            raise FormatError(path, f"tensor {name!r}: shape {str(shape)[:80]} is not a list of up to 8 "
+                                    "non-negative integers (each at most 2^40)")
         if not (
             isinstance(offsets, list)
             and len(offsets) == 2
@@ -90,6 +91,13 @@ class SafetensorsFile:
         self.path = Path(path)
         self.stats = ReadStats()
         self._file = MappedFile(self.path, self.stats)
+        try:
+            self._open()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _open(self) -> None:
         size = self._file.size
         head = read_head(self.path, 8, self.stats)
         if len(head) < 8:

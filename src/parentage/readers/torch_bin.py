@@ -10,19 +10,25 @@ Storages are stored uncompressed and aligned, so tensor rows are read through mm
 
 from __future__ import annotations
 
+import lzma
 import math
 import pickle
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..constants import TORCH_MAX_PICKLE
+from ..constants import MAX_DIM, TORCH_MAX_ENTRIES, TORCH_MAX_NESTING, TORCH_MAX_PICKLE, TORCH_MAX_WHOLE_STORAGE
 from ..dtypes import DTYPES, decode
-from ..errors import FormatError, UnsafePickleError, UnsupportedDtypeError
+from ..errors import FormatError, LimitError, UnsafePickleError, UnsupportedDtypeError
+
+# What the zip module and its decompressors raise on a corrupt, encrypted or unsupported member.
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, NotImplementedError,
+              ValueError, UnicodeDecodeError, zlib.error, lzma.LZMAError, struct.error)
 from .base import MappedFile, ReadStats, TensorInfo, check_row_range, rows_cols, shaped_rows
 
 # torch's names for storage classes and dtypes -> our dtype names. None: known to torch, not decodable here.
@@ -133,14 +139,26 @@ class _SafeUnpickler(pickle.Unpickler):
         return _Storage(str(key), stype.dtype, int(numel))
 
 
-def _flatten(obj, prefix: str = "") -> dict[str, _Tensor]:
-    """State dicts are sometimes nested ({"model": {...}}, {"state_dict": {...}}): flatten with dots."""
+def _flatten(obj, path: Path) -> dict[str, _Tensor]:
+    """State dicts are sometimes nested ({"model": {...}}, {"state_dict": {...}}): flatten with dots.
+
+    Iterative and capped: a pickle may reuse one dict at every level, so that a few hundred bytes describe
+    2^60 paths, or nest dicts thousands deep."""
     out: dict[str, _Tensor] = {}
-    if isinstance(obj, _Tensor):
-        out[prefix.rstrip(".")] = obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
+    stack = [(obj, "", 0)]
+    visited = 0
+    while stack:
+        node, prefix, depth = stack.pop()
+        visited += 1
+        if visited > TORCH_MAX_ENTRIES:
+            raise LimitError(path, f"data.pkl describes more than {TORCH_MAX_ENTRIES:,} entries (shared or "
+                                   "self-referencing dicts?); no real state dict does")
+        if isinstance(node, _Tensor):
+            out[prefix.rstrip(".")] = node
+        elif isinstance(node, dict):
+            if depth >= TORCH_MAX_NESTING:
+                raise LimitError(path, f"data.pkl nests dicts deeper than {TORCH_MAX_NESTING} levels")
+            stack.extend((v, f"{prefix}{k}.", depth + 1) for k, v in reversed(list(node.items())))
     return out
 
 
@@ -151,6 +169,14 @@ class TorchZipFile:
         self.path = Path(path)
         self.stats = ReadStats()
         self._file = MappedFile(self.path, self.stats)
+        self._zip = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         with open(self.path, "rb") as f:
             head = f.read(4)
         if head[:2] == b"\x80\x02" or head[:1] == b"\x80":
@@ -161,8 +187,11 @@ class TorchZipFile:
         try:
             self._zip = zipfile.ZipFile(self.path)
             members = {i.filename: i for i in self._zip.infolist()}
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise FormatError(self.path, f"not a readable torch zip checkpoint ({e})") from None
+        except ZIP_ERRORS as e:
+            raise FormatError(self.path, f"not a readable torch zip checkpoint ({type(e).__name__}: {e})") from None
+        encrypted = next((i.filename for i in members.values() if i.flag_bits & 0x1), None)
+        if encrypted is not None:  # its bytes are ciphertext: decoding them as weights would be silently wrong
+            raise FormatError(self.path, f"zip member {encrypted!r} is encrypted; a torch checkpoint never is")
         pkl = [n for n in members if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pkl) != 1:
             raise FormatError(self.path, "torch zip checkpoint has no single '<archive>/data.pkl'")
@@ -173,9 +202,12 @@ class TorchZipFile:
         if info.file_size > TORCH_MAX_PICKLE:
             raise FormatError(self.path, f"data.pkl is {info.file_size} bytes, beyond the {TORCH_MAX_PICKLE}-byte cap")
         try:
-            data = self._zip.read(pkl[0])
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise FormatError(self.path, f"cannot read data.pkl ({e})") from None
+            with self._zip.open(pkl[0]) as f:
+                data = f.read(TORCH_MAX_PICKLE + 1)  # the declared size may lie; never inflate past the cap
+        except ZIP_ERRORS as e:
+            raise FormatError(self.path, f"cannot read data.pkl ({type(e).__name__}: {e})") from None
+        if len(data) > TORCH_MAX_PICKLE:
+            raise LimitError(self.path, f"data.pkl inflates beyond the {TORCH_MAX_PICKLE}-byte cap")
         self.stats.add(len(data) + 22)  # the pickle and the end-of-central-directory record
         try:
             obj = _SafeUnpickler(data, self.path).load()
@@ -183,7 +215,7 @@ class TorchZipFile:
             raise
         except Exception as e:  # any malformed pickle: refuse it as a format problem
             raise FormatError(self.path, f"data.pkl is not a valid state-dict pickle ({type(e).__name__}: {e})") from None
-        self._tensors = _flatten(obj)
+        self._tensors = _flatten(obj, self.path)
         self.metadata: dict = {}
         self._entries: dict[str, TensorInfo] = {}
         for name, t in self._tensors.items():
@@ -202,15 +234,27 @@ class TorchZipFile:
     def _check_bounds(self, name: str, t: _Tensor) -> None:
         itemsize = DTYPES[t.dtype].itemsize
         member = self._member(t.storage.key)
+        if member.compress_type == zipfile.ZIP_STORED and member.compress_size != member.file_size:
+            raise FormatError(self.path, f"stored zip member {member.filename!r} declares {member.file_size} bytes "
+                                         f"but holds {member.compress_size}")
         if len(t.shape) != len(t.stride):
             raise FormatError(self.path, f"tensor {name!r} has {len(t.shape)} dimensions but {len(t.stride)} strides")
         if any(s < 0 for s in t.shape) or any(s < 0 for s in t.stride) or t.offset < 0:
             raise FormatError(self.path, f"tensor {name!r} has negative shape, stride or offset")
+        if len(t.shape) > 8 or any(s > MAX_DIM for s in t.shape + t.stride) or t.offset > MAX_DIM:
+            raise FormatError(self.path, f"tensor {name!r} has a shape, stride or offset beyond 2^40")
         last = t.offset + sum((n - 1) * s for n, s in zip(t.shape, t.stride)) if all(t.shape) else t.offset - 1
         if (last + 1) * itemsize > member.file_size:
             raise FormatError(
                 self.path, f"tensor {name!r} reaches element {last} but its storage holds {member.file_size // itemsize}"
             )
+
+    @staticmethod
+    def _extent(t: _Tensor) -> int:
+        """Elements of the storage the tensor reaches: its offset plus its last element, plus one."""
+        if not all(t.shape):
+            return t.offset
+        return t.offset + sum((n - 1) * s for n, s in zip(t.shape, t.stride)) + 1
 
     def _data_offset(self, member: zipfile.ZipInfo) -> int:
         # Local file header: 30 fixed bytes, then the name and the extra field, then the data. Read once per
@@ -244,8 +288,20 @@ class TorchZipFile:
             t.stride[i] == math.prod(t.shape[i + 1 :]) for i in range(len(t.shape)) if t.shape[i] > 1
         )
         if member.compress_type != zipfile.ZIP_STORED:
-            # Rare (hand-made zips): decompress the whole storage, then take the rows.
-            storage = np.frombuffer(self._zip.read(member.filename), dtype=np.uint8)
+            # Rare (hand-made zips; torch.save never compresses): inflate only as far as the tensor reaches,
+            # so a member that inflates to gigabytes costs no more than the declared shape needs.
+            need = self._extent(t) * itemsize
+            if need > TORCH_MAX_WHOLE_STORAGE:
+                raise LimitError(self.path, f"tensor {name!r} sits in a compressed member and needs {need:,} bytes "
+                                            f"inflated (cap {TORCH_MAX_WHOLE_STORAGE:,}); re-save it uncompressed")
+            try:
+                with self._zip.open(member.filename) as f:
+                    storage = np.frombuffer(f.read(need), dtype=np.uint8)
+            except ZIP_ERRORS as e:
+                raise FormatError(self.path, f"cannot inflate storage {t.storage.key!r} ({type(e).__name__}: {e})") from None
+            if storage.size < need:
+                raise FormatError(self.path, f"storage {t.storage.key!r} inflates to {storage.size} bytes, "
+                                             f"short of the {need} tensor {name!r} needs")
             self.stats.add(member.compress_size)
             elems = decode(t.dtype, storage)
         elif contiguous:
@@ -253,7 +309,11 @@ class TorchZipFile:
             raw = self._file.read(base + start * n_cols * itemsize, (stop - start) * n_cols * itemsize)
             return shaped_rows(decode(t.dtype, raw), info.shape, stop - start)
         else:
-            elems = decode(t.dtype, self._file.read(self._data_offset(member), member.file_size))
+            need = self._extent(t) * itemsize
+            if need > TORCH_MAX_WHOLE_STORAGE:
+                raise LimitError(self.path, f"strided tensor {name!r} needs {need:,} bytes decoded whole "
+                                            f"(cap {TORCH_MAX_WHOLE_STORAGE:,})")
+            elems = decode(t.dtype, self._file.read(self._data_offset(member), need))
         view = np.lib.stride_tricks.as_strided(
             elems[t.offset :], shape=t.shape, strides=tuple(s * 4 for s in t.stride), writeable=False
         )
@@ -261,5 +321,6 @@ class TorchZipFile:
         return shaped_rows(rows.reshape(-1), info.shape, stop - start)
 
     def close(self) -> None:
-        self._zip.close()
+        if self._zip is not None:
+            self._zip.close()
         self._file.close()

@@ -7,9 +7,11 @@ no timings, so the same inputs and seed give the same bytes.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
+from ..errors import OutputPathError
 from . import plots
 
 MEANING = {
@@ -176,16 +178,43 @@ def render_tokenizer(doc: dict) -> str:
                                                 health=list(zip(doc["tokenizers"], doc["health"])))
 
 
-def write(path: str | Path, html: str) -> Path:
-    """Atomic: a half-written report never replaces a good one."""
+def check_output(path: str | Path) -> Path:
+    """The output path, if writing there can only create or replace a regular file; else one clear error.
+
+    A symlink, FIFO, device or folder at the path is refused rather than replaced (run as root, replacing
+    /dev/full or a link to a system file would be damage). Checked before the work starts and again on write."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise OutputPathError(path, "its folder does not exist") from None
+        return path
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode)
+                else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or special file")
+        raise OutputPathError(path, f"is {kind}; a report replaces only a regular file (choose another path)")
+    return path
+
+
+def write(path: str | Path, html: str) -> Path:
+    """Atomic: a half-written report never replaces a good one, and only a regular file (or nothing) is
+    replaced. The file gets the mode any new file of the user's would (umask), not mkstemp's 0600."""
+    path = check_output(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(html)
+        os.chmod(tmp, 0o666 & ~_umask())
+        check_output(path)  # nothing swapped in meanwhile
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -22,19 +22,49 @@ def _initial(token: bytes, style: str) -> list[bytes]:
     return [token[i:i + 1] for i in range(len(token))]
 
 
+def _bpe(parts: list[bytes], rank_of, max_rank: int | None = None) -> list[bytes]:
+    """Merge adjacent parts, lowest rank first (leftmost on a tie), until no pair of rank below max_rank is left.
+
+    A heap over the live pairs of a linked list: O(n log n) in the token's length, where rescanning every pair
+    after each merge is O(n^2) and a 30,000-byte token (hostile, or a long run of spaces) took minutes."""
+    import heapq
+
+    n = len(parts)
+    if n < 2:
+        return parts
+    nxt = list(range(1, n)) + [-1]
+    prv = list(range(-1, n - 1))
+    alive = [True] * n
+    heap: list[tuple[int, int, bytes, bytes]] = []
+
+    def push(i: int) -> None:
+        j = nxt[i]
+        if j >= 0:
+            r = rank_of(parts[i], parts[j])
+            if r is not None and (max_rank is None or r < max_rank):
+                heapq.heappush(heap, (r, i, parts[i], parts[j]))
+
+    for i in range(n - 1):
+        push(i)
+    while heap:
+        r, i, left, right = heapq.heappop(heap)
+        j = nxt[i]
+        if not alive[i] or j < 0 or parts[i] is not left or parts[j] is not right:
+            continue  # stale: one side was merged since this pair was pushed
+        parts[i] = left + right
+        alive[j] = False
+        nxt[i] = nxt[j]
+        if nxt[j] >= 0:
+            prv[nxt[j]] = i
+        if prv[i] >= 0:
+            push(prv[i])
+        push(i)
+    return [parts[i] for i in range(n) if alive[i]]
+
+
 def bpe_parts(token: bytes, rank: dict[bytes, int], max_rank: int, style: str = "byte_level") -> list[bytes]:
     """Apply merges of rank < max_rank, lowest first, to the token's bytes: the parts left."""
-    parts = _initial(token, style)
-    while len(parts) > 1:
-        best_rank, best_i = max_rank, -1
-        for i in range(len(parts) - 1):
-            r = rank.get(parts[i] + parts[i + 1])
-            if r is not None and r < best_rank:
-                best_rank, best_i = r, i
-        if best_i < 0:
-            break
-        parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
-    return parts
+    return _bpe(_initial(token, style), lambda a, b: rank.get(a + b), max_rank)
 
 
 def canonical_merges(vocab: Vocab) -> tuple[list[tuple[bytes, bytes]], list[int]]:
@@ -54,17 +84,7 @@ def canonical_merges(vocab: Vocab) -> tuple[list[tuple[bytes, bytes]], list[int]
 
 def merge_parts(token: bytes, merge_rank: dict[tuple[bytes, bytes], int], style: str = "byte_level") -> list[bytes]:
     """Apply a shipped merge list (pair -> rank), lowest rank first, to the token's bytes: the parts left."""
-    parts = _initial(token, style)
-    while len(parts) > 1:
-        best_rank, best_i = None, -1
-        for i in range(len(parts) - 1):
-            r = merge_rank.get((parts[i], parts[i + 1]))
-            if r is not None and (best_rank is None or r < best_rank):
-                best_rank, best_i = r, i
-        if best_i < 0:
-            break
-        parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
-    return parts
+    return _bpe(_initial(token, style), lambda a, b: merge_rank.get((a, b)))
 
 
 def unreachable_tokens(vocab: Vocab) -> tuple[list[int], str]:

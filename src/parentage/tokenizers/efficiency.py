@@ -16,7 +16,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..constants import TEXT_MAX_BYTES
 from ..errors import FormatError
+from ..safeio import read_prefix
 from .bpe import canonical_merges
 from .formats import SPM_SPACE, Vocab
 from .health import byte_level_string
@@ -81,7 +83,18 @@ SAMPLES = {"english": _prose, "code": _code, "digits": _digits, "chinese": _chin
 
 
 def encoder(vocab: Vocab):
-    """A `tokenizers.Tokenizer` that encodes like the vocabulary's own model."""
+    """A `tokenizers.Tokenizer` that encodes like the vocabulary's own model; one clear error naming the file
+    when the library refuses what parentage's own reader accepted (it is stricter about some fields)."""
+    try:
+        return _encoder(vocab)
+    except FormatError:
+        raise
+    except Exception as e:  # the library raises bare Exception, TypeError, OverflowError ... from Rust
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FormatError(vocab.source, f"the tokenizers library cannot load it to measure efficiency ({first[:200]})") from None
+
+
+def _encoder(vocab: Vocab):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     if vocab.format == "tokenizer.json":
@@ -146,17 +159,39 @@ class Measure:
                 "about_one_token_per_char": cpt <= ONE_PER_CHAR}
 
 
-def efficiency(vocab: Vocab, files: list[Path] = ()) -> list[dict]:
+def read_text_sample(path: str | Path) -> tuple[str, bool]:
+    """The user's text file as (text, truncated): regular files only, at most TEXT_MAX_BYTES read (a rate per
+    token needs no more), cut back to a whole UTF-8 character."""
+    raw = read_prefix(path, TEXT_MAX_BYTES + 1)
+    truncated = len(raw) > TEXT_MAX_BYTES
+    raw = raw[:TEXT_MAX_BYTES]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if not truncated or e.start < len(raw) - 3:
+            raise FormatError(path, f"is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        text = raw[:e.start].decode("utf-8")  # the cut fell inside a character
+    return text, truncated
+
+
+def load_texts(files: list[Path]) -> dict[str, tuple[str, bool]]:
+    """Read once, before any tokenizer is loaded, so a bad --text file fails fast with its own line."""
+    return {Path(f).name: read_text_sample(f) for f in files}
+
+
+def efficiency(vocab: Vocab, files: list[Path] = (), texts: dict[str, tuple[str, bool]] | None = None) -> list[dict]:
     tok = encoder(vocab)
-    texts = {name: make() for name, make in SAMPLES.items()}
-    for f in files:
-        try:
-            texts[Path(f).name] = Path(f).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise FormatError(f, f"cannot read as UTF-8 text ({e})") from None
+    samples = {name: (make(), False) for name, make in SAMPLES.items()}
+    samples.update(texts if texts is not None else load_texts(list(files)))
     out = []
-    for name, text in texts.items():
+    for name, (text, truncated) in samples.items():
         chunks = [text[i:i + 4096] for i in range(0, len(text), 4096)]  # long inputs encode faster in pieces
-        n = sum(len(e.ids) for e in tok.encode_batch(chunks, add_special_tokens=False))
-        out.append(Measure(name, len(text), len(text.encode()), n).to_dict())
+        try:
+            n = sum(len(e.ids) for e in tok.encode_batch(chunks, add_special_tokens=False))
+        except Exception as e:  # the library's own refusal, from Rust
+            raise FormatError(vocab.source, f"the tokenizers library cannot encode with it ({str(e)[:200]})") from None
+        doc = Measure(name, len(text), len(text.encode("utf-8", "surrogatepass")), n).to_dict()
+        if truncated:
+            doc["truncated_to_bytes"] = TEXT_MAX_BYTES
+        out.append(doc)
     return out

@@ -17,8 +17,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..constants import MAX_VOCAB, TOKENIZER_MAX_BYTES
 from ..errors import FormatError
-from ..refs import read_json
+from ..safeio import read_bounded, read_json, regular_file
 
 SPM_SPACE = "\u2581"  # sentencepiece's visible space
 _BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
@@ -68,6 +69,19 @@ class Vocab:
         return Path(self.source).parent.name + "/" + Path(self.source).name
 
 
+def _utf8(text: str) -> bytes:
+    # "surrogatepass": a lone surrogate (a legal JSON escape) still gives the token a byte string of its own
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _id(value, path: Path, what: str) -> int:
+    """A token id or rank: an integer in [0, MAX_VOCAB); one clear error otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_VOCAB:
+        raise FormatError(path, f"{what} must be non-negative integer ids below {MAX_VOCAB:,} "
+                                f"(found {str(value)[:40]!r})")
+    return value
+
+
 def _decode(token: str, style: str) -> bytes | None:
     if style == "byte_level":
         try:
@@ -76,20 +90,25 @@ def _decode(token: str, style: str) -> bytes | None:
             return None
     if style == "sentencepiece":
         m = _BYTE_TOKEN.match(token)
-        return bytes([int(m.group(1), 16)]) if m else token.replace(SPM_SPACE, " ").encode()
+        return bytes([int(m.group(1), 16)]) if m else _utf8(token.replace(SPM_SPACE, " "))
     if style == "wordpiece":
-        return token[2:].encode() if token.startswith("##") else (" " + token).encode()
-    return token.encode()
+        return _utf8(token[2:]) if token.startswith("##") else _utf8(" " + token)
+    return _utf8(token)
 
 
 def _style_of(doc: dict) -> str:
     model = doc.get("model") or {}
     kinds = set()
     for key in ("pre_tokenizer", "decoder", "normalizer"):
-        part = doc.get(key) or {}
+        part = doc.get(key)
+        if not isinstance(part, dict):
+            continue
         kinds.add(str(part.get("type")))
-        for sub in part.get("pretokenizers", []) + part.get("decoders", []) + part.get("normalizers", []):
-            kinds.add(str(sub.get("type")))
+        for sub_key in ("pretokenizers", "decoders", "normalizers"):
+            subs = part.get(sub_key)
+            for sub in subs if isinstance(subs, list) else []:
+                if isinstance(sub, dict):
+                    kinds.add(str(sub.get("type")))
     if "ByteLevel" in kinds:
         return "byte_level"
     if model.get("type") == "WordPiece":
@@ -116,9 +135,7 @@ def from_tokenizer_json(path: Path, doc: dict | None = None) -> Vocab:
     raw = model.get("vocab")
     scores = {}
     if isinstance(raw, dict):  # BPE, WordPiece: token -> id
-        if not all(isinstance(i, int) and i >= 0 for i in raw.values()):
-            raise FormatError(path, "model.vocab must map tokens to non-negative integer ids")
-        pairs = [(i, t) for t, i in raw.items()]
+        pairs = [(_id(i, path, "model.vocab"), t) for t, i in raw.items()]
     elif isinstance(raw, list):  # Unigram: [token, score] in id order
         if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], (int, float))
                    for e in raw):
@@ -133,6 +150,8 @@ def from_tokenizer_json(path: Path, doc: dict | None = None) -> Vocab:
     if not isinstance(added_list, list) or not all(
             isinstance(t, dict) and isinstance(t.get("id"), int) and isinstance(t.get("content"), str) for t in added_list):
         raise FormatError(path, "added_tokens must be a list of objects with an integer id and a string content")
+    for t in added_list:
+        _id(t["id"], path, "added_tokens")
     special = {t["id"]: t["content"] for t in added_list if t.get("special")}
     added = {t["id"]: t["content"] for t in added_list if not t.get("special")}
     style = _style_of(doc)
@@ -148,7 +167,7 @@ def from_tokenizer_json(path: Path, doc: dict | None = None) -> Vocab:
             special[i] = t
     for i, t in added.items():  # added ordinary tokens are text, matched before the model runs
         if i not in tokens and i not in special:  # the model's own spelling wins when it has the id
-            tokens[i] = t.encode()
+            tokens[i] = _utf8(t)
     merges = None
     if kind == "bpe" and isinstance(model.get("merges"), list):
         merges = [m for m in (_merge_pair(e, style, path) for e in model["merges"]) if m is not None]
@@ -159,8 +178,10 @@ def from_tokenizer_json(path: Path, doc: dict | None = None) -> Vocab:
 
 def from_vocab_merges(vocab_path: Path, merges_path: Path | None) -> Vocab:
     doc = read_json(vocab_path)
-    if not isinstance(doc, dict) or not all(isinstance(v, int) for v in doc.values()):
+    if not isinstance(doc, dict):
         raise FormatError(vocab_path, "expected a JSON object mapping tokens to integer ids")
+    for t, i in doc.items():
+        _id(i, vocab_path, "vocab.json values")
     tokens, special = {}, {}
     for t, i in doc.items():
         decoded = _decode(t, "byte_level")
@@ -169,7 +190,7 @@ def from_vocab_merges(vocab_path: Path, merges_path: Path | None) -> Vocab:
     if merges_path is not None:
         merges = []
         try:
-            merge_lines = merges_path.read_text(encoding="utf-8").splitlines()
+            merge_lines = read_bounded(merges_path, TOKENIZER_MAX_BYTES, "merges file").decode("utf-8").splitlines()
         except UnicodeDecodeError as e:
             raise FormatError(merges_path, f"not UTF-8 text ({e})") from None
         for n, line in enumerate(merge_lines, 1):
@@ -188,13 +209,15 @@ def from_vocab_merges(vocab_path: Path, merges_path: Path | None) -> Vocab:
 def from_vocab_txt(path: Path) -> Vocab:
     """A WordPiece vocabulary (BERT's vocab.txt): one token per line, the line number is the id."""
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = read_bounded(path, TOKENIZER_MAX_BYTES, "vocabulary file").decode("utf-8").split("\n")
     except UnicodeDecodeError as e:
         raise FormatError(path, f"not UTF-8 text ({e})") from None
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
         raise FormatError(path, "no tokens")
+    if len(lines) > MAX_VOCAB:
+        raise FormatError(path, f"{len(lines):,} lines: more tokens than any real vocabulary ({MAX_VOCAB:,})")
     tokens, special = {}, {}
     for i, t in enumerate(lines):
         if re.fullmatch(r"\[[A-Za-z_0-9]+\]", t):  # [CLS], [SEP], [unused12]
@@ -206,21 +229,22 @@ def from_vocab_txt(path: Path) -> Vocab:
 
 def from_tiktoken(path: Path) -> Vocab:
     tokens: dict[int, bytes] = {}
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split()
-            try:
-                if len(parts) != 2:
-                    raise ValueError("expected a base64 token and a rank")
-                token, rank = base64.b64decode(parts[0], validate=True), int(parts[1])
-            except (ValueError, binascii.Error) as e:
-                raise FormatError(path, f"line {n}: not a tiktoken rank line ({e})") from None
-            if rank in tokens:
-                raise FormatError(path, f"line {n}: rank {rank} appears twice")
-            tokens[rank] = token
+    for n, line in enumerate(read_bounded(path, TOKENIZER_MAX_BYTES, "tiktoken file").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 2 or not parts[1].isdigit() or len(parts[1]) > 9:
+                raise ValueError("expected a base64 token and a rank")
+            token, rank = base64.b64decode(parts[0], validate=True), int(parts[1])
+            if rank >= MAX_VOCAB:
+                raise ValueError(f"rank {rank} is beyond any real vocabulary")
+        except (ValueError, binascii.Error) as e:
+            raise FormatError(path, f"line {n}: not a tiktoken rank line ({e})") from None
+        if rank in tokens:
+            raise FormatError(path, f"line {n}: rank {rank} appears twice")
+        tokens[rank] = token
     if not tokens:
         raise FormatError(path, "no token lines")
     return Vocab(str(path), "tiktoken", "bpe", "byte_level", max(tokens) + 1, tokens)
@@ -268,7 +292,7 @@ def _fields(buf: bytes, path: Path):
 
 
 def from_sentencepiece(path: Path) -> Vocab:
-    buf = path.read_bytes()
+    buf = read_bounded(path, TOKENIZER_MAX_BYTES, "sentencepiece model")
     tokens, special, scores, byte_ids = {}, {}, {}, set()
     model_type = "unigram"
     i = 0
@@ -303,17 +327,23 @@ def from_sentencepiece(path: Path) -> Vocab:
 
 
 def from_gguf(reader) -> Vocab | None:
+    import numpy as np
+
     if "tokenizer.ggml.tokens" not in reader.metadata:
         return None
     strings = reader.strings("tokenizer.ggml.tokens")
     types = reader.metadata.get("tokenizer.ggml.token_type")
-    model = str(reader.metadata.get("tokenizer.ggml.model", ""))
+    if types is not None and not (isinstance(types, np.ndarray) and np.issubdtype(types.dtype, np.integer)
+                                  and types.ndim == 1 and len(types) == len(strings)):
+        raise FormatError(reader.path, "tokenizer.ggml.token_type is not an integer array with one entry per token")
+    model = reader.metadata.get("tokenizer.ggml.model", "")
+    model = model if isinstance(model, str) else ""
     style = {"gpt2": "byte_level", "llama": "sentencepiece", "bert": "wordpiece"}.get(model, "plain")
     kind = {"gpt2": "bpe", "llama": "unigram" if "tokenizer.ggml.merges" not in reader.metadata else "bpe",
             "bert": "wordpiece"}.get(model, "bpe")
     tokens, special, byte_ids = {}, {}, set()
     for i, t in enumerate(strings):
-        token_type = int(types[i]) if types is not None and i < len(types) else 1
+        token_type = int(types[i]) if types is not None else 1
         if token_type == 6:
             byte_ids.add(i)
         decoded = _decode(t, style) if token_type in (1, 4, 6) else None  # normal, user-defined, byte
@@ -324,22 +354,31 @@ def from_gguf(reader) -> Vocab | None:
 # -- finding and loading --------------------------------------------------------------------------------------
 
 
+def sniff(path: Path) -> str | None:
+    """The tokenizer format from the file's first bytes, whatever its name (`tokenizer.model.v3`, `ranks`)."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    if head[:4] == b"GGUF":
+        return "gguf"
+    if head.lstrip()[:1] == b"{":  # every JSON tokenizer format is an object
+        return "json"
+    if re.match(rb"^[A-Za-z0-9+/=]+ \d+\r?\n", head):
+        return "tiktoken"
+    if head[:1] == b"\x0a":  # protobuf field 1 (a piece), length-delimited: a sentencepiece ModelProto
+        return "sentencepiece"
+    return None
+
+
 def load_file(path: Path) -> Vocab:
-    """One tokenizer file, recognised by name and content."""
+    """One tokenizer file, recognised by content (the name decides only between look-alike text formats)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FormatError(path, "no such tokenizer file")
+    regular_file(path)
     name = path.name
-    if name.endswith(".tiktoken"):
-        return from_tiktoken(path)
-    if name.endswith(".model"):
-        return from_sentencepiece(path)
     merges = path.parent / "merges.txt"
-    if name == "vocab.json":
-        return from_vocab_merges(path, merges if merges.is_file() else None)
-    if name == "vocab.txt":
-        return from_vocab_txt(path)
-    if name.endswith(".gguf"):
+    kind = sniff(path)
+    if kind == "gguf":
         from ..readers.gguf import GGUFFile
 
         r = GGUFFile(path)
@@ -350,17 +389,19 @@ def load_file(path: Path) -> Vocab:
         if vocab is None:
             raise FormatError(path, "this GGUF file carries no tokenizer.ggml.tokens")
         return vocab
-    if name.endswith(".json"):  # a tokenizer.json under another name, or a vocab.json beside merges.txt
+    if kind == "json":  # tokenizer.json under any name, or a vocab.json (beside merges.txt)
         doc = read_json(path)
-        if isinstance(doc, dict) and "model" not in doc and merges.is_file():
-            return from_vocab_merges(path, merges)
+        if isinstance(doc, dict) and "model" not in doc and (name == "vocab.json" or merges.is_file()):
+            return from_vocab_merges(path, merges if merges.is_file() else None)
         return from_tokenizer_json(path, doc)
-    with open(path, "rb") as f:
-        head = f.read(64)
-    if re.match(rb"^[A-Za-z0-9+/=]+ \d+\r?\n", head):
+    if kind == "tiktoken" or name.endswith(".tiktoken"):
         return from_tiktoken(path)
-    raise FormatError(path, "not a tokenizer format this tool reads (tokenizer.json, *.model, *.tiktoken, "
-                            "vocab.json + merges.txt, GGUF)")
+    if kind == "sentencepiece" or ".model" in name:
+        return from_sentencepiece(path)
+    if name == "vocab.txt" or name.endswith(".txt"):
+        return from_vocab_txt(path)
+    raise FormatError(path, "not a tokenizer format this tool reads (tokenizer.json, sentencepiece model, tiktoken "
+                            "ranks, vocab.json + merges.txt, vocab.txt, GGUF)")
 
 
 FOLDER_ORDER = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt")
@@ -375,14 +416,21 @@ def load_tokenizer(ref: str | Path) -> Vocab:
         for name in FOLDER_ORDER:
             if (path / name).is_file():
                 return load_file(path / name)
-        found = sorted(path.glob("*.tiktoken")) + sorted(path.glob("*.gguf"))
+        found = [p for pattern in ("tokenizer.model.v*", "*.tiktoken", "*.gguf") for p in sorted(path.glob(pattern))
+                 if p.is_file()]
         if found:
             return load_file(found[0])
         raise FormatError(path, "no tokenizer file (tokenizer.json, tokenizer.model, *.tiktoken, vocab.json, GGUF)")
     from ..refs import resolve
 
-    resolved = resolve(str(ref))
-    return load_tokenizer(resolved.root)
+    resolved = resolve(str(ref))  # a hub id: only files inside its cache entry are read
+    files = {p.name: p for p in resolved.tokenizer_files()}
+    for name in FOLDER_ORDER:
+        if name in files:
+            return load_file(files[name])
+    if resolved.weights and resolved.weights[0].suffix == ".gguf":
+        return load_file(resolved.weights[0])
+    raise FormatError(ref, "no tokenizer file (tokenizer.json, tokenizer.model, *.tiktoken, vocab.json, GGUF)")
 
 
 def checkpoint_vocab(ckpt) -> Vocab | None:

@@ -42,12 +42,12 @@ def health(vocab: Vocab) -> dict:
         findings["unreachable_tokens"] = {"count": len(unreachable), "by": how,
                                           "examples": [[i, _show(vocab.tokens[i])] for i in unreachable[:SHOW]]}
     if vocab.merges is not None:
-        have = set(by_bytes) | {_decode(t, vocab.style) or t.encode() for t in vocab.special.values()}
+        have = set(by_bytes) | {_decode(t, vocab.style) or t.encode("utf-8", "surrogatepass") for t in vocab.special.values()}
         bad = [(a, b) for a, b in vocab.merges if a not in have or b not in have or a + b not in have]
         findings["merges_with_missing_tokens"] = {"count": len(bad),
                                                   "examples": [[_show(a), _show(b)] for a, b in bad[:SHOW]]}
     ordinary = set(by_bytes)
-    collide = [s for s in vocab.special.values() if s.encode() in ordinary]
+    collide = [s for s in vocab.special.values() if s.encode("utf-8", "surrogatepass") in ordinary]
     findings["special_tokens_colliding_with_text"] = {"count": len(collide), "examples": collide[:SHOW]}
     problems = sum(1 for f in findings.values() if f.get("count"))
     return {"ok": problems == 0, "n_problems": problems, "findings": findings}

@@ -10,7 +10,7 @@ import itertools
 from pathlib import Path
 
 from .. import __version__
-from .efficiency import efficiency
+from .efficiency import efficiency, load_texts
 from .formats import Vocab, load_tokenizer
 from .health import health
 from .lineage import lineage
@@ -42,6 +42,7 @@ def _stitched(refs: list[str], pairs: dict[tuple[int, int], dict]) -> list[dict]
 
 
 def tokenizer_report(refs: list[str], with_efficiency: bool = False, files: list[Path] = ()) -> dict:
+    texts = load_texts(list(files))
     vocabs = [load_tokenizer(r) for r in refs]
     doc: dict = {"schema_version": 1, "tool": {"name": "parentage", "version": __version__},
                  "tokenizers": [info(r, v) for r, v in zip(refs, vocabs)]}
@@ -57,7 +58,7 @@ def tokenizer_report(refs: list[str], with_efficiency: bool = False, files: list
         doc["notes"] = []
     doc["health"] = [health(v) for v in vocabs]
     if with_efficiency or len(vocabs) == 1 or files:
-        doc["efficiency"] = [{"ref": r, "samples": efficiency(v, files)} for r, v in zip(refs, vocabs)]
+        doc["efficiency"] = [{"ref": r, "samples": efficiency(v, texts=texts)} for r, v in zip(refs, vocabs)]
     return doc
 
 
