@@ -378,7 +378,8 @@ def _dag_pickle(depth: int) -> bytes:
     """A pickle that reuses one dict at every level: 2^depth paths to flatten from a few hundred bytes."""
     out = b"\x80\x02}q\x00"  # empty dict, memo 0
     for level in range(1, depth + 1):
-        out += b"}q" + bytes([level]) + b"(Ua" + b"h" + bytes([level - 1]) + b"Ub" + b"h" + bytes([level - 1]) + b"u"
+        prev = b"h" + bytes([level - 1])  # BINGET of the level below: the same dict under both keys
+        out += b"}q" + bytes([level]) + b"(U\x01a" + prev + b"U\x01b" + prev + b"u"
     return out + b"."
 
 

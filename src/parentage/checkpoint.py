@@ -299,7 +299,8 @@ def config_numbers(config: dict, warnings: list[str] | None = None) -> dict[str,
             break
     if out["n_heads"] and out["n_kv_heads"] and out["n_heads"] % out["n_kv_heads"]:
         if warnings is not None:
-            warnings.append(f"{source}: {out['n_kv_heads']} KV heads do not divide {out['n_heads']} heads; ignored")
+            warnings.append(f"{source}: num_key_value_heads = {out['n_kv_heads']} does not divide "
+                            f"{out['n_heads']} attention heads; ignored")
         out["n_kv_heads"] = None
     return out
 
@@ -416,8 +417,12 @@ def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict) -> Ch
     layers = sorted({r.layer for r in tensors if r.layer is not None})
     # DeepSeek-V3 ships its multi-token-prediction block as layer n_layers; it is not part of the stack. Only
     # layers the config declares as such are set aside: any other surplus is reported, not hidden.
-    n_mtp = _as_int(config.get("num_nextn_predict_layers")) or 0
-    n_mtp = n_mtp if 0 <= n_mtp <= MAX_LAYERS else 0
+    raw_mtp = config.get("num_nextn_predict_layers")
+    n_mtp = _as_int(raw_mtp)
+    if raw_mtp is not None and (n_mtp is None or not 0 <= n_mtp <= MAX_LAYERS):
+        warnings.append(f"{config.get('_source', 'config')}: num_nextn_predict_layers = {_short_repr(raw_mtp)} is not "
+                        "a layer count; ignored")
+    n_mtp = n_mtp if n_mtp is not None and 0 <= n_mtp <= MAX_LAYERS else 0
     extra = [l for l in layers if n_layers_cfg is not None and n_layers_cfg <= l < n_layers_cfg + n_mtp]
     if extra:
         for role in [r for r in tensors if r.layer in extra]:

@@ -25,7 +25,7 @@ TOKENIZER_FILES = (
     "merges.txt", "vocab.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
 )
 _GGUF_SPLIT = re.compile(r"^(?P<stem>.*)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
-_HUB_ID = re.compile(r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(@(?P<rev>.*))?$", re.ASCII)
+_HUB_ID = re.compile(r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(@(?P<rev>.*))?$", re.ASCII | re.DOTALL)
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$", re.ASCII)
 # A revision is a commit hash, a branch or a tag: git's ref-name rules, so it can never name a path.
 _REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}$", re.ASCII)
