@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-import struct
 import subprocess
 import sys
 import time
-import zipfile
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from click.testing import CliRunner
 
 from parentage.checkpoint import Checkpoint
 from parentage.cli import cli
-from parentage.errors import FormatError, HubReferenceError, LimitError, OutputPathError
+from parentage.errors import FormatError, HubReferenceError, LimitError
 from parentage.readers import open_file
 from parentage.synthetic import Shape, config_for, random_state_dict, write_model, write_safetensors
 
@@ -358,7 +356,8 @@ def test_successful_runs_print_nothing_on_stderr_even_when_numpy_would_warn(tmp_
     sd = random_state_dict("llama", Shape())
     sd["model.layers.0.input_layernorm.weight"] = np.zeros(64, np.float32)  # zero variance: correlations divide by 0
     sd["model.layers.1.self_attn.v_proj.weight"][:] = 0.0
-    write_safetensors(tmp_path / "a" / "model.safetensors", sd) if (tmp_path / "a").mkdir() is None else None
+    (tmp_path / "a").mkdir()
+    write_safetensors(tmp_path / "a" / "model.safetensors", sd)
     (tmp_path / "a" / "config.json").write_text(json.dumps(config_for("llama")))
     good = write_model(tmp_path / "b")
     proc = subprocess.run([sys.executable, "-m", "parentage.cli", "compare", str(tmp_path / "a"), str(good), "--format", "json"],

@@ -302,3 +302,21 @@ def test_cli_two_tokenizers_json_has_the_contract_fields(trained, tmp_path):
 
 def test_byte_level_table_is_a_bijection():
     assert sorted(BYTE_LEVEL.values()) == list(range(256)) and len(BYTE_LEVEL) == 256
+
+
+def test_heap_bpe_merges_exactly_like_rescanning_every_pair():
+    import random
+
+    from parentage.tokenizers import bpe
+
+    rng = random.Random(0)
+    for _ in range(500):
+        alphabet = b"abc"[: rng.randint(1, 3)]
+        rank = {}
+        for _ in range(rng.randint(0, 15)):
+            rank.setdefault(bytes(rng.choice(alphabet) for _ in range(rng.randint(2, 6))), len(rank))
+        word = bytes(rng.choice(alphabet) for _ in range(rng.randint(25, 80)))  # past SHORT_TOKEN: the heap runs
+        parts = [word[i:i + 1] for i in range(len(word))]
+        max_rank = rng.choice([None, 3, 100])
+        assert bpe._bpe(list(parts), lambda a, b: rank.get(a + b), max_rank) == \
+            bpe._bpe_scan(list(parts), lambda a, b: rank.get(a + b), max_rank)

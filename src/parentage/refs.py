@@ -56,7 +56,7 @@ class Resolved:
 
 
 def _shards_from_index(index: Path) -> tuple[list[Path], dict[str, str]]:
-    data = read_json(index)
+    data = read_json(index, max_depth=None)  # only weight_map's strings are used, each checked
     if not isinstance(data, dict) or not isinstance(data.get("weight_map"), dict):
         raise FormatError(index, "shard index has no 'weight_map' object")
     shards = []

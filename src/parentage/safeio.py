@@ -68,9 +68,14 @@ def json_depth_ok(value, max_depth: int = JSON_MAX_DEPTH) -> bool:
     return True
 
 
-def parse_json(where: str | os.PathLike, data: bytes | str, what: str = "the file", object_pairs_hook=None):
-    """JSON text -> value, or one FormatError naming `where`: bad UTF-8, bad syntax, nesting beyond
-    JSON_MAX_DEPTH (Python's parser would recurse), integers beyond Python's digit limit."""
+def parse_json(where: str | os.PathLike, data: bytes | str, what: str = "the file", object_pairs_hook=None,
+               max_depth: int | None = JSON_MAX_DEPTH):
+    """JSON text -> value, or one FormatError naming `where`: bad UTF-8, bad syntax, nesting beyond what Python's
+    parser survives, integers beyond Python's digit limit, and (with `max_depth`) nesting beyond max_depth.
+
+    The depth walk costs about as much as the parse, so callers that validate every value they use and print
+    none of the rest (safetensors headers, shard indexes, tokenizer files) pass max_depth=None; configs, whose
+    values are shown in reports and would make the report writers recurse, keep it."""
     # Parsed values cost ~30-100 bytes each in Python: bound their number before parsing (counting separators
     # is a fast scan) so 64 MB of "1.5," cannot become gigabytes of objects.
     separators = data.count(b",") + data.count(b":") if isinstance(data, bytes) else data.count(",") + data.count(":")
@@ -80,19 +85,19 @@ def parse_json(where: str | os.PathLike, data: bytes | str, what: str = "the fil
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         value = json.loads(text, object_pairs_hook=object_pairs_hook)
     except RecursionError:
-        raise FormatError(where, f"{what} nests deeper than {JSON_MAX_DEPTH} levels") from None
+        raise FormatError(where, f"{what} nests deeper than Python's JSON parser can follow") from None
     except UnicodeDecodeError as e:
         raise FormatError(where, f"{what} is not UTF-8 ({e.reason} at byte {e.start})") from None
     except ValueError as e:  # JSONDecodeError, the integer digit limit, duplicate keys from the hook
         raise FormatError(where, f"{what} is not valid JSON ({str(e)[:160]})") from None
-    if not json_depth_ok(value):
-        raise FormatError(where, f"{what} nests deeper than {JSON_MAX_DEPTH} levels")
+    if max_depth is not None and not json_depth_ok(value, max_depth):
+        raise FormatError(where, f"{what} nests deeper than {max_depth} levels")
     return value
 
 
-def read_json(path: str | os.PathLike) -> object:
+def read_json(path: str | os.PathLike, max_depth: int | None = JSON_MAX_DEPTH) -> object:
     """A JSON side file (config.json, an index, a tokenizer), bounded in size and depth."""
-    return parse_json(path, read_bounded(path, JSON_MAX_BYTES, "JSON side file"))
+    return parse_json(path, read_bounded(path, JSON_MAX_BYTES, "JSON side file"), max_depth=max_depth)
 
 
 def clean_text(s: str) -> str:

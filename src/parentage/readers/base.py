@@ -123,6 +123,34 @@ class MappedFile:
             self._mm = self._fh = None
 
 
+class FileReader:
+    """What every format reader shares: the mapped file, its read accounting, and closing it when the header
+    turns out bad (a hostile file must not leave descriptors open behind its error line)."""
+
+    format = ""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.stats = ReadStats()
+        self._file = MappedFile(self.path, self.stats)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        """Parse and validate the header."""
+        raise NotImplementedError
+
+    @property
+    def bytes_total(self) -> int:
+        return self._file.size
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def read_head(path: Path, nbytes: int, stats: ReadStats) -> bytes:
     """Plain read of a file's first bytes (headers), counted."""
     with open(path, "rb") as f:

@@ -22,7 +22,7 @@ from ..constants import (GGUF_MAX_ARRAY, GGUF_MAX_HEADER, GGUF_MAX_ITEMS, GGUF_M
                          GGUF_MAX_TENSORS, MAX_DIM)
 from ..dtypes import decode
 from ..errors import FormatError, LimitError, UnsupportedDtypeError
-from .base import MappedFile, ReadStats, TensorInfo, check_row_range, rows_cols, shaped_rows
+from .base import FileReader, TensorInfo, check_row_range, rows_cols, shaped_rows
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -125,19 +125,9 @@ def llama_qk_row_map(n_rows: int, n_head: int) -> np.ndarray:
     return h * head_dim + 2 * i + j
 
 
-class GGUFFile:
+class GGUFFile(FileReader):
     format = "gguf"
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.stats = ReadStats()
-        self._file = MappedFile(self.path, self.stats)
-        self._buf = None
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
+    _buf = None
 
     def _open(self) -> None:
         if self._file.size < 24:
@@ -240,10 +230,6 @@ class GGUFFile:
 
     def info(self, name: str) -> TensorInfo:
         return self._entries[name][0]
-
-    @property
-    def bytes_total(self) -> int:
-        return self._file.size
 
     def strings(self, key: str) -> list[str]:
         """Decode a string-array metadata value (e.g. `tokenizer.ggml.tokens`)."""

@@ -17,7 +17,7 @@ from ..constants import MAX_DIM, MAX_TENSORS, SAFETENSORS_MAX_HEADER
 from ..dtypes import DTYPES, decode
 from ..errors import FormatError, LimitError, UnsupportedDtypeError
 from ..safeio import parse_json
-from .base import MappedFile, ReadStats, TensorInfo, check_row_range, read_head, rows_cols, shaped_rows
+from .base import FileReader, TensorInfo, check_row_range, read_head, rows_cols, shaped_rows
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -32,7 +32,7 @@ def parse_header(path: Path, raw: bytes, file_size: int) -> tuple[dict[str, tupl
     """Validate a header and return {name: (info, begin offset in the buffer)} and the `__metadata__` map."""
     if raw.count(b'"data_offsets"') > MAX_TENSORS:  # a fast scan before the (costly) parse
         raise LimitError(path, f"header describes more than {MAX_TENSORS:,} tensors; no real checkpoint file does")
-    header = parse_json(path, raw, "safetensors header", object_pairs_hook=_no_duplicate_keys)
+    header = parse_json(path, raw, "safetensors header", object_pairs_hook=_no_duplicate_keys, max_depth=None)
     if not isinstance(header, dict):
         raise FormatError(path, "safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -84,18 +84,8 @@ def parse_header(path: Path, raw: bytes, file_size: int) -> tuple[dict[str, tupl
     return entries, metadata
 
 
-class SafetensorsFile:
+class SafetensorsFile(FileReader):
     format = "safetensors"
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.stats = ReadStats()
-        self._file = MappedFile(self.path, self.stats)
-        try:
-            self._open()
-        except BaseException:
-            self._file.close()
-            raise
 
     def _open(self) -> None:
         size = self._file.size
@@ -119,10 +109,6 @@ class SafetensorsFile:
     def info(self, name: str) -> TensorInfo:
         return self._entries[name][0]
 
-    @property
-    def bytes_total(self) -> int:
-        return self._file.size
-
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         info, begin = self._entries[name]
         check_row_range(self.path, info, start, stop)
@@ -130,5 +116,3 @@ class SafetensorsFile:
         raw = self._file.read(self._data_start + begin + start * row_bytes, (stop - start) * row_bytes)
         return shaped_rows(decode(info.dtype, raw), info.shape, stop - start)
 
-    def close(self) -> None:
-        self._file.close()

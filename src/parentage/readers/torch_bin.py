@@ -29,7 +29,7 @@ from ..errors import FormatError, LimitError, UnsafePickleError, UnsupportedDtyp
 # What the zip module and its decompressors raise on a corrupt, encrypted or unsupported member.
 ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, NotImplementedError,
               ValueError, UnicodeDecodeError, zlib.error, lzma.LZMAError, struct.error)
-from .base import MappedFile, ReadStats, TensorInfo, check_row_range, rows_cols, shaped_rows
+from .base import FileReader, TensorInfo, check_row_range, rows_cols, shaped_rows
 
 # torch's names for storage classes and dtypes -> our dtype names. None: known to torch, not decodable here.
 _STORAGE_DTYPES = {
@@ -162,19 +162,9 @@ def _flatten(obj, path: Path) -> dict[str, _Tensor]:
     return out
 
 
-class TorchZipFile:
+class TorchZipFile(FileReader):
     format = "torch"
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.stats = ReadStats()
-        self._file = MappedFile(self.path, self.stats)
-        self._zip = None
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
+    _zip = None
 
     def _open(self) -> None:
         with open(self.path, "rb") as f:
@@ -273,10 +263,6 @@ class TorchZipFile:
 
     def info(self, name: str) -> TensorInfo:
         return self._entries[name]
-
-    @property
-    def bytes_total(self) -> int:
-        return self._file.size
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         info, t = self._entries[name], self._tensors[name]

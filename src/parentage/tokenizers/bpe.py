@@ -22,16 +22,35 @@ def _initial(token: bytes, style: str) -> list[bytes]:
     return [token[i:i + 1] for i in range(len(token))]
 
 
+SHORT_TOKEN = 24  # parts; below this rescanning every pair beats a heap (and almost every real token is short)
+
+
+def _bpe_scan(parts: list[bytes], rank_of, max_rank: int | None) -> list[bytes]:
+    """The same merges as `_bpe`, by rescanning the pairs after each one: O(n^2), fastest for short tokens."""
+    while len(parts) > 1:
+        best_rank, best_i = None, -1
+        for i in range(len(parts) - 1):
+            r = rank_of(parts[i], parts[i + 1])
+            if r is not None and (max_rank is None or r < max_rank) and (best_rank is None or r < best_rank):
+                best_rank, best_i = r, i
+        if best_i < 0:
+            break
+        parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
+    return parts
+
+
 def _bpe(parts: list[bytes], rank_of, max_rank: int | None = None) -> list[bytes]:
     """Merge adjacent parts, lowest rank first (leftmost on a tie), until no pair of rank below max_rank is left.
 
     A heap over the live pairs of a linked list: O(n log n) in the token's length, where rescanning every pair
     after each merge is O(n^2) and a 30,000-byte token (hostile, or a long run of spaces) took minutes."""
-    import heapq
-
     n = len(parts)
     if n < 2:
         return parts
+    if n <= SHORT_TOKEN:
+        return _bpe_scan(parts, rank_of, max_rank)
+    import heapq
+
     nxt = list(range(1, n)) + [-1]
     prv = list(range(-1, n - 1))
     alive = [True] * n

@@ -127,7 +127,7 @@ def _merge_pair(entry, style: str, path: Path) -> tuple[bytes, bytes] | None:
 
 
 def from_tokenizer_json(path: Path, doc: dict | None = None) -> Vocab:
-    doc = read_json(path) if doc is None else doc
+    doc = read_json(path, max_depth=None) if doc is None else doc  # fields used are type-checked
     if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
         raise FormatError(path, "no 'model' object: not a Hugging Face tokenizer.json")
     model = doc["model"]
@@ -177,7 +177,7 @@ def from_tokenizer_json(path: Path, doc: dict | None = None) -> Vocab:
 
 
 def from_vocab_merges(vocab_path: Path, merges_path: Path | None) -> Vocab:
-    doc = read_json(vocab_path)
+    doc = read_json(vocab_path, max_depth=None)
     if not isinstance(doc, dict):
         raise FormatError(vocab_path, "expected a JSON object mapping tokens to integer ids")
     for t, i in doc.items():
@@ -390,7 +390,7 @@ def load_file(path: Path) -> Vocab:
             raise FormatError(path, "this GGUF file carries no tokenizer.ggml.tokens")
         return vocab
     if kind == "json":  # tokenizer.json under any name, or a vocab.json (beside merges.txt)
-        doc = read_json(path)
+        doc = read_json(path, max_depth=None)
         if isinstance(doc, dict) and "model" not in doc and (name == "vocab.json" or merges.is_file()):
             return from_vocab_merges(path, merges if merges.is_file() else None)
         return from_tokenizer_json(path, doc)
