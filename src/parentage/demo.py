@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .constants import cache_dir
+from .errors import FormatError
+from .safeio import read_json
 from .synthetic import Shape, config_for, random_state_dict, write_safetensors
 
 SHAPE = Shape(n_layers=6, hidden=128, ffn=384, vocab=512, n_heads=8, n_kv_heads=4)
@@ -67,8 +69,6 @@ def zoo_pairs(zoo_dir: Path | None = None, log=None, quick: bool = False) -> tup
     independent weights). Without it: the numpy-only models of `demo_models`.
     """
     import importlib.util
-    import json
-
     if quick or (zoo_dir is None and importlib.util.find_spec("torch") is None):
         base, derived, independent = demo_models()
         return [("derived pair", base, derived), ("independent pair", base, independent)], (
@@ -78,7 +78,15 @@ def zoo_pairs(zoo_dir: Path | None = None, log=None, quick: bool = False) -> tup
 
         zoo_dir = cache_dir() / "zoo-ci"
         build_zoo(zoo_dir, size="ci", seed=0, log=log)
-    manifest = json.loads((Path(zoo_dir) / "manifest.json").read_text())
+    manifest_path = Path(zoo_dir) / "manifest.json"
+    try:
+        return _demo_pairs(zoo_dir, read_json(manifest_path))
+    except (KeyError, StopIteration, TypeError, AttributeError) as e:
+        raise FormatError(manifest_path, f"is not a zoo manifest parentage wrote ({type(e).__name__}: {e}); "
+                                         "build one with `parentage zoo build DIR`") from None
+
+
+def _demo_pairs(zoo_dir: Path, manifest: dict):
     models = manifest["models"]
     base = next(n for n, m in models.items() if m["recipe"] == "base")
 

@@ -246,14 +246,17 @@ class GGUFFile(FileReader):
         if self.arch not in PERMUTED_QK_ARCHS or not name.endswith(("attn_q.weight", "attn_k.weight", "attn_q.bias", "attn_k.bias")):
             return None
         key = "head_count" if "attn_q" in name else "head_count_kv"
-        n_head = self.metadata.get(f"{self.arch}.attention.{key}") or self.metadata.get(f"{self.arch}.attention.head_count")
+        n_head = self.metadata.get(f"{self.arch}.attention.{key}")
+        if n_head is None:
+            n_head = self.metadata.get(f"{self.arch}.attention.head_count")
         if isinstance(n_head, np.ndarray):  # per-layer head counts (deci); take this layer's
             parts = name.split(".")
             layer = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() and len(parts[1]) < 9 else -1
-            if not (0 <= layer < n_head.size and np.issubdtype(n_head.dtype, np.integer)):
+            if not (n_head.ndim == 1 and 0 <= layer < n_head.size and np.issubdtype(n_head.dtype, np.integer)):
                 return None
             n_head = int(n_head[layer])
-        if not isinstance(n_head, (int, np.integer)) or not n_head or n_rows % n_head or (n_rows // n_head) % 2:
+        if isinstance(n_head, bool) or not isinstance(n_head, (int, np.integer)) or n_head <= 0 or n_rows % n_head \
+                or (n_rows // n_head) % 2:
             return None
         return llama_qk_row_map(n_rows, int(n_head))
 
