@@ -70,7 +70,7 @@ def _set(obj, path, value):
 def hostile_value(rng: random.Random):
     r = rng.random()
     if r < 0.04:
-        return deep(rng.choice([50, 200, 900]))
+        return deep(rng.choice([50, 200, 400]))  # deeper ones are spliced in as raw text below
     if r < 0.08:  # deeper than Python's own recursion limit: spliced in as raw text
         n = rng.choice([1000, 5000, 100_000])
         return "RAW:" + "[" * n + "]" * n
@@ -169,6 +169,8 @@ def _gguf_value(vtype: int, value) -> bytes:
     if vtype == 8:
         raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
         return struct.pack("<Q", len(raw)) + raw
+    if vtype == 9 and isinstance(value, bytes):  # pre-encoded (arrays nested too deep to build recursively)
+        return value
     if vtype == 9:
         etype, items = value
         return struct.pack("<IQ", etype, len(items)) + b"".join(_gguf_value(etype, v) for v in items)
@@ -355,10 +357,9 @@ def gen_gguf(rng: random.Random, folder: Path, good: str) -> list[str]:
             data = data[: len(data) // 2]
         tensors[i] = (name, dims, gtype, data)
     elif r < 0.62:  # deeply nested or huge metadata arrays
-        depth = rng.choice([100, 1000, 5000])
-        value = (4, [1])
-        for _ in range(depth):
-            value = (9, [value])
+        depth = rng.choice([3, 100, 1000, 5000])
+        # depth arrays of one array each, around one array of one uint32
+        value = struct.pack("<IQ", 9, 1) * (depth - 1) + struct.pack("<IQ", 4, 1) + struct.pack("<I", 1)
         kv.append(("x.nested", 9, value))
     elif r < 0.67:  # a split name
         name = rng.choice(["m-00001-of-00000.gguf", "m-00002-of-00001.gguf", "m-00000-of-00002.gguf", "m-99999-of-99999.gguf"])
@@ -410,7 +411,7 @@ def gen_torch(rng: random.Random, folder: Path, good: str) -> list[str]:
         e = rng.choice(entries)
         field = rng.randrange(6)
         if field == 0:
-            e[4] = tuple(d * rng.choice([2, 2**20, 2**31 - 1]) for d in e[4])
+            e[4] = tuple(min(d * rng.choice([2, 2**20, 2**31 - 1]), 2**31 - 1) for d in e[4])  # BININT range
         elif field == 1:
             e[5] = tuple(rng.choice([0, -1, 2**31 - 1, 3]) for _ in e[5])
         elif field == 2:
