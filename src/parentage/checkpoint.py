@@ -25,7 +25,8 @@ from .errors import ArchitectureError, FormatError, LimitError, NoWeightsError
 from .readers import GGUFFile, WeightSet, open_file
 from .readers.base import rows_cols
 from .readers.gguf import LazyStrings
-from .refs import Resolved, read_json, resolve
+from .refs import Resolved, resolve
+from .safeio import read_json
 
 # config.json spellings of the numbers we summarise, first found wins.
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {

@@ -14,7 +14,7 @@ import warnings
 import click
 
 from . import __version__
-from .errors import ParentageError, one_line
+from .errors import ParentageError, clean_text, one_line
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -96,8 +96,6 @@ def _emit_json(doc: dict) -> None:
 
 
 def _echo(text: str) -> None:
-    from .safeio import clean_text
-
     click.echo(clean_text(text))
 
 
@@ -105,8 +103,6 @@ def json_safe(obj):
     """A value json.dumps can write as standard JSON: numpy scalars and arrays as Python values, non-finite
     floats as null, lone surrogates replaced, anything else as its string."""
     import numpy as np
-
-    from .safeio import clean_text
 
     if isinstance(obj, dict):
         return {clean_text(str(k)): json_safe(v) for k, v in obj.items()}

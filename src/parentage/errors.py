@@ -16,13 +16,18 @@ import re
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def clean_text(s: str) -> str:
+    """A string that can be printed and written as UTF-8: lone surrogates (hostile JSON escapes, undecodable
+    file names) become U+FFFD."""
+    if not any("\ud800" <= c <= "\udfff" for c in s):
+        return s
+    return s.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def one_line(text: str) -> str:
     """A message fit for one line of a terminal: control characters (a pickled name may hold a newline) are
-    escaped, and lone surrogates (hostile JSON escapes, undecodable file names) replaced."""
-    text = _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
-    if any("\ud800" <= c <= "\udfff" for c in text):
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
+    escaped, and lone surrogates replaced."""
+    return clean_text(_CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text))
 
 
 class ParentageError(Exception):

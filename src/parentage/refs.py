@@ -15,8 +15,6 @@ from .constants import hf_cache_dir, hf_offline
 from .errors import CheckpointNotFoundError, FormatError, HubReferenceError, MissingShardError, NoWeightsError
 from .safeio import is_inside, read_json, regular_file
 
-__all__ = ["Resolved", "read_json", "resolve"]
-
 # Weight files in order of preference: the first pattern that matches in a folder wins.
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 WEIGHT_GLOBS = ("model.safetensors", "*.safetensors", "pytorch_model.bin", "pytorch_model-*.bin", "consolidated*.pth", "*.gguf", "*.bin", "*.pt", "*.pth")

@@ -100,14 +100,6 @@ def read_json(path: str | os.PathLike, max_depth: int | None = JSON_MAX_DEPTH) -
     return parse_json(path, read_bounded(path, JSON_MAX_BYTES, "JSON side file"), max_depth=max_depth)
 
 
-def clean_text(s: str) -> str:
-    """A string that can be printed and written as UTF-8: lone surrogates (from hostile JSON escapes or
-    undecodable file names) become U+FFFD."""
-    if not any("\ud800" <= c <= "\udfff" for c in s):
-        return s
-    return s.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
 def is_inside(path: Path, root: Path) -> bool:
     """Whether `path`, with every symlink resolved, lies inside `root` (also resolved)."""
     try:

@@ -245,7 +245,7 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
                f"{best.a.label} ~ {best.b.label} (null mean {best.extra['null_mean']:.2f})"
                + (f" and on {second.stat} at {second.a.label} ~ {second.b.label}" if second is not None else "")
                + "; permutation-invariant")
-    m = cells[0].n
+    m = min(c.n for c in cells)  # counted rows (token neurons left out): the weakest cell bounds the power
     details = {
         "null": "agreements of two independent matchings ~ Poisson(m / n_B), rate raised to the pair's decoy cells "
                 "(approximate); the second-best cell on other layers of both models, times the number of cells; "
