@@ -320,3 +320,47 @@ def test_heap_bpe_merges_exactly_like_rescanning_every_pair():
         max_rank = rng.choice([None, 3, 100])
         assert bpe._bpe(list(parts), lambda a, b: rank.get(a + b), max_rank) == \
             bpe._bpe_scan(list(parts), lambda a, b: rank.get(a + b), max_rank)
+
+
+def _with_template(doc, start):
+    """doc plus one maker's hand-written block at fixed ids: 30 runs of tabs (2..31) in the vocabulary and
+    100 placeholder tokens added after them, as Gemma's vocabularies carry."""
+    out = json.loads(json.dumps(doc))
+    tab = next(ch for ch, b in BYTE_LEVEL.items() if b == 9)  # the byte-level character of "\t"
+    for k in range(2, 32):
+        out["model"]["vocab"][tab * k] = start + k - 2
+    out["added_tokens"] += [{"id": start + 30 + k, "content": f"<unused{k}>", "single_word": False, "lstrip": False,
+                             "rstrip": False, "normalized": False, "special": False} for k in range(100)]
+    return out
+
+
+def test_a_shared_hand_defined_block_is_not_lineage_of_the_learned_vocabulary(trained, tmp_path):
+    """Two independently trained vocabularies of one maker share its template at the same ids: that is
+    reported as a shared hand-defined block, the relation stays unrelated."""
+    a = load_tokenizer(_save(_with_template(trained["prose"], 3000), tmp_path / "a.json"))
+    b = load_tokenizer(_save(_with_template(trained["code"], 3000), tmp_path / "b.json"))
+    result = lineage(a, b)
+    assert result["relation"] == "unrelated", result["notes"]
+    assert result["hand_defined"]["same_offset"] >= 120
+    assert any("hand-defined block" in n for n in result["notes"])
+
+
+def test_a_derived_vocabulary_stays_derived_when_both_carry_a_template(trained, tmp_path):
+    ordinary = [t for _, t in _ordinary(trained["prose"])]
+    a = load_tokenizer(_save(_with_template(trained["prose"], 3000), tmp_path / "a.json"))
+    grown = _renumber(trained["prose"], ordinary + [t for _, t in _ordinary(trained["code"]) if t not in set(ordinary)][:300])
+    b = load_tokenizer(_save(_with_template(grown, 3000), tmp_path / "b.json"))
+    result = lineage(a, b)
+    assert (result["relation"], result["kind"]) == ("derived", "extension"), result["notes"]
+
+
+def test_hand_defined_series_are_found_by_pattern_not_by_the_alphabet():
+    from parentage.tokenizers.formats import Vocab
+    from parentage.tokenizers.lineage import hand_defined
+
+    tokens = {i: bytes([48 + i]) for i in range(10)}  # "0".."9": the alphabet, consecutive but single bytes
+    tokens |= {10 + k: b"\t" * (k + 2) for k in range(30)}
+    tokens |= {40 + k: f"<extra_id_{k}>".encode() for k in range(5)}
+    tokens |= {45: b"the", 46: b"then", 47: b"there"}  # learned merges that extend each other: not a series
+    v = Vocab("x", "tiktoken", "bpe", "plain", 48, tokens)
+    assert hand_defined(v) == set(range(10, 45))

@@ -56,6 +56,7 @@ class Vocab:
     doc: dict | None = None  # the parsed tokenizer.json, when that is the source
     byte_ids: set[int] = field(default_factory=set)  # sentencepiece <0xNN> byte-fallback pieces
     added_ids: set[int] = field(default_factory=set)  # added ordinary tokens: matched whole, before the model runs
+    defined_ids: set[int] = field(default_factory=set)  # user-defined pieces (sentencepiece type 4, GGUF type 4)
 
     def by_bytes(self) -> dict[bytes, int]:
         """Byte string -> lowest id holding it."""
@@ -293,7 +294,7 @@ def _fields(buf: bytes, path: Path):
 
 def from_sentencepiece(path: Path) -> Vocab:
     buf = read_bounded(path, TOKENIZER_MAX_BYTES, "sentencepiece model")
-    tokens, special, scores, byte_ids = {}, {}, {}, set()
+    tokens, special, scores, byte_ids, defined = {}, {}, {}, set(), set()
     model_type = "unigram"
     i = 0
     for number, wire, value in _fields(buf, path):
@@ -313,6 +314,8 @@ def from_sentencepiece(path: Path) -> Vocab:
                 tokens[i] = _decode(piece, "sentencepiece")
                 if SPM_TYPES.get(kind) == "byte":
                     byte_ids.add(i)
+                elif SPM_TYPES.get(kind) == "user_defined":
+                    defined.add(i)
             else:
                 special[i] = piece
             scores[i] = score
@@ -323,7 +326,8 @@ def from_sentencepiece(path: Path) -> Vocab:
                     model_type = SPM_MODELS.get(v2, "unigram")
     if not i:
         raise FormatError(path, "no pieces: not a sentencepiece model")
-    return Vocab(str(path), "sentencepiece", model_type, "sentencepiece", i, tokens, special, scores, byte_ids=byte_ids)
+    return Vocab(str(path), "sentencepiece", model_type, "sentencepiece", i, tokens, special, scores, byte_ids=byte_ids,
+                 defined_ids=defined)
 
 
 def from_gguf(reader) -> Vocab | None:
@@ -341,14 +345,17 @@ def from_gguf(reader) -> Vocab | None:
     style = {"gpt2": "byte_level", "llama": "sentencepiece", "bert": "wordpiece"}.get(model, "plain")
     kind = {"gpt2": "bpe", "llama": "unigram" if "tokenizer.ggml.merges" not in reader.metadata else "bpe",
             "bert": "wordpiece"}.get(model, "bpe")
-    tokens, special, byte_ids = {}, {}, set()
+    tokens, special, byte_ids, defined = {}, {}, set(), set()
     for i, t in enumerate(strings):
         token_type = int(types[i]) if types is not None else 1
         if token_type == 6:
             byte_ids.add(i)
+        elif token_type == 4:
+            defined.add(i)
         decoded = _decode(t, style) if token_type in (1, 4, 6) else None  # normal, user-defined, byte
         (tokens.__setitem__(i, decoded) if decoded is not None else special.__setitem__(i, t))
-    return Vocab(str(reader.path), "gguf", kind, style, len(strings), tokens, special, byte_ids=byte_ids)
+    return Vocab(str(reader.path), "gguf", kind, style, len(strings), tokens, special, byte_ids=byte_ids,
+                 defined_ids=defined)
 
 
 # -- finding and loading --------------------------------------------------------------------------------------

@@ -14,11 +14,18 @@ p-value is the Poisson tail of the preserved count at that rate; an approximate 
 does not count it.
 
 The runs of constant offset form the shared core and its id map; their layout names the kind of derivation.
+
+Only the *learned* vocabulary is compared. Tokens a person put in (added tokens, byte fallback, user-defined
+pieces, and constructed series such as 2..31 tabs or <unused0>..<unused98> at consecutive ids) are set aside:
+one maker's independently trained vocabularies share such a block at the same ids (Gemma 1 and Gemma 3 share
+30 runs of tabs at ids 255969-255998 and 207 placeholder tokens), which says who wrote the template, not that
+one learned vocabulary was derived from the other. A shared block is reported as such.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,6 +38,50 @@ MIN_CORE = 32  # copied tokens needed, whatever the p-value says
 FULL = 0.99  # "all of A's tokens" allowing for a handful of edits
 SAME_SET = 0.995  # shared tokens over the larger vocabulary: the same vocabulary, whatever the order
 MIN_SET = 1000  # below this a full overlap may be a small alphabet
+
+
+SERIES_MIN = 4  # consecutive ids that extend one pattern: a constructed series, not learned merges
+MAX_UNIT = 4  # bytes in the repeated unit of a series of runs ("\t", "  ", "▁")
+_NUMBERED = re.compile(rb"^(\D*?)(\d{1,6})(\D*)$")
+
+
+def _period(t: bytes) -> bytes:
+    """The shortest p with t == p * k."""
+    for n in range(1, min(len(t), MAX_UNIT) + 1):
+        if len(t) % n == 0 and t[:n] * (len(t) // n) == t:
+            return t[:n]
+    return t
+
+
+def _extends(t: bytes, u: bytes) -> bool:
+    """u is the next member of a constructed series after t: one more repeated unit, or the next number."""
+    p = _period(t)
+    if len(p) <= MAX_UNIT and u == t + p:
+        return True
+    mt, mu = _NUMBERED.match(t), _NUMBERED.match(u)
+    return bool(mt and mu and mt.group(1) == mu.group(1) and mt.group(3) == mu.group(3)
+                and int(mu.group(2)) == int(mt.group(2)) + 1)
+
+
+def hand_defined(v: Vocab) -> set[int]:
+    """Ids of ordinary tokens a person put in rather than the trainer learned (see the module docstring)."""
+    out = set(v.added_ids) | set(v.byte_ids) | set(v.defined_ids)
+    ids = sorted(v.tokens)
+    run = ids[:1]
+    for i, j in zip(ids, ids[1:]):
+        if j == i + 1 and len(v.tokens[i]) >= 2 and _extends(v.tokens[i], v.tokens[j]):
+            run.append(j)
+            continue
+        if len(run) >= SERIES_MIN:
+            out.update(run)
+        run = [j]
+    if len(run) >= SERIES_MIN:
+        out.update(run)
+    return out
+
+
+def _learned(v: Vocab, defined: set[int]) -> Vocab:
+    return replace(v, tokens={i: t for i, t in v.tokens.items() if i not in defined})
 
 
 @dataclass
@@ -58,6 +109,26 @@ def _runs(pairs: np.ndarray) -> list[Run]:
 
 
 def lineage(a: Vocab, b: Vocab) -> dict:
+    if a.tokens == b.tokens:
+        return _lineage(a, b, None)
+    defined_a, defined_b = hand_defined(a), hand_defined(b)
+    block = _defined_block(a, b, defined_a, defined_b)
+    return _lineage(_learned(a, defined_a), _learned(b, defined_b), block)
+
+
+def _defined_block(a: Vocab, b: Vocab, defined_a: set[int], defined_b: set[int]) -> dict:
+    """Hand-defined multi-byte tokens both hold (single bytes are the alphabet), and the runs they form at one
+    id offset."""
+    pairs = np.array([(i, j) for i, j in shared_tokens(a, b) if (i in defined_a or j in defined_b) and len(a.tokens[i]) >= 2],
+                     dtype=np.int64).reshape(-1, 2)
+    runs = _runs(pairs)
+    return {"size_a": len(defined_a), "size_b": len(defined_b), "shared": int(len(pairs)),
+            "same_offset": sum(r.length for r in runs), "runs": [r.to_list() for r in runs[:50]],
+            "what": "added tokens, byte fallback, user-defined pieces and constructed series (runs of a repeated "
+                    "unit or numbered placeholders at consecutive ids); left out of the lineage statistic"}
+
+
+def _lineage(a: Vocab, b: Vocab, block: dict | None) -> dict:
     pairs = np.array(shared_tokens(a, b), dtype=np.int64).reshape(-1, 2)
     multi = np.array([len(a.tokens[i]) >= 2 for i in pairs[:, 0]], dtype=bool) if len(pairs) else np.zeros(0, bool)
     m = pairs[multi]
@@ -88,10 +159,15 @@ def lineage(a: Vocab, b: Vocab) -> dict:
                  "runs": [r.to_list() for r in runs[:200]], "n_runs": len(runs),
                  "id_map": "runs of [first id in A, last id in A, id in B minus id in A, shared tokens]"},
         "score": score,
+        "hand_defined": block,
     }
     if a.tokens == b.tokens:
         kind = "re_export" if a.format != b.format else None
-        if a.special != b.special:
+        if block is not None and (block["size_a"] != block["size_b"] or block["shared"] < block["size_a"]):
+            notes.append(f"the same learned tokens at the same ids; hand-defined tokens differ ({block['size_a']:,} in "
+                         f"A, {block['size_b']:,} in B, {block['shared']:,} shared)")
+            kind = kind or "special_tokens"
+        elif a.special != b.special:
             notes.append(f"same ordinary tokens and ids; special tokens differ ({len(a.special)} in A, {len(b.special)} in B)")
             kind = kind or "special_tokens"
         if a.format != b.format:
@@ -110,9 +186,20 @@ def lineage(a: Vocab, b: Vocab) -> dict:
         notes.append(f"{len(pairs):,} tokens shared ({100 * common['overlap_a']:.0f}% of A), rank correlation "
                      f"{spearman}, but only {preserved} of {len(gaps_a):,} id gaps preserved (coincidence rate "
                      f"{reflected} reflected): no copied core")
+        if block and block["same_offset"] >= MIN_RUN:
+            notes.append(_block_note(block))
         return {"relation": "unrelated", "kind": None, **common, "notes": notes}
     kind = _kind(a, b, runs, core, n_multi_a, n_multi_b, pairs, notes)
     return {"relation": "derived", "kind": kind, **common, "notes": notes}
+
+
+def _block_note(block: dict) -> str:
+    runs = block["runs"]
+    spans = ", ".join(f"{r[0]}-{r[1]}" + (f" (B: {r[0] + r[2]}-{r[1] + r[2]})" if r[2] else "") for r in runs[:3])
+    more = f" and {len(runs) - 3} more runs" if len(runs) > 3 else ""
+    return (f"they share only a hand-defined block: {block['same_offset']:,} tokens at one id offset (ids {spans}{more} "
+            "in A: added tokens, placeholders, constructed runs), the template of one maker or convention, not a "
+            "sign that either learned vocabulary was derived from the other")
 
 
 def _spearman(m: np.ndarray) -> float | None:
@@ -141,9 +228,9 @@ def _kind(a: Vocab, b: Vocab, runs: list[Run], core: int, n_a: int, n_b: int, pa
     # A second vocabulary appended after A's block re-learns many of the common tokens A's block already has:
     # they come back out of order (or as duplicates). A plain extension appends tokens A does not have.
     if len(extra_b) >= MIN_CORE and (len(reused) >= 0.2 * len(extra_b) or dup_b >= MIN_CORE):
-        notes.append(f"B holds A's tokens in order up to id {hi_b}, then {len(extra_b):,} tokens of which "
-                     f"{len(reused):,} repeat A's out of order and {dup_b:,} byte strings appear twice: a second "
-                     "vocabulary stitched on")
+        notes.append(f"B holds {core:,} of A's {n_a:,} multi-byte tokens at their ids' offsets ({len(runs)} runs, up "
+                     f"to id {hi_b} of B), then {len(extra_b):,} tokens of which {len(reused):,} repeat A's out of "
+                     f"order and {dup_b:,} byte strings appear twice: a second vocabulary stitched on")
         return "stitched"
     if cov_a >= FULL and main_len >= FULL * core:
         if main_offset == 0:
