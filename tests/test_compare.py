@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from parentage.cli import cli
-from parentage.compare import compare, format_human, parse_budget_text
+from parentage.compare import compare, parse_budget_text
+from parentage.report.terminal import format_human
 from parentage.evidence.hidden import align_hidden
 from parentage.evidence.neurons import Blocks, index_test
 from parentage.evidence.blocks import Unit
@@ -198,7 +199,7 @@ def test_inserted_layers_are_reported_as_having_no_counterpart(tmp_path):
     doc = compare(str(a), str(b))
     assert doc["verdict"]["label"] == "related"
     assert [None, 2] in doc["alignment"]["layers"]
-    assert "layers 2 of B have no counterpart in A" in doc["alignment"]["notes"]
+    assert "layer 2 of B has no counterpart in A" in doc["alignment"]["notes"]
     assert doc["direction"]["parent"] is None and "layers 4 in A, 5 in B" in doc["direction"]["basis"]
 
 

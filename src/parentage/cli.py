@@ -187,7 +187,8 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
       parentage compare base.gguf ./finetune --format json
       parentage compare ./a ./b --budget 2GB --seed 1
     """
-    from .compare import compare as run, format_human
+    from .compare import compare as run
+    from .report.terminal import format_human
 
     if html_path:
         from .report.html import check_output
@@ -274,7 +275,8 @@ def demo(fmt: str, zoo_dir: str | None, out_dir: str | None, quick: bool) -> Non
     """
     from pathlib import Path
 
-    from .compare import compare as run, format_human
+    from .compare import compare as run
+    from .report.terminal import format_human
     from .constants import cache_dir
     from .demo import zoo_pairs
     from .report.html import reference_profiles, render_compare, write

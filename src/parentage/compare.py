@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
-from .align import LayerAlignment, align_layers, unit_rows
+from .align import align_layers, unit_rows
 from .checkpoint import Checkpoint, Tensor
 from .circumstantial import circumstantial
 from .declared import declared_lineage
@@ -29,9 +29,9 @@ from .evidence.blocks import ffn_units, has_two_views, read_block, value_units, 
 from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_bases
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
-from .inspection import format_bytes
+from .findings import TestCells, explain
 from .evidence.neurons import (agreement_test, index_test, layer_scores, map_blocks, rank_order_test, read_blocks, read_raw,
-                               split_rank_cells, token_neuron_mask, unit_map, TOKEN_NEURON_QUANTILE)
+                               split_rank_cells, token_neuron_mask, TOKEN_NEURON_QUANTILE)
 from .tokenizers import checkpoint_vocab, lineage, shared_tokens
 from .verdict import RELATED_LEVEL, decide
 
@@ -385,47 +385,6 @@ def _tokenizer_evidence(va, vb) -> list[Evidence]:
 # -- 5. alignment, direction, report --------------------------------------------------------------------------
 
 
-def _alignment(a, b, cells_by_test: list[list], hmap: HiddenMap, notes: list[str], related: bool) -> dict:
-    n_a, n_b = a.summary.n_layers or 0, b.summary.n_layers or 0
-    cells = [c for cs in cells_by_test for c in cs]
-    out: dict = {"layers": None, "notes": [], "units": [], "hidden_map": hmap.to_dict()}
-    sa, sb = a.summary, b.summary
-    for label, x, y in (("FFN width", sa.intermediate_size, sb.intermediate_size), ("hidden size", sa.hidden_size, sb.hidden_size),
-                        ("layers", sa.n_layers, sb.n_layers), ("experts", sa.n_experts, sb.n_experts),
-                        ("vocabulary", sa.vocab_size, sb.vocab_size)):
-        if x != y:
-            out["notes"].append(f"{label} {x if x is not None else 'none'} -> {y if y is not None else 'none'}")
-    if related and hmap.kind == "rotation":
-        out["notes"].append("B's residual stream is a rotation of A's (re-parameterised)")
-    elif related and hmap.kind == "permutation" and hmap.perm is not None:
-        moved = int(((hmap.perm >= 0) & (hmap.perm != np.arange(hmap.d_a))).sum())
-        if moved > hmap.d_a // 2:
-            out["notes"].append(f"B's residual dimensions are a permutation of A's ({moved} of {hmap.d_a} moved)")
-    if not cells or not n_a or not n_b:
-        out["notes"] += notes
-        return out
-    score = sum(layer_scores(cs, n_a, n_b) for cs in cells_by_test if cs)
-    min_score = 2.0 + math.log10(n_a * n_b)  # a cell must be significant at 1% after Bonferroni over cells
-    la = align_layers(score, min_score)
-    out["score_matrix"] = np.round(score, 2).tolist()
-    if la.matched:
-        out["layers"] = [list(p) for p in la.pairs]
-        untested_first = ((0, None) in la.pairs and (None, 0) in la.pairs
-                          and not any(c.a.layer == 0 and c.b.layer == 0 and -c.log10_p > min_score for c in cells))
-        if untested_first:  # say why, rather than claim the first layers have no counterpart
-            la = LayerAlignment([p for p in la.pairs if p not in ((0, None), (None, 0))], la.score)
-            out["notes"].append("first layers: no evidence either way (the order tests found the neurons relabelled, "
-                                "and the permutation-invariant test leaves the first layers out)")
-        out["notes"] += la.notes("A", "B")
-        if a.summary.n_experts or b.summary.n_experts:
-            out["units"] = [u for u in unit_map(cells, RELATED_LEVEL) if "value" not in u["b"]]
-            upcycled = [u for u in out["units"] if "expert" in u["b"] and u["a"].endswith(" ffn")]
-            if upcycled:
-                out["notes"].append(f"{len(upcycled)} experts of B match A's dense FFNs (upcycled)")
-    out["notes"] += notes
-    return out
-
-
 SHAPE_FIELDS = (("layers", "n_layers"), ("FFN width", "intermediate_size"), ("experts", "n_experts"),
                 ("hidden size", "hidden_size"), ("vocabulary", "vocab_size"))
 
@@ -472,7 +431,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     step()
     ev_heads = _heads(a, b, hmap, plan, rng, cells_ffn + cells_k)
     step()
-    ev_identical = identical_tensors(a, b, seed)
+    ev_identical, identity = identical_tensors(a, b, seed)
     step()
     ev_tok = _tokenizer_evidence(*vocabs)
     step()
@@ -482,7 +441,9 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     if bar:
         bar.close()
     verdict = decide(evidence)
-    alignment = _alignment(a, b, [cells_ffn, cells_val, cells_k], hmap, notes, verdict.label == "related")
+    tests = [TestCells("ffn_neuron_order", cells_ffn), TestCells("value_row_order", cells_val),
+             TestCells("ffn_neuron_agreement", cells_k)]
+    alignment = explain(a, b, tests, hmap, identity, ev_hidden, verdict.label == "related", notes, RELATED_LEVEL, seed)
     ca, cb = a.cost(), b.cost()
     return {
         "schema_version": 1,
@@ -529,49 +490,3 @@ def _rounded(x):
     if isinstance(x, np.generic):
         return _rounded(x.item())
     return x
-
-
-# -- terminal ----------------------------------------------------------------------------------------------------
-
-
-def format_human(doc: dict) -> str:
-    v = doc["verdict"]
-    p = "n/a" if v["log10_p"] is None else f"{v['log10_p']:.1f}"
-    a, b = doc["inputs"]
-    lines = [f"{v['label'].upper()}  (combined log10 p = {p})", f"  {v['summary']}",
-             f"  A: {a['ref']}  ({a['arch']}, {a['n_layers']} layers, hidden {a['hidden_size']})",
-             f"  B: {b['ref']}  ({b['arch']}, {b['n_layers']} layers, hidden {b['hidden_size']})"]
-    d = doc["direction"]
-    if d["parent"]:
-        lines.append(f"  parent: {d['parent']} ({d['basis']})")
-    lines += ["", "evidence                          log10 p  counted  summary"]
-    for e in doc["evidence"]:
-        lp = "    -" if e["log10_p"] is None else f"{e['log10_p']:8.1f}"
-        lines.append(f"  {e['name']:<30} {lp:>8}  {'yes' if e['counted'] else 'no':<7}  {e['summary']}")
-    said = doc.get("circumstantial", {}).get("declared_vs_observed", [])
-    if said:
-        lines += [""] + [f"  {line}" for line in said]
-    al = doc["alignment"]
-    if al.get("layers"):
-        matched = [f"{i}->{j}" for i, j in al["layers"] if i is not None and j is not None]
-        lines += ["", f"layer alignment (A->B): {' '.join(matched)}"]
-    if al["notes"]:
-        lines += ["", "notes"] + [f"  - {n}" for n in al["notes"]]
-    lines += [f"  - {line}" for line in _unit_lines(al.get("units", []))]
-    c = doc["cost"]
-    frac = c["bytes_read"] / c["bytes_total"] if c["bytes_total"] else 0.0
-    lines += ["", f"read {format_bytes(c['bytes_read'])} of {format_bytes(c['bytes_total'])} ({100 * frac:.2f}%) in {c['seconds']:.1f} s, "
-                  f"seed {doc['seed']}"]
-    return "\n".join(lines)
-
-
-def _unit_lines(units: list[dict], limit: int = 6) -> list[str]:
-    """'layer 2: expert 0, expert 1 of B <- layer 2 ffn of A', one line per (B layer, A unit)."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for u in units:
-        layer_b, name_b = u["b"].split(" ", 2)[1], u["b"].split(" ", 2)[2]
-        groups.setdefault((layer_b, u["a"]), []).append(name_b)
-    lines = [f"layer {lb} {', '.join(names)} of B <- {a} of A" for (lb, a), names in groups.items()]
-    return lines[:limit] + ([f"... {len(lines) - limit} more in the JSON output"] if len(lines) > limit else [])
-
-

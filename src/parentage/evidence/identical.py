@@ -1,29 +1,58 @@
-"""Identical tensors: frozen or copied parameters, found by value after dtype casts.
+"""Identical tensors and rows: frozen or copied parameters, found by value after dtype casts.
 
-Null: the two checkpoints were initialised independently. Then an informative tensor (many distinct values)
-of B equals A's only by an astronomically unlikely coincidence. We bound that coincidence very conservatively:
-each identical element that is not one of a handful of repeated values is worth one bit (p <= 2^-m for m such
-elements), although a real float from an independent run matches far more rarely. Tensors with little
-information (constant norm gains, zero biases, tensors under `MIN_ELEMENTS`) are listed but never count.
+Null: the two checkpoints were initialised independently. Then an informative row of B (many distinct values)
+equals A's only by an astronomically unlikely coincidence. We bound that coincidence very conservatively: each
+distinct value in an identical row is worth one bit (p <= 2^-m for m such values), although a real float from an
+independent run matches far more rarely. Rows with little information (constant norm gains, zero biases, a
+padding token's zero row) and tensors under `MIN_ELEMENTS` are listed but never count.
 
-Rows are sampled in contiguous blocks (the same seeded rows in both), so a 100B checkpoint is not read whole;
-a tensor counts as identical when every sampled row is.
+Every tensor both models hold in one shape is checked, on ROWS_PER_TENSOR rows in BLOCKS contiguous blocks
+spread over its rows (the same seeded rows in both), so a 100B checkpoint is not read whole, and a tensor whose
+rows are partly identical (embedding rows of tokens training never saw) is not mistaken for a frozen one. What
+is known is stated exactly: a tensor is "identical in every sampled row (k of n)" unless all its rows were read.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, Tensor
 from ..dtypes import decode, round_to_bf16
 from . import LOG10_P_FLOOR, Evidence
 
 MIN_ELEMENTS = 256  # smaller tensors are too easy to match by construction (e.g. a copied default)
 MIN_DISTINCT = 16  # fewer distinct values than this: a constant or a tiny codebook, no evidence
-ROWS_PER_TENSOR = 16  # one contiguous block per tensor
+ROWS_PER_TENSOR = 16
+BLOCKS = 4  # contiguous blocks per tensor, one in each quarter of its rows
 PRECISION = {"F64": 3, "F32": 2, "F16": 1, "BF16": 1}  # bigger = finer; GGUF and FP8 types rank below all
+
+
+@dataclass(frozen=True)
+class TensorIdentity:
+    """One tensor both models hold: how many of the sampled rows are bit-identical (after dtype rounding)."""
+
+    key: str  # canonical role key, e.g. "layers.3.mlp_up.weight"
+    role: str  # "mlp_up"
+    layer: int | None
+    rows: int  # rows the tensor has
+    sampled: int  # rows compared
+    identical: int  # of those, rows equal in A and B
+    informative: bool  # enough elements and distinct values to count as evidence
+
+    @property
+    def whole(self) -> bool:
+        return self.sampled == self.rows
+
+    @property
+    def all_identical(self) -> bool:
+        return self.identical == self.sampled
+
+    def to_dict(self) -> dict:
+        return {"tensor": self.key, "rows_identical": self.identical, "rows_sampled": self.sampled, "rows": self.rows}
 
 
 def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
@@ -46,38 +75,68 @@ def _comparable(a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str) -> tup
     return a, b
 
 
-def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
-    identical, low_info, checked = [], [], 0
-    bits = 0.0
-    for role in sorted(set(a.tensors) & set(b.tensors)):
+def sample_spans(t: Tensor, seed: int) -> list[tuple[int, int]]:
+    """BLOCKS disjoint row blocks, one at a seeded offset inside each stratum of the rows; all rows when few."""
+    n = t.n_rows
+    if n <= ROWS_PER_TENSOR:
+        return [(0, n)]
+    per = ROWS_PER_TENSOR // BLOCKS
+    rng = np.random.default_rng([zlib.crc32(t.role.key.encode()), seed])
+    edges = np.linspace(0, n, BLOCKS + 1).astype(int)
+    return [(int(s), int(s) + per) for s in (rng.integers(lo, hi - per + 1) for lo, hi in zip(edges, edges[1:]))]
+
+
+def _rows(t: Tensor, spans: list[tuple[int, int]]) -> np.ndarray:
+    return np.concatenate([t.read_rows(lo, hi) for lo, hi in spans])
+
+
+def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[TensorIdentity], float]:
+    """Every tensor held by both in one shape and a comparable dtype, and the bits its identical rows carry."""
+    out, bits = [], 0.0
+    for role in sorted(set(a.tensors) & set(b.tensors), key=lambda r: r.key):
         ta, tb = a.tensors[role], b.tensors[role]
         if ta.shape != tb.shape or (role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings)):
             continue
-        pair = _comparable(ta.sample_rows(ROWS_PER_TENSOR, seed)[1], tb.sample_rows(ROWS_PER_TENSOR, seed)[1], ta.dtype, tb.dtype)
+        spans = sample_spans(ta, seed)
+        pair = _comparable(_rows(ta, spans), _rows(tb, spans), ta.dtype, tb.dtype)
         if pair is None:
             continue
-        checked += 1
-        va, vb = pair
-        if not np.array_equal(va, vb, equal_nan=True):
-            continue
-        n_total = math.prod(ta.shape)
-        distinct = np.unique(va).size
-        if n_total < MIN_ELEMENTS or distinct < MIN_DISTINCT:
-            low_info.append(role.key)
-            continue
-        identical.append(role.key)
-        bits += distinct  # one bit per distinct sampled value: very conservative
-    log10_p = max(LOG10_P_FLOOR, -bits * math.log10(2)) if identical else 0.0
-    if identical:
-        summary = f"{len(identical)} of {checked} compared tensors are identical in every sampled row (e.g. {identical[0]})"
+        va, vb = pair  # (sampled rows, n_cols)
+        same = np.array([np.array_equal(x, y, equal_nan=True) for x, y in zip(va, vb)], dtype=bool)
+        informative = math.prod(ta.shape) >= MIN_ELEMENTS and np.unique(va).size >= MIN_DISTINCT
+        distinct = np.unique(va[same]).size if same.any() else 0
+        if informative and distinct >= MIN_DISTINCT:
+            bits += distinct  # one bit per distinct value in identical rows: very conservative
+        out.append(TensorIdentity(role.key, role.role, role.layer, ta.n_rows, len(va), int(same.sum()), informative))
+    return out, bits
+
+
+def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evidence, list[TensorIdentity]]:
+    records, bits = compare_tensors(a, b, seed)
+    identical = [r.key for r in records if r.all_identical and r.informative]
+    low_info = [r.key for r in records if r.all_identical and not r.informative]
+    partly = [r for r in records if 0 < r.identical < r.sampled and r.informative]
+    log10_p = max(LOG10_P_FLOOR, -bits * math.log10(2)) if bits else 0.0
+    n = len(records)
+    if identical or partly:
+        parts = []
+        if identical:
+            parts.append(f"{len(identical)} of {n} compared tensors are identical in every sampled row "
+                         f"(e.g. {identical[0]})")
+        if partly:
+            r = partly[0]
+            parts.append(f"{len(partly)} more {'is' if len(partly) == 1 else 'are'} identical in some sampled rows (e.g. {r.key}: {r.identical} of "
+                         f"{r.sampled})")
+        summary = "; ".join(parts)
     else:
-        summary = f"none of {checked} compared tensors is identical"
+        summary = f"none of {n} compared tensors has an identical informative row"
     return Evidence(
         name="identical_tensors",
         log10_p=log10_p,
-        effect=len(identical) / checked if checked else None,
-        counted=bool(checked),
+        effect=len(identical) / n if n else None,
+        counted=bool(n),
         summary=summary,
-        details={"identical": identical, "identical_low_information": low_info, "n_compared": checked,
-                 "rows_per_tensor": ROWS_PER_TENSOR, "bits_counted": bits},
-    )
+        details={"identical": identical, "identical_low_information": low_info,
+                 "partly_identical": [r.to_dict() for r in partly], "n_compared": n,
+                 "rows_per_tensor": ROWS_PER_TENSOR, "blocks_per_tensor": BLOCKS, "bits_counted": bits},
+    ), records
