@@ -203,6 +203,81 @@ def test_inserted_layers_are_reported_as_having_no_counterpart(tmp_path):
     assert doc["direction"]["parent"] is None and "layers 4 in A, 5 in B" in doc["direction"]["basis"]
 
 
+def _relayered(sd: dict, sources: list[int]) -> dict:
+    """sd with its layer stack rebuilt from `sources` (B's layer k is a copy of sd's layer sources[k])."""
+    out = {k: v for k, v in sd.items() if ".layers." not in k}
+    for k, i in enumerate(sources):
+        out |= {n.replace(f"layers.{i}.", f"layers.{k}."): v for n, v in sd.items() if f"layers.{i}." in n}
+    return out
+
+
+def test_an_exact_copy_of_a_layer_is_reported_as_a_tie_that_contains_the_truth(tmp_path):
+    """SOLAR-style depth up-scaling copies layers whole: nothing in the weights says which copy is the
+    original, so the report says both descend from A's layer and does not name one as inserted."""
+    base = random_state_dict("llama", SHAPE, seed=0)
+    a = _write(tmp_path / "a", base)
+    b = _write(tmp_path / "b", _noisy(_relayered(base, [0, 1, 1, 2, 3]), np.random.default_rng(0)), n_layers=5)
+    al = compare(str(a), str(b))["alignment"]
+    (tie,) = al["ties"]
+    assert (tie["side"], tie["layer"], tie["candidates"], tie["original"]) == ("a", 1, [1, 2], None)
+    assert any("B's layers 1 and 2 both descend from A's layer 1" in n for n in al["notes"])
+    assert not any("no counterpart" in n for n in al["notes"])
+
+
+def test_a_copy_inserted_with_zeroed_outputs_is_named_not_its_original(tmp_path):
+    """LLaMA-Pro style: the copy's o_proj and down_proj start at zero; the order tests score the original
+    and the copy alike, the output projections tell them apart."""
+    base = random_state_dict("llama", SHAPE, seed=0)
+    grown = _relayered(base, [0, 1, 2, 2, 3])
+    for k in list(grown):
+        if k.startswith("model.layers.3.") and k.endswith(("o_proj.weight", "down_proj.weight")):
+            grown[k] = np.zeros_like(grown[k])
+    a = _write(tmp_path / "a", base)
+    b = _write(tmp_path / "b", _noisy(grown, np.random.default_rng(0)), n_layers=5)
+    al = compare(str(a), str(b))["alignment"]
+    assert [None, 3] in al["layers"] and [2, 2] in al["layers"]
+    assert any("B's layer 3 looks inserted: its o_proj and down_proj are near zero" in n for n in al["notes"])
+
+
+def test_copied_embeddings_on_fresh_layers_are_described_as_embeddings_only(tmp_path):
+    base = random_state_dict("llama", SHAPE, seed=0)
+    fresh = random_state_dict("llama", SHAPE, seed=3)
+    fresh |= {k: base[k] for k in ("model.embed_tokens.weight", "lm_head.weight")}
+    a = _write(tmp_path / "a", base)
+    b = _write(tmp_path / "b", _noisy(fresh, np.random.default_rng(0)))
+    doc = compare(str(a), str(b))
+    assert doc["verdict"]["label"] == "related"
+    comp = doc["alignment"]["components"]
+    assert comp["embeddings"]["status"] == "related"
+    assert all("related" not in (f["attention"]["status"], f["ffn"]["status"]) for f in comp["layers"])
+    assert any(n.startswith("only the embeddings share ancestry") for n in doc["alignment"]["notes"])
+    assert not any("no counterpart" in n and "B" in n.split("no counterpart")[0] for n in doc["alignment"]["notes"])
+
+
+def test_frozen_layers_are_listed_as_layers_with_what_was_compared(tmp_path):
+    base = random_state_dict("llama", SHAPE, seed=0)
+    tuned = _noisy(base, np.random.default_rng(0))
+    tuned |= {k: v for k, v in base.items() if k.startswith(("model.layers.0.", "model.layers.1."))}
+    doc = compare(str(_write(tmp_path / "a", base)), str(_write(tmp_path / "b", tuned)))
+    comp = doc["alignment"]["components"]
+    assert [f["layer_b"] for f in comp["layers"] if f["ffn"]["status"] == "identical"] == [0, 1]
+    assert doc["alignment"]["notes"][0].startswith("layers 0 and 1 of B frozen: attention and FFN bit-identical to "
+                                                   "A's in every sampled row (16 of ")
+    assert "layers 2 and 3 moved and related" in doc["alignment"]["notes"][0]
+
+
+def test_layers_an_obfuscated_copy_hides_from_the_order_tests_are_not_examined_not_without_counterpart(family):
+    """Relabelled neurons blind the order tests; the invariant test reads only some of B's FFNs whole. The
+    layers it did not read are "no evidence either way", never "no counterpart"."""
+    doc = compare(str(family["base"]), str(family["obfuscated"]), budget="300KB")
+    al = doc["alignment"]
+    read = set(next(e for e in doc["evidence"] if e["name"] == "ffn_neuron_agreement")["details"]["b_layers_read_whole"])
+    assert not any("no counterpart" in n for n in al["notes"])
+    for f in al["components"]["layers"]:
+        if f["layer_b"] not in read:
+            assert f["ffn"]["status"] == "not examined"
+
+
 def test_json_document_follows_the_contract_and_reruns_agree(family):
     one = compare(str(family["base"]), str(family["noisy"]), seed=3)
     two = compare(str(family["base"]), str(family["noisy"]), seed=3)
@@ -303,16 +378,45 @@ def test_models_without_comparable_parts_are_inconclusive(tmp_path):
 # -- the ci zoo ----------------------------------------------------------------------------------------------
 
 
-def test_every_ci_zoo_pair_gets_the_right_call(ci_zoo):
+def _explanation_errors(doc: dict, model: dict) -> list[str]:
+    """Where the alignment contradicts the manifest: an inserted or removed layer neither named nor inside an
+    undecided tie, a layer that does match called one without counterpart, frozen layers not listed as such."""
+    al, errors = doc["alignment"], []
+    pairs = [tuple(p) for p in al["layers"] or []]
+    open_ties = [t for t in al["ties"] if t["original"] is None]
+    in_open_tie = lambda side, k: any(t["side"] == side and k in t["candidates"] for t in open_ties)  # noqa: E731
+    layer_map = model["layer_map"]
+    if layer_map is not None:
+        for j, i in enumerate(layer_map):
+            if i is None and (None, j) not in pairs and not in_open_tie("a", j):
+                errors.append(f"inserted layer {j} of B not named")
+            if i is not None and (None, j) in pairs and not in_open_tie("a", j):
+                errors.append(f"layer {j} of B descends from A's {i} but is said to have no counterpart")
+        kept = {i for i in layer_map if i is not None}
+        for i in range(len(al["score_matrix"])):
+            if i not in kept and (i, None) not in pairs and not in_open_tie("b", i):
+                errors.append(f"removed layer {i} of A not named")
+    if model.get("frozen_tensors"):
+        frozen = sorted({int(n.split(".")[2]) for n in model["frozen_tensors"] if n.startswith("model.layers.")})
+        said = [f["layer_b"] for f in al["components"]["layers"] if f["attention"]["status"] == f["ffn"]["status"] == "identical"]
+        if said != frozen:
+            errors.append(f"frozen layers {frozen}, reported {said}")
+    return errors
+
+
+def test_every_ci_zoo_pair_gets_the_right_call_and_a_true_explanation(ci_zoo):
     folder, manifest = ci_zoo
     wrong = []
     for pair in manifest["pairs"]:
         a, b = (folder / manifest["models"][x]["path"] for x in (pair["a"], pair["b"]))
-        v = compare(str(a), str(b))["verdict"]
+        doc = compare(str(a), str(b))
+        v = doc["verdict"]
         if pair["truth"] == "related" and not (v["label"] == "related" and v["log10_p"] <= -6):
             wrong.append((pair["a"], pair["b"], v))
         if pair["truth"] == "unrelated" and v["label"] == "related":
             wrong.append((pair["a"], pair["b"], v))
+        if pair["truth"] == "related" and v["label"] == "related" and manifest["models"][pair["a"]]["recipe"] == "base":
+            wrong += [(pair["a"], pair["b"], e) for e in _explanation_errors(doc, manifest["models"][pair["b"]])]
     assert not wrong
 
 
