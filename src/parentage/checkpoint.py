@@ -41,6 +41,8 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "n_shared_experts": ("n_shared_experts",),
     "vocab_size": ("vocab_size", "padded_vocab_size"),
 }
+MAX_GAP_ROWS = 32  # rows this close are read in one span (Tensor.read_at)
+SAMPLE_BLOCKS = 4  # contiguous blocks a tensor's row sample is spread over (Tensor.sample_rows)
 # The same numbers in GGUF metadata, under "{arch}.".
 GGUF_KEYS: dict[str, str] = {
     "n_layers": "block_count",
@@ -139,15 +141,39 @@ class Tensor:
     def read(self) -> np.ndarray:
         return self.read_rows(0, self.n_rows)
 
-    def sample_rows(self, k: int, seed: int) -> tuple[int, np.ndarray]:
-        """k contiguous rows at an offset fixed by (seed, role): every test sampling this tensor with the same
-        seed gets the same block (read once), and a same-shaped tensor of another model is sampled alike."""
-        k = min(k, self.n_rows)
+    def read_at(self, ids: np.ndarray) -> np.ndarray:
+        """Rows `ids` (any order), read as a few contiguous spans: (len(ids), n_cols)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        breaks = np.flatnonzero(np.diff(sorted_ids) > MAX_GAP_ROWS) + 1
+        parts = []
+        for span in np.split(sorted_ids, breaks):
+            lo, hi = int(span[0]), int(span[-1]) + 1
+            parts.append(self.read_rows(lo, hi)[span - lo])
+        out = np.empty((len(ids), parts[0].shape[1]), dtype=np.float32)
+        out[order] = np.concatenate(parts)
+        return out
+
+    def sample_rows(self, k: int, seed: int) -> np.ndarray:
+        """k rows in SAMPLE_BLOCKS contiguous blocks, one at a seeded offset inside each stratum of the rows (all
+        rows when there are at most k). The offsets depend on (seed, role, shape) only, so every test sampling this
+        tensor gets the same rows (read once) and a same-shaped tensor of another model is sampled alike; spread
+        blocks, so rows that training left untouched in one region (rare tokens) do not stand for the tensor."""
         key = (k, seed)
         if getattr(self, "_sample_key", None) != key:
-            start = (zlib.crc32(self.role.key.encode()) ^ (seed * 0x9E3779B1)) % (self.n_rows - k + 1)
-            self._sample_key, self._sample = key, (start, self.read_rows(start, start + k))
+            self._sample_key, self._sample = key, np.concatenate([self.read_rows(lo, hi) for lo, hi in self.sample_spans(k, seed)])
         return self._sample
+
+    def sample_spans(self, k: int, seed: int) -> list[tuple[int, int]]:
+        n = self.n_rows
+        if n <= k:
+            return [(0, n)]
+        blocks = min(SAMPLE_BLOCKS, k)
+        per = k // blocks
+        rng = np.random.default_rng([zlib.crc32(self.role.key.encode()), seed])
+        edges = np.linspace(0, n, blocks + 1).astype(int)
+        return [(int(s), int(s) + per) for s in (rng.integers(lo, hi - per + 1) for lo, hi in zip(edges, edges[1:]))]
 
 
 @dataclass

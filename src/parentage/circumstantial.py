@@ -50,13 +50,28 @@ def _config_value(config: dict, keys: tuple[str, ...]):
     return None
 
 
+def _stated(config: dict) -> dict:
+    """The compared fields a config states, with the one derived value config.json leaves implicit (head dim
+    = hidden size / heads), so a GGUF's explicit key length is not a "difference" from a config without one."""
+    out = {label: _config_value(config, keys) for label, keys in CONFIG_FIELDS}
+    hidden, heads = out["hidden size"], out["attention heads"]
+    if out["head dim"] is None and isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads == 0:
+        out["head dim"] = hidden // heads
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def config_differences(a: dict, b: dict) -> list[dict]:
-    out = []
-    for label, keys in CONFIG_FIELDS:
-        x, y = _config_value(a, keys), _config_value(b, keys)
-        if x != y:
-            out.append({"field": label, "A": x, "B": y})
-    return out
+    """Fields both configs state, with different values. A field one side leaves unstated (GGUF carries no
+    `architectures`, many config.json files omit `rope_theta` and take the library default) is not a
+    difference: what the default was is the library's business, not the file's."""
+    sa, sb = _stated(a), _stated(b)
+    return [{"field": label, "A": sa[label], "B": sb[label]} for label, _ in CONFIG_FIELDS
+            if label in sa and label in sb and sa[label] != sb[label]]
+
+
+def stated_by_one_side(a: dict, b: dict) -> list[str]:
+    sa, sb = _stated(a), _stated(b)
+    return [label for label, _ in CONFIG_FIELDS if (label in sa) != (label in sb)]
 
 
 def code_facts(root: Path, allowed=lambda p: True) -> list[dict]:
@@ -146,6 +161,7 @@ def declared_vs_observed(a: Checkpoint, b: Checkpoint, label: str) -> list[str]:
 def circumstantial(a: Checkpoint, b: Checkpoint, label: str) -> dict:
     return {
         "config_differences": config_differences(a.config, b.config),
+        "config_stated_by_one_side": stated_by_one_side(a.config, b.config),
         "code": {"A": code_facts(a.resolved.root, a.resolved.allowed) if a.resolved.side_file("config.json") else [],
                  "B": code_facts(b.resolved.root, b.resolved.allowed) if b.resolved.side_file("config.json") else []},
         "auto_map": {"A": a.config.get("auto_map"), "B": b.config.get("auto_map")},

@@ -42,7 +42,6 @@ TOKEN_CHUNK = 128  # shared tokens are sampled in runs of consecutive ids, read 
 MIN_SHARED_TOKENS = 32
 FFN_ROWS = (16, 64, 256)  # min, default, max rows per FFN block
 VALUE_ROWS = 64
-MAX_GAP_ROWS = 32  # rows this close are read in one span
 WEIGHT_ROW_LAYERS = 4  # layers whose FFN rows stand in for shared tokens
 WEIGHT_ROWS = 256  # rows per layer for that
 HEAD_SHARE = 0.1  # of the budget, for key and value rows of whole heads
@@ -84,20 +83,6 @@ def parse_budget_text(text: str, held: int) -> int:
 
 def _bytes_per_value(ck: Checkpoint) -> float:
     return ck.weights.bytes_total / max(ck.summary.n_params, 1)
-
-
-def read_rows_at(t: Tensor, ids: np.ndarray) -> np.ndarray:
-    """Rows `ids` of a tensor, read as a few contiguous spans: (len(ids), n_cols)."""
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    breaks = np.flatnonzero(np.diff(sorted_ids) > MAX_GAP_ROWS) + 1
-    parts = []
-    for span in np.split(sorted_ids, breaks):
-        lo, hi = int(span[0]), int(span[-1]) + 1
-        parts.append(t.read_rows(lo, hi)[span - lo])
-    out = np.empty((len(ids), parts[0].shape[1]), dtype=np.float32)
-    out[order] = np.concatenate(parts)
-    return out
 
 
 # -- 1. hidden dimensions ------------------------------------------------------------------------------------
@@ -145,14 +130,14 @@ def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: li
     per_token = (d_a + d_b) * max(_bytes_per_value(a), _bytes_per_value(b))
     n_tok = int(min(len(pairs), TOKENS, max(MIN_SHARED_TOKENS, budget.bytes_per_model // 4 / per_token)))
     sample = _sample_pairs(pairs, n_tok, rng)
-    x = read_rows_at(ea, sample[:, 0])
-    y = read_rows_at(eb, sample[:, 1])
+    x = ea.read_at(sample[:, 0])
+    y = eb.read_at(sample[:, 1])
     hmap, ev = align_hidden(x, y)
     if hmap.kind not in ("permutation", "rotation") and len(pairs) > len(sample):
         # Not a permutation: fitting a rotation needs at least as many tokens as dimensions.
         more = _sample_pairs(pairs, int(min(len(pairs), max(d_a, d_b) * 5 // 4)), rng)
-        x = read_rows_at(ea, more[:, 0])
-        y = read_rows_at(eb, more[:, 1])
+        x = ea.read_at(more[:, 0])
+        y = eb.read_at(more[:, 1])
         hmap, ev = align_hidden(x, y)
     ev.details["shared_tokens"] = int(len(pairs))
     return hmap, ev, pairs
@@ -193,7 +178,7 @@ def _token_mask(a: Checkpoint, pairs: np.ndarray, raw_a: list[np.ndarray], budge
     per_token = ea.shape[-1] * _bytes_per_value(a)
     n = int(min(len(pairs), TOKEN_NEURON_TOKENS, max(MIN_SHARED_TOKENS, budget.bytes_per_model * 0.1 / per_token)))
     sample = _sample_pairs(pairs, n, rng)
-    mask, threshold = token_neuron_mask(raw_a, read_rows_at(ea, sample[:, 0]), rng)
+    mask, threshold = token_neuron_mask(raw_a, ea.read_at(sample[:, 0]), rng)
     note = (f"{int(mask.sum())} of {mask.size} sampled neurons of A read one token's direction (max |cos| with one "
             f"of {len(sample):,} of the {len(pairs):,} shared tokens' embeddings above {threshold:.3f}, the "
             f"{TOKEN_NEURON_QUANTILE:.0%} quantile for random directions) and are not counted")

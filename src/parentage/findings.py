@@ -125,8 +125,8 @@ def output_kept(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, i: int, j: int, s
             rows_b, signs = rows_a, np.ones(len(rows_a), dtype=np.float32)
         if len(rows_a) < 8:
             continue
-        xa = np.stack([ta.read_rows(int(k), int(k) + 1)[0] for k in rows_a])  # (r, n_cols_a)
-        xb = np.stack([tb.read_rows(int(k), int(k) + 1)[0] for k in rows_b]) * signs[:, None]
+        xa = ta.read_at(rows_a)  # (r, n_cols_a)
+        xb = tb.read_at(rows_b) * signs[:, None]
         n = min(xa.shape[1], xb.shape[1])  # a widened FFN keeps the original neurons first
         xa, xb = xa[:, :n], xb[:, :n]
         na, nb = np.linalg.norm(xa, axis=0), np.linalg.norm(xb, axis=0)
@@ -266,14 +266,17 @@ def _identical_status(records: list[TensorIdentity]) -> str | None:
 
 
 def layer_findings(n_a: int, n_b: int, la: LayerAlignment | None, scores: dict[str, np.ndarray], tests: list[TestCells],
-                   examined: dict, identity: list[TensorIdentity], level: float) -> list[dict]:
-    """One entry per layer of B: its A layer on the alignment, and attention and FFN findings."""
+                   examined: dict, identity: list[TensorIdentity], level: float, ties: list[dict]) -> list[dict]:
+    """One entry per layer of B: its A layer on the alignment (or the layer it is a copy of), and attention and
+    FFN findings."""
     match_b = {j: i for i, j in (la.matched if la else [])}
+    copy_of = {k: t["layer"] for t in ties if t["side"] == "a" for k in t["candidates"] if k != t["original"]}
     by_layer = _identity_by_layer(identity)
     out = []
     for j in range(n_b):
         i = match_b.get(j)
-        entry = {"layer_b": j, "layer_a": i}
+        entry = {"layer_b": j, "layer_a": i, "copy_of": copy_of.get(j) if i is None else None,
+                 "tie": any(t["side"] == "a" and t["original"] is None and j in t["candidates"] for t in ties)}
         for comp in ("attention", "ffn"):
             names = [t.name for t in tests if t.component == comp and t.name in scores]
             best = {n: round(float(scores[n][i, j] if i is not None else scores[n][:, j].max()), 2) for n in names}
@@ -310,6 +313,9 @@ def component_runs(findings: list[dict]) -> list[str]:
     runs: list[tuple[list[int], str, list]] = []
     for f in findings:
         d = describe(f)
+        if f["copy_of"] is not None:
+            d = f"a copy of A's layer {f['copy_of']}" + (" (which of the two is the copy is not known)" if f["tie"] else
+                                                          ", inserted") + f"; {d}"
         a_layer = f["layer_a"]
         if runs and runs[-1][1] == d and runs[-1][0][-1] == f["layer_b"] - 1:
             runs[-1][0].append(f["layer_b"])
@@ -433,7 +439,7 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
             upcycled = [u for u in out["units"] if "expert" in u["b"] and u["a"].endswith(" ffn")]
             if upcycled:
                 out["notes"].append(f"{len(upcycled)} experts of B match A's dense FFNs (upcycled)")
-    findings = layer_findings(n_a, n_b, la, scores, tests, examined, identity, level)
+    findings = layer_findings(n_a, n_b, la, scores, tests, examined, identity, level, out["ties"])
     embeds = embedding_finding(ev_hidden, hmap, identity, bool(a.summary.tied_embeddings or b.summary.tied_embeddings),
                                related_level)
     out["components"] = {"embeddings": embeds[0], "lm_head": embeds[1], "layers": findings,

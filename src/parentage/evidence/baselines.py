@@ -21,7 +21,7 @@ SAMPLE_ROWS = 16  # rows per tensor (thousands of values): std and cosine settle
 def _profile(ck: Checkpoint, role: str, seed: int) -> np.ndarray:
     n = ck.summary.n_layers or 0
     tensors = [ck.get(role, i) for i in range(n)]
-    return np.array([float(t.sample_rows(SAMPLE_ROWS, seed)[1].std()) if t is not None else np.nan for t in tensors])
+    return np.array([float(t.sample_rows(SAMPLE_ROWS, seed).std()) if t is not None else np.nan for t in tensors])
 
 
 def std_profiles(ck: Checkpoint, seed: int = 0) -> dict[str, list[float]]:
@@ -39,20 +39,29 @@ def _on_depth(profile: np.ndarray, n: int) -> np.ndarray:
     return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(profile)), profile)
 
 
-def honestagi_std_profile(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
-    per_role, profiles = {}, {}
+def profile_correlation(pa: dict[str, list[float]], pb: dict[str, list[float]]) -> tuple[float | None, dict[str, float]]:
+    """The HonestAGI statistic from two models' std profiles: per role, Pearson r across relative depth; mean."""
+    per_role = {}
     for role in ATTN_ROLES:
-        pa, pb = _profile(a, role, seed), _profile(b, role, seed)
-        if len(pa) < 3 or len(pb) < 3 or np.isnan(pa).any() or np.isnan(pb).any():
+        if role not in pa or role not in pb:
             continue
-        n = max(len(pa), len(pb))
-        ra, rb = _on_depth(pa, n), _on_depth(pb, n)
+        xa, xb = np.asarray(pa[role], dtype=float), np.asarray(pb[role], dtype=float)
+        if len(xa) < 3 or len(xb) < 3 or np.isnan(xa).any() or np.isnan(xb).any():
+            continue
+        n = max(len(xa), len(xb))
+        ra, rb = _on_depth(xa, n), _on_depth(xb, n)
         if ra.std() == 0 or rb.std() == 0:
             continue
         per_role[role] = float(np.corrcoef(ra, rb)[0, 1])
-        profiles[role] = {"a": pa.tolist(), "b": pb.tolist()}
-    value = float(np.mean(list(per_role.values()))) if per_role else None
-    summary = (f"HonestAGI std-profile correlation {value:.2f} (no null model: unrelated models of similar recipe score high too)"
+    return (float(np.mean(list(per_role.values()))) if per_role else None), per_role
+
+
+def honestagi_std_profile(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
+    pa, pb = std_profiles(a, seed), std_profiles(b, seed)
+    value, per_role = profile_correlation(pa, pb)
+    profiles = {r: {"a": pa[r], "b": pb[r]} for r in per_role}
+    summary = (f"HonestAGI std-profile correlation {value:.2f} (no null model: the value alone does not say how "
+               "an unrelated pair would score)"
                if value is not None else "HonestAGI std-profile correlation not computable (needs >= 3 layers with attention)")
     return Evidence("baseline_honestagi_std_profile", None, value, False, summary,
                     {"per_role": per_role, "profiles": profiles, "rows_sampled": SAMPLE_ROWS})
@@ -64,7 +73,7 @@ def raw_cosine(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
         ta, tb = a.tensors[role], b.tensors[role]
         if ta.shape != tb.shape or len(ta.shape) != 2:
             continue
-        va, vb = ta.sample_rows(SAMPLE_ROWS, seed)[1].ravel(), tb.sample_rows(SAMPLE_ROWS, seed)[1].ravel()
+        va, vb = ta.sample_rows(SAMPLE_ROWS, seed).ravel(), tb.sample_rows(SAMPLE_ROWS, seed).ravel()
         denom = float(np.linalg.norm(va) * np.linalg.norm(vb))
         if denom > 0:
             cosines[role.key] = float(va @ vb / denom)

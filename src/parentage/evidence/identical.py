@@ -15,19 +15,17 @@ is known is stated exactly: a tensor is "identical in every sampled row (k of n)
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..checkpoint import Checkpoint, Tensor
+from ..checkpoint import SAMPLE_BLOCKS, Checkpoint
 from ..dtypes import decode, round_to_bf16
 from . import LOG10_P_FLOOR, Evidence
 
 MIN_ELEMENTS = 256  # smaller tensors are too easy to match by construction (e.g. a copied default)
 MIN_DISTINCT = 16  # fewer distinct values than this: a constant or a tiny codebook, no evidence
-ROWS_PER_TENSOR = 16
-BLOCKS = 4  # contiguous blocks per tensor, one in each quarter of its rows
+ROWS_PER_TENSOR = 16  # in Tensor.sample_rows' spread blocks: the rows the baselines read too
 PRECISION = {"F64": 3, "F32": 2, "F16": 1, "BF16": 1}  # bigger = finer; GGUF and FP8 types rank below all
 
 
@@ -75,21 +73,6 @@ def _comparable(a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str) -> tup
     return a, b
 
 
-def sample_spans(t: Tensor, seed: int) -> list[tuple[int, int]]:
-    """BLOCKS disjoint row blocks, one at a seeded offset inside each stratum of the rows; all rows when few."""
-    n = t.n_rows
-    if n <= ROWS_PER_TENSOR:
-        return [(0, n)]
-    per = ROWS_PER_TENSOR // BLOCKS
-    rng = np.random.default_rng([zlib.crc32(t.role.key.encode()), seed])
-    edges = np.linspace(0, n, BLOCKS + 1).astype(int)
-    return [(int(s), int(s) + per) for s in (rng.integers(lo, hi - per + 1) for lo, hi in zip(edges, edges[1:]))]
-
-
-def _rows(t: Tensor, spans: list[tuple[int, int]]) -> np.ndarray:
-    return np.concatenate([t.read_rows(lo, hi) for lo, hi in spans])
-
-
 def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[TensorIdentity], float]:
     """Every tensor held by both in one shape and a comparable dtype, and the bits its identical rows carry."""
     out, bits = [], 0.0
@@ -97,8 +80,7 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
         ta, tb = a.tensors[role], b.tensors[role]
         if ta.shape != tb.shape or (role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings)):
             continue
-        spans = sample_spans(ta, seed)
-        pair = _comparable(_rows(ta, spans), _rows(tb, spans), ta.dtype, tb.dtype)
+        pair = _comparable(ta.sample_rows(ROWS_PER_TENSOR, seed), tb.sample_rows(ROWS_PER_TENSOR, seed), ta.dtype, tb.dtype)
         if pair is None:
             continue
         va, vb = pair  # (sampled rows, n_cols)
@@ -138,5 +120,5 @@ def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evid
         summary=summary,
         details={"identical": identical, "identical_low_information": low_info,
                  "partly_identical": [r.to_dict() for r in partly], "n_compared": n,
-                 "rows_per_tensor": ROWS_PER_TENSOR, "blocks_per_tensor": BLOCKS, "bits_counted": bits},
+                 "rows_per_tensor": ROWS_PER_TENSOR, "blocks_per_tensor": SAMPLE_BLOCKS, "bits_counted": bits},
     ), records

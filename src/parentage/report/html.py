@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import OutputPathError
-from . import plots
+from . import plots, words
 
 MEANING = {
     "related": "The weights of B share ancestry with A: an independent initialisation would produce what was "
@@ -39,12 +39,13 @@ ul{margin:.3rem 0}
 """
 
 COMPARE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>parentage: {{ a.ref }} vs {{ b.ref }}</title>
+<html lang="en"><head><meta charset="utf-8"><title>parentage: {{ short(a.ref) }} vs {{ short(b.ref) }}</title>
 <style>{{ style }}</style></head><body>
 <h1>Weight lineage report</h1>
-<div class="muted">A: <code>{{ a.ref }}</code> &nbsp; B: <code>{{ b.ref }}</code></div>
+<div class="muted">A: <code title="{{ a.ref }}">{{ short(a.ref) }}</code> &nbsp; B: <code title="{{ b.ref }}">{{ short(b.ref) }}</code></div>
+{% if same %}<p><strong>A and B are the same checkpoint</strong> (one path given twice): the comparison below is of a model with itself.</p>{% endif %}
 <div class="verdict {{ v.label }}"><div class="label">{{ v.label }}</div>
-<div>combined log10 p = {{ "n/a" if v.log10_p is none else "%.1f"|format(v.log10_p) }}</div>
+<div>combined log10 p = {{ "n/a" if v.log10_p is none else "%.1f"|format(v.log10_p) }}{% if v.log10_p is not none %} (p &le; {{ pword(v.log10_p) }}){% endif %}</div>
 <p>{{ meaning }}</p><p class="muted">{{ v.summary }}</p></div>
 {% if said %}<ul>{% for line in said %}<li><strong>{{ line }}</strong></li>{% endfor %}</ul>{% endif %}
 
@@ -55,14 +56,24 @@ sees what they say and why they mislead; they never count.</p>
 {% for e in evidence %}<tr><td><code>{{ e.name }}</code></td>
 <td class="num">{{ "-" if e.log10_p is none else "%.1f"|format(e.log10_p) }}</td>
 <td class="{{ '' if e.counted else 'no' }}">{{ "yes" if e.counted else "no" }}</td>
-<td class="num">{{ "-" if e.effect is none else "%.3g"|format(e.effect) }}</td><td>{{ e.summary }}</td></tr>{% endfor %}
+<td class="num">{{ effect(e) }}</td><td>{{ e.summary }}</td></tr>{% endfor %}
 </table>
 
 <h2>Alignment: what changed</h2>
 {% if notes %}<ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% else %}<p class="muted">No structural change found.</p>{% endif %}
 <p class="muted">Direction: {{ direction.basis }}</p>
-{% if heatmap %}<div class="plots"><div>{{ heatmap|safe }}<div class="muted">Evidence per (layer of A, layer of B) cell; the line is the chosen monotone alignment.</div></div>
-{% if bars %}<div>{{ bars|safe }}<div class="muted">Evidence per layer of A along the alignment.</div></div>{% endif %}</div>{% endif %}
+{% if heatmap %}<div class="plots"><div>{{ heatmap|safe }}<div class="muted">Evidence per (layer of A, layer of B) cell, in -log10 p beyond the level a cell must pass
+({{ "%.1f"|format(level) }}: 1% after Bonferroni over cells); blank cells are not significant. The line is the alignment listed above.</div></div>
+{% if bars %}<div>{{ bars|safe }}<div class="muted">Evidence per layer of A along the alignment, same units.</div></div>{% endif %}</div>{% endif %}
+{% if comp %}<h3>Findings per component</h3>
+<p class="muted">identical: bit-identical to A's (in every sampled row when not read whole); related: a test shows shared ancestry;
+no evidence: examined by a test with the power to see it, nothing found; not examined: no such test looked.</p>
+<ul>{% for r in comp.runs %}<li>{{ r }}</li>{% endfor %}</ul>
+<table><tr><th>part of B</th><th>A's counterpart</th><th>attention</th><th>FFN</th></tr>
+<tr><td>embeddings</td><td>embeddings</td><td colspan="2">{{ comp.embeddings.status }}: {{ comp.embeddings.basis }}</td></tr>
+<tr><td>lm_head</td><td>lm_head</td><td colspan="2">{{ comp.lm_head.status }}: {{ comp.lm_head.basis }}</td></tr>
+{% for f in comp.layers %}<tr><td>layer {{ f.layer_b }}</td><td>{% if f.layer_a is not none %}layer {{ f.layer_a }}{% elif f.copy_of is not none %}none: a copy of layer {{ f.copy_of }}{% if f.tie %} (tie){% endif %}{% else %}none{% endif %}</td>
+<td>{{ f.attention.status }}</td><td>{{ f.ffn.status }}</td></tr>{% endfor %}</table>{% endif %}
 {% if units %}<h3>Experts and FFNs</h3><table><tr><th>unit of B</th><th>came from (A)</th><th>log10 p</th></tr>
 {% for u in units %}<tr><td>{{ u.b }}</td><td>{{ u.a }}</td><td class="num">{{ u.log10_p }}</td></tr>{% endfor %}</table>{% endif %}
 
@@ -70,19 +81,25 @@ sees what they say and why they mislead; they never count.</p>
 {% if tok %}<p>{{ tok.summary }}</p><p class="muted">Shown, not counted: a tokenizer can be copied onto independently
 trained weights, and replaced on derived ones.</p>{% else %}<p class="muted">No readable tokenizer on one side.</p>{% endif %}
 
-<h2>Why the HonestAGI statistic misleads</h2>
+<h2>The HonestAGI statistic, and why it does not count</h2>
 <p>Per-layer standard deviations of the attention matrices, correlated across depth: value
-{{ "n/a" if honest is none else "%.2f"|format(honest.effect or 0) }} on this pair. Depth profiles of weight scale are
-shaped by architecture and optimiser, so unrelated models of similar recipe score high too{% if refs_note %} ({{ refs_note }}){% endif %}.</p>
+{{ "n/a" if honest is none or honest.effect is none else "%.2f"|format(honest.effect) }} on this pair.
+{% if ref_values %}The same statistic between A and models unrelated to it:
+{% for name, r in ref_values %}<strong>{{ "n/a" if r is none else "%.2f"|format(r) }}</strong> for <code>{{ short(name) }}</code>{{ "; " if not loop.last else "." }}{% endfor %}
+Put the pair's value beside these (dashed curves below): the statistic has no calibrated null, so neither a
+high nor a low value counts, and a model unrelated to A can score as high as a derived one.
+{% else %}It has no null model: nothing here says what an unrelated pair would score, so the value is not evidence
+either way (pass <code>--reference MODEL</code> with an unrelated model to draw its curve and value beside the pair's).{% endif %}</p>
 {% if std_plot %}<div class="plots">{{ std_plot|safe }}</div>{% endif %}
 
 <h2>Circumstantial evidence (never counted)</h2>
 {% if circ.config_differences %}<table><tr><th>config field</th><th>A</th><th>B</th></tr>
-{% for d in circ.config_differences %}<tr><td>{{ d.field }}</td><td>{{ d.A }}</td><td>{{ d.B }}</td></tr>{% endfor %}</table>
-{% else %}<p class="muted">Configs agree on every field compared.</p>{% endif %}
-<ul><li>declared bases: A {{ circ.declared_bases.A or "none" }}; B {{ circ.declared_bases.B or "none" }}</li>
-<li><code>_name_or_path</code>: A {{ circ.name_or_path.A or "none" }}; B {{ circ.name_or_path.B or "none" }}</li>
-<li><code>auto_map</code>: A {{ circ.auto_map.A or "none" }}; B {{ circ.auto_map.B or "none" }}</li>
+{% for d in circ.config_differences %}<tr><td>{{ d.field }}</td><td>{{ value(d.A) }}</td><td>{{ value(d.B) }}</td></tr>{% endfor %}</table>
+{% else %}<p class="muted">Configs agree on every field both state.</p>{% endif %}
+{% if circ.config_stated_by_one_side %}<p class="muted">Stated by one side only (not compared): {{ circ.config_stated_by_one_side|join(", ") }}.</p>{% endif %}
+<ul><li>declared bases: A {{ value(circ.declared_bases.A or none) }}; B {{ value(circ.declared_bases.B or none) }}</li>
+<li><code>_name_or_path</code>: A {{ value(circ.name_or_path.A) }}; B {{ value(circ.name_or_path.B) }}</li>
+<li><code>auto_map</code>: A {{ value(circ.auto_map.A) }}; B {{ value(circ.auto_map.B) }}</li>
 {% for side in ["A", "B"] %}{% for f in circ.code[side] %}<li>{{ side }} ships <code>{{ f.file }}</code> (parsed, never run):
 classes {{ f.classes|join(", ") or "none" }}{% if f.copyright %}; {{ f.copyright|join("; ") }}{% endif %}{% if f.error %}; {{ f.error }}{% endif %}</li>{% endfor %}{% endfor %}</ul>
 
@@ -117,11 +134,11 @@ correlation alone are not evidence.</p></div>
 {% if doc.get("efficiency") %}<h2>Efficiency</h2><div class="plots">{{ eff_plot|safe }}</div>
 <table><tr><th>tokenizer</th>{% for r in doc.efficiency[0].samples %}<th>{{ r.sample }}</th>{% endfor %}</tr>
 {% for e in doc.efficiency %}<tr><td><code>{{ e.ref }}</code></td>{% for r in e.samples %}<td class="num">{{ "%.2f"|format(r.chars_per_token) }}
-{% if r.about_one_token_per_char %}<strong>(one per char)</strong>{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>
+{% if r.about_one_token_per_char %}<strong>({{ per_char(r.chars_per_token) }})</strong>{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>
 <p class="muted">Characters per token; below the dashed line a tokenizer spends about one token per character.</p>{% endif %}
 <h2>Health</h2>{% for t, h in health %}<h3><code>{{ t.ref }}</code></h3>
 {% if h.ok %}<p>No problems found.</p>{% else %}<ul>{% for name, f in h.findings.items() %}{% if f.count %}
-<li>{{ "{:,}".format(f.count) }} {{ name.replace("_", " ") }}{% if f.examples %}: {{ f.examples[:5] }}{% endif %}</li>{% endif %}{% endfor %}</ul>{% endif %}{% endfor %}
+<li>{{ "{:,}".format(f.count) }} {{ name.replace("_", " ") }}{% if f.examples %}: {{ value(f.examples[:5]) }}{% endif %}</li>{% endif %}{% endfor %}</ul>{% endif %}{% endfor %}
 <p class="muted">parentage {{ doc.tool.version }}</p>
 </body></html>
 """
@@ -133,28 +150,58 @@ def _env():
     return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
+EFFECT_UNITS = {  # what each test's effect value measures, so a bare number never stands alone
+    "hidden_dimension_order": "{:.0%} of dimensions in place",
+    "ffn_neuron_order": "{:.0%} of rows in place (best cell)",
+    "value_row_order": "{:.0%} of rows in place (best cell)",
+    "ffn_neuron_agreement": "{:.0%} of neurons agree (best cell)",
+    "ffn_neuron_rank_order": "Spearman {:.2f}",
+    "attention_head_order": "{:.0%} of heads in place",
+    "identical_tensors": "{:.0%} of tensors identical",
+    "tokenizer_lineage": "{:.1%} of id gaps kept",
+    "baseline_honestagi_std_profile": "r = {:.2f}",
+    "baseline_raw_cosine": "cosine {:.2f}",
+}
+
+
+def _effect(e: dict) -> str:
+    if e["effect"] is None:
+        return "-"
+    return EFFECT_UNITS.get(e["name"], "{:.3g}").format(e["effect"])
+
+
+def _per_char(chars_per_token: float) -> str:
+    """0.33 chars/token reads as '3.0 tokens per character'."""
+    return f"{1 / chars_per_token:.1f} tokens per character" if chars_per_token < 1 else "about one token per character"
+
+
 def render_compare(doc: dict, references: dict[str, dict] | None = None) -> str:
-    """The compare report. `references`: std profiles of unrelated models of the same shape, when at hand."""
+    """The compare report. `references`: std profiles of models unrelated to A, when at hand."""
+    from ..evidence.baselines import profile_correlation
+
     al = doc["alignment"]
     by_name = {e["name"]: e for e in doc["evidence"]}
     honest = by_name.get("baseline_honestagi_std_profile")
     profiles = (honest or {}).get("details", {}).get("profiles") or {}
     heatmap = bars = None
+    level = al.get("significance_level") or 0.0
     if al.get("score_matrix"):
-        heatmap = plots.layer_heatmap(al["score_matrix"], al.get("layers"))
+        heatmap = plots.layer_heatmap(al["score_matrix"], al.get("layers"), level, al.get("ties"))
         if al.get("layers"):  # no alignment, nothing to draw per layer
-            bars = plots.layer_bars(al["score_matrix"], al["layers"])
-    refs_note = None
-    if references:
-        refs_note = "dashed: " + ", ".join(references) + ", unrelated to both"
+            bars = plots.layer_bars(al["score_matrix"], al["layers"], level)
+    profile_a = {role: p["a"] for role, p in profiles.items()}
+    ref_values = [(name, profile_correlation(profile_a, prof)[0]) for name, prof in (references or {}).items()]
+    a, b = doc["inputs"]
     return _env().from_string(COMPARE).render(
-        style=STYLE, a=doc["inputs"][0], b=doc["inputs"][1], v=doc["verdict"], meaning=MEANING[doc["verdict"]["label"]]
-        .replace("{p}", "%.0f" % (doc["verdict"]["log10_p"] or 0)), said=doc.get("circumstantial", {}).get("declared_vs_observed", []),
-        evidence=doc["evidence"], notes=al["notes"], direction=doc["direction"], heatmap=heatmap, bars=bars,
-        units=al.get("units") or [], tok=by_name.get("tokenizer_lineage"), honest=honest, refs_note=refs_note,
-        std_plot=plots.std_profiles(profiles, references) if profiles else None, circ=doc["circumstantial"],
-        inputs=list(zip("AB", doc["inputs"], doc["cost"]["per_input"])), tool=doc["tool"], seed=doc["seed"],
-        budget=doc["budget_bytes_per_model"])
+        style=STYLE, a=a, b=b, same=a["ref"] == b["ref"], short=words.shorten_path, pword=words.p_value, value=words.value,
+        effect=_effect, v=doc["verdict"], meaning=MEANING[doc["verdict"]["label"]]
+        .replace("10^{p}", words.p_value(doc["verdict"]["log10_p"] or 0)),
+        said=doc.get("circumstantial", {}).get("declared_vs_observed", []),
+        evidence=doc["evidence"], notes=al["notes"], direction=doc["direction"], heatmap=heatmap, bars=bars, level=level,
+        comp=al.get("components"), units=al.get("units") or [], tok=by_name.get("tokenizer_lineage"), honest=honest,
+        ref_values=ref_values, std_plot=plots.std_profiles(profiles, references) if profiles else None,
+        circ=doc["circumstantial"], inputs=list(zip("AB", doc["inputs"], doc["cost"]["per_input"])), tool=doc["tool"],
+        seed=doc["seed"], budget=doc["budget_bytes_per_model"])
 
 
 def reference_profiles(refs, seed: int = 0) -> dict[str, dict[str, list[float]]]:
@@ -174,7 +221,7 @@ def render_tokenizer(doc: dict) -> str:
     if doc.get("relation") and doc.get("core", {}).get("runs"):
         idmap = plots.id_map(doc["core"]["runs"], doc["tokenizers"][0]["size"], doc["tokenizers"][1]["size"])
     eff = plots.efficiency_bars(doc["efficiency"]) if doc.get("efficiency") else None
-    return _env().from_string(TOKENIZER).render(style=STYLE, doc=doc, idmap=idmap, eff_plot=eff,
+    return _env().from_string(TOKENIZER).render(style=STYLE, doc=doc, idmap=idmap, eff_plot=eff, per_char=_per_char, value=words.value,
                                                 health=list(zip(doc["tokenizers"], doc["health"])))
 
 

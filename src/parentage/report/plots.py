@@ -30,50 +30,68 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG sits inside HTML
 
 
-def layer_heatmap(score: list[list[float]], pairs: list[list[int | None]] | None) -> str:
-    """-log10 p of every (layer of A, layer of B) cell, with the chosen monotone alignment drawn on it."""
+def _ticks(ax, n_x: int, n_y: int) -> None:
+    """Every layer up to 16, then about 12 evenly spaced ticks: labels never overlap."""
+    for n, set_ticks in ((n_x, ax.set_xticks), (n_y, ax.set_yticks)):
+        step = 1 if n <= 16 else int(np.ceil(n / 12))
+        set_ticks(range(0, n, step))
+
+
+def layer_heatmap(score: list[list[float]], pairs: list[list[int | None]] | None, level: float,
+                  ties: list[dict] | None = None) -> str:
+    """Evidence per (layer of A, layer of B) cell in significance units: -log10 p beyond the level a cell must
+    pass (1% after Bonferroni over cells). Cells below it are blank, so noise never looks like evidence; the
+    line is the alignment the text reports, and circled cells are ties (a layer and its copy)."""
     plt = _pyplot()
     s = np.array(score, dtype=float)  # (n_a, n_b)
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    im = ax.imshow(np.minimum(s, 300), cmap="viridis", origin="upper", aspect="auto", interpolation="nearest")
-    if pairs:
-        matched = [(i, j) for i, j in pairs if i is not None and j is not None]
-        if matched:
-            ax.plot([j for _, j in matched], [i for i, _ in matched], "o-", color="#ff5a36", ms=4, lw=1.5,
-                    label="alignment")
-            ax.legend(loc="lower left", fontsize=8, frameon=False)
+    beyond = np.ma.masked_less_equal(s - level, 0.0)
+    cmap = plt.get_cmap("YlOrRd").copy()
+    cmap.set_bad("#f4f4f4")
+    fig, ax = plt.subplots(figsize=(5.0, 4.4))
+    im = ax.imshow(np.minimum(beyond, 300), cmap=cmap, origin="upper", aspect="auto", interpolation="nearest",
+                   vmin=0)
+    handles = []
+    matched = [(i, j) for i, j in pairs or [] if i is not None and j is not None]
+    if matched:
+        handles += ax.plot([j for _, j in matched], [i for i, _ in matched], "o-", color="#1f3b73", ms=4, lw=1.5,
+                           mec="white", mew=0.8, label="alignment (as reported)")
+    tie_cells = [(t["layer"], k) if t["side"] == "a" else (k, t["layer"]) for t in ties or [] for k in t["candidates"]]
+    if tie_cells:
+        handles += ax.plot([j for _, j in tie_cells], [i for i, _ in tie_cells], "o", ms=11, mfc="none", mec="#000000",
+                           mew=1.2, ls="none", label="tie: a layer and its copy")
+    if handles:  # outside the cells, on white: readable whatever colour the cells are
+        ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, fontsize=8, frameon=False)
     ax.set_xlabel("layer of B")
     ax.set_ylabel("layer of A")
-    ax.set_xticks(range(s.shape[1]))
-    ax.set_yticks(range(s.shape[0]))
-    if max(s.shape) > 16:  # keep tick labels readable on deep models
-        ax.set_xticks(range(0, s.shape[1], 4))
-        ax.set_yticks(range(0, s.shape[0], 4))
-    fig.colorbar(im, ax=ax, label="evidence, -log10 p")
+    _ticks(ax, s.shape[1], s.shape[0])
+    fig.colorbar(im, ax=ax, label=f"-log10 p beyond the level ({level:.1f})")
     return _svg(fig)
 
 
-def layer_bars(score: list[list[float]], pairs: list[list[int | None]] | None) -> str:
-    """Evidence per layer of A along the alignment (0 for layers with no counterpart)."""
+def layer_bars(score: list[list[float]], pairs: list[list[int | None]] | None, level: float) -> str:
+    """Evidence per layer of A along the alignment, in the same significance units (0: no counterpart)."""
     plt = _pyplot()
     s = np.array(score, dtype=float)
     per_a = np.zeros(s.shape[0])
     for i, j in pairs or []:
         if i is not None and j is not None:
-            per_a[i] = s[i, j]
+            per_a[i] = max(s[i, j] - level, 0.0)
     fig, ax = plt.subplots(figsize=(5.6, 2.2))
-    ax.bar(np.arange(len(per_a)), np.minimum(per_a, 300), color="#3a6ea5")
-    ax.set_xticks(range(0, len(per_a), max(1, len(per_a) // 16)))
+    ax.bar(np.arange(len(per_a)), np.minimum(per_a, 300), color="#c0392b")
+    ax.set_xticks(range(0, len(per_a), max(1, int(np.ceil(len(per_a) / 16)))))
     ax.set_xlabel("layer of A")
-    ax.set_ylabel("-log10 p")
+    ax.set_ylabel("-log10 p beyond level")
     return _svg(fig)
+
+
+STD_ROLES = ("attn_q", "attn_k", "attn_v", "attn_o")  # panels in the order a reader expects
 
 
 def std_profiles(profiles: dict[str, dict[str, list[float]]], extra: dict[str, dict[str, list[float]]] | None = None) -> str:
     """The HonestAGI statistic drawn: per-layer std of Q, K, V, O for A and B (and unrelated references)."""
     plt = _pyplot()
-    roles = sorted(profiles)
-    fig, axes = plt.subplots(1, max(len(roles), 1), figsize=(2.4 * max(len(roles), 1), 2.3), squeeze=False)
+    roles = [r for r in STD_ROLES if r in profiles]
+    fig, axes = plt.subplots(1, max(len(roles), 1), figsize=(2.7 * max(len(roles), 1), 2.4), squeeze=False)
     for ax, role in zip(axes[0], roles):
         for label, color in (("a", "#3a6ea5"), ("b", "#ff5a36")):
             y = profiles[role][label]
@@ -81,11 +99,14 @@ def std_profiles(profiles: dict[str, dict[str, list[float]]], extra: dict[str, d
         for name, prof in (extra or {}).items():
             if role in prof:
                 y = prof[role]
-                ax.plot(np.linspace(0, 1, len(y)), y, color="#999999", lw=1, ls="--", label=name)
+                ax.plot(np.linspace(0, 1, len(y)), y, color="#777777", lw=1, ls="--", label=f"{name[-24:]} (unrelated)")
         ax.set_title(role.replace("attn_", "").upper(), fontsize=9)
+        ax.set_xticks([0, 0.5, 1])
         ax.set_xlabel("relative depth")
+        ax.locator_params(axis="y", nbins=4)
     axes[0][0].set_ylabel("std of weights")
     axes[0][0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
     return _svg(fig)
 
 
