@@ -13,6 +13,11 @@ model against a fresh model of its own shape (independent by construction); and 
 obfuscated for free (norms folded, residual stream rotated, FFN neurons permuted, 1% noise), which only the
 permutation-invariant test can see. For every counted test: its p-value, and every cell's p-value with the
 Bonferroni bound over cells that the smallest cell must respect (>= 0.01 on an unrelated pair).
+
+Derived by surgery, each checked for a true explanation (`parentage.zoo.truth.explanation_errors`): two layers
+inserted as exact copies (SOLAR style), two inserted as zero-output copies (LLaMA-Pro style), one removed, the
+first half frozen with the rest moved, and SmolLM2's embeddings on a fresh model's layers (only the embeddings
+shared); each with 2% noise on what was not frozen, in place of training.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import numpy as np
 
 from parentage.checkpoint import Checkpoint
 from parentage.compare import compare
-from parentage.synthetic import write_safetensors
+from parentage.synthetic import relayered, write_safetensors, zero_outputs
+from parentage.zoo.truth import explanation_errors
 
 HF_LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
             "attn_v": "self_attn.v_proj", "attn_o": "self_attn.o_proj", "mlp_norm": "post_attention_layernorm",
@@ -105,6 +111,42 @@ def obfuscate(sd: dict[str, np.ndarray], n_layers: int, rng) -> dict[str, np.nda
             for k, v in out.items()}
 
 
+def noisy(sd: dict[str, np.ndarray], rng, scale: float = 0.02, keep=()) -> dict[str, np.ndarray]:
+    """Relative noise on every matrix not named in `keep` (frozen): a stand-in for further training."""
+    return {k: (v + scale * v.std() * rng.standard_normal(v.shape).astype(np.float32))
+            if v.ndim == 2 and k not in keep else v for k, v in sd.items()}
+
+
+def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tuple[str, dict, dict, dict]]:
+    """(name, state dict, config, truth) of each derivation by surgery; truth holds explanation_errors' arguments."""
+    def deeper(k: int) -> dict:
+        return {**config, "num_hidden_layers": n + k}
+
+    third, two_thirds = n // 3, 2 * n // 3
+    copies = list(range(third + 1)) + [third] + list(range(third + 1, two_thirds + 1)) + [two_thirds] + \
+        list(range(two_thirds + 1, n))
+    inserted = [j for j in range(1, len(copies)) if copies[j] == copies[j - 1]]
+    copy_map = [None if j in inserted else i for j, i in enumerate(copies)]
+    dropped = list(range(n // 2)) + list(range(n // 2 + 1, n))
+    half = [k for k in sd if any(k.startswith(f"model.layers.{i}.") for i in range(n // 2))]
+    fresh_layers = fresh(sd, rng) | {"model.embed_tokens.weight": sd["model.embed_tokens.weight"]}
+    return [
+        (f"{n + 2} layers: {layer_list(inserted)} inserted as exact copies", noisy(relayered(sd, copies), rng),
+         deeper(2), {"layer_map": copy_map}),
+        (f"{n + 2} layers: {layer_list(inserted)} inserted as zero-output copies",
+         noisy(zero_outputs(relayered(sd, copies), inserted), rng, keep=()), deeper(2), {"layer_map": copy_map}),
+        (f"{n - 1} layers: layer {n // 2} removed", noisy(relayered(sd, dropped), rng), deeper(-1),
+         {"layer_map": dropped}),
+        (f"first {n // 2} layers frozen, the rest moved", noisy(sd, rng, keep=set(half)), config,
+         {"layer_map": list(range(n)), "frozen_layers": list(range(n // 2))}),
+        ("its embeddings on fresh layers", noisy(fresh_layers, rng), config, {"layer_map": None, "only_embeddings": True}),
+    ]
+
+
+def layer_list(xs: list[int]) -> str:
+    return " and ".join(map(str, xs))
+
+
 def write(folder: Path, sd: dict, config: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_safetensors(folder / "model.safetensors", sd, "BF16")
@@ -148,6 +190,8 @@ def main() -> None:
     dequant = write(work / "smollm-dequantised", sd, config)  # the same weights in another format and dtype
     fresh_s = write(work / "fresh-smollm-shape", fresh(sd, rng), config)
     obf = write(work / "smollm-obfuscated", obfuscate(sd, n_layers, rng), config)
+    derived = [(f"SmolLM2-135M ~ {name}", write(work / f"smollm-surgery-{k}", d_sd, d_cfg), truth)
+               for k, (name, d_sd, d_cfg, truth) in enumerate(surgeries(sd, config, n_layers, rng))]
     del sd
     with Checkpoint.open(gemma) as ck:
         sd, config = llama_state_dict(ck)
@@ -166,6 +210,12 @@ def main() -> None:
         docs[name] = doc
         verdicts += report(name, doc, truth)
         cells += cell_rows(name, doc)
+    explained = []
+    for name, b, truth in derived:
+        doc = compare(str(dequant), str(b))
+        verdicts += report(name, doc, "related")
+        errors = explanation_errors(doc, **truth)
+        explained.append(f"| {name} | {'; '.join(errors) or 'true'} | {' / '.join(doc['alignment']['notes'])} |")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}; models written in {built:.0f} s\n")
     print("| pair | truth | verdict | log10 p | seconds |\n|---|---|---|---|---|")
@@ -174,6 +224,9 @@ def main() -> None:
           "that cell times the number of cells (must stay >= -2 on unrelated pairs)\n")
     print("| pair | test | log10 p | cells | p < 0.01 | p < 0.1 | min cell | min x cells |\n|---|---|---|---|---|---|---|---|")
     print("\n".join(cells))
+    print("\nexplanations of the derived pairs (A: SmolLM2 dequantised), checked against the surgery\n")
+    print("| pair | explanation | notes |\n|---|---|---|")
+    print("\n".join(explained))
     for name, doc in docs.items():
         ag = next((e for e in doc["evidence"] if e["name"] == "ffn_neuron_agreement"), None)
         if ag and ag["details"].get("token_neurons"):

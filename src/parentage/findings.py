@@ -346,8 +346,7 @@ def embedding_finding(ev_hidden: Evidence, hmap: HiddenMap, identity: list[Tenso
         elif r is not None and r.informative and r.all_identical:
             entry.update(status="identical", basis=identity_phrase([r]))
         elif role == "embed" and fitted and p is not None and p <= level:
-            entry.update(status="related", basis=f"residual dimensions in place over shared tokens "
-                                                 f"(log10 p {p:.1f})")
+            entry.update(status="related", basis=f"residual dimensions in place over shared tokens, log10 p {p:.1f}")
         elif role == "embed" and fitted and hmap.kind != "rotation" and power is not None and power <= level:
             entry.update(status="no evidence", basis="residual dimensions not in place over shared tokens")
         else:

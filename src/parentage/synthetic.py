@@ -300,3 +300,22 @@ def write_model(folder: str | Path, model_type: str = "llama", shape: Shape = Sh
     write_safetensors(folder / "model.safetensors", random_state_dict(model_type, shape, seed), dtype, metadata)
     (folder / "config.json").write_text(json.dumps(config_for(model_type, shape), indent=2))
     return folder
+
+
+# -- layer surgery on Hugging Face llama-style state dicts (numpy), for tests and benchmarks -------------------
+
+
+def relayered(sd: dict[str, np.ndarray], sources: list[int]) -> dict[str, np.ndarray]:
+    """sd with its layer stack rebuilt: the new layer k is a copy of sd's layer sources[k] (repeats: inserted
+    copies, omissions: removed layers)."""
+    out = {k: v for k, v in sd.items() if ".layers." not in k}
+    for k, i in enumerate(sources):
+        prefix = f"model.layers.{i}."
+        out |= {f"model.layers.{k}." + n[len(prefix):]: v.copy() for n, v in sd.items() if n.startswith(prefix)}
+    return out
+
+
+def zero_outputs(sd: dict[str, np.ndarray], layers: list[int]) -> dict[str, np.ndarray]:
+    """The layers' o_proj and down_proj set to zero: an inserted copy that adds nothing until trained."""
+    return {k: (np.zeros_like(v) if any(k.startswith(f"model.layers.{i}.") for i in layers)
+                and k.endswith(("o_proj.weight", "down_proj.weight")) else v) for k, v in sd.items()}

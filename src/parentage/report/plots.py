@@ -45,8 +45,7 @@ def layer_heatmap(score: list[list[float]], pairs: list[list[int | None]] | None
     plt = _pyplot()
     s = np.array(score, dtype=float)  # (n_a, n_b)
     beyond = np.ma.masked_less_equal(s - level, 0.0)
-    cmap = plt.get_cmap("YlOrRd").copy()
-    cmap.set_bad("#f4f4f4")
+    cmap = plt.get_cmap("YlOrRd").with_extremes(bad="#f4f4f4")
     fig, ax = plt.subplots(figsize=(5.0, 4.4))
     im = ax.imshow(np.minimum(beyond, 300), cmap=cmap, origin="upper", aspect="auto", interpolation="nearest",
                    vmin=0)

@@ -58,7 +58,9 @@ def train_lm(
     instead of cross-entropy on the text. Names in `frozen` get no gradient, so they stay bit-identical.
     """
     rng = np.random.default_rng(seed)
-    trainable = {k: v.requires_grad_(True) for k, v in params.items() if k not in frozen}
+    # In name order, not the dict's: the gradient-norm clip sums over tensors in this order, and a parent loaded
+    # from disk lists its tensors in file order, so a resumed build would otherwise train differently.
+    trainable = {k: params[k].requires_grad_(True) for k in sorted(params) if k not in frozen}
     for k in frozen:
         params[k].requires_grad_(False)
     opt = torch.optim.AdamW(list(trainable.values()), lr=spec.lr, betas=(0.9, 0.95), weight_decay=spec.weight_decay)

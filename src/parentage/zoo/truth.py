@@ -1,0 +1,56 @@
+"""Is an explanation true? `compare`'s alignment checked against what a derivation actually did.
+
+Used by the tests on the zoo (whose manifest records each model's layer map and frozen tensors) and by the
+real-weight benchmark (whose surgery records the same), and meant for `bench`: a wrong "how" under a right
+verdict is a defect, so it is counted like one.
+"""
+
+from __future__ import annotations
+
+
+def explanation_errors(doc: dict, layer_map: list[int | None] | None, frozen_layers: list[int] | None = None,
+                       only_embeddings: bool = False) -> list[str]:
+    """Where the report contradicts the truth. `layer_map[j]`: the layer of A that B's layer j came from (None:
+    inserted); `frozen_layers`: B's layers left bit-identical; `only_embeddings`: B shares only A's embeddings.
+
+    An inserted or removed layer must be named, or sit inside a tie left undecided (which then contains the
+    truth); a layer that does descend from A must never be said to have no counterpart; frozen layers must be
+    exactly the layers reported identical."""
+    al, errors = doc["alignment"], []
+    if doc["verdict"]["label"] != "related":
+        return [f"verdict {doc['verdict']['label']}"]
+    pairs = [tuple(p) for p in al["layers"] or []]
+    open_ties = [t for t in al.get("ties", []) if t["original"] is None]
+
+    def in_open_tie(side: str, k: int) -> bool:
+        return any(t["side"] == side and k in t["candidates"] for t in open_ties)
+
+    if layer_map is not None:
+        for j, i in enumerate(layer_map):
+            if i is None and (None, j) not in pairs and not in_open_tie("a", j):
+                errors.append(f"inserted layer {j} of B not named")
+            if i is not None and (None, j) in pairs and not in_open_tie("a", j):
+                errors.append(f"layer {j} of B descends from A's layer {i} but is said to have no counterpart")
+            if i is not None and (i, j) not in pairs and (None, j) not in pairs and pairs:
+                errors.append(f"layer {j} of B aligned elsewhere, not with A's layer {i}")
+        kept = {i for i in layer_map if i is not None}
+        n_a = doc["inputs"][0]["n_layers"] or 0
+        for i in range(n_a):
+            if i not in kept and (i, None) not in pairs and not in_open_tie("b", i):
+                errors.append(f"removed layer {i} of A not named")
+    if frozen_layers is not None and al.get("components"):
+        said = [f["layer_b"] for f in al["components"]["layers"]
+                if f["attention"]["status"] == f["ffn"]["status"] == "identical"]
+        if said != sorted(frozen_layers):
+            errors.append(f"frozen layers {sorted(frozen_layers)}, reported {said}")
+    if only_embeddings and not any(n.startswith("only the embeddings share ancestry") for n in al["notes"]):
+        errors.append("an embeddings-only copy not described as such")
+    return errors
+
+
+def frozen_layers_of(model: dict) -> list[int] | None:
+    """B's layers every tensor of which the zoo froze, from a manifest entry (None when nothing was frozen)."""
+    names = model.get("frozen_tensors")
+    if not names:
+        return None
+    return sorted({int(n.split(".")[2]) for n in names if n.startswith("model.layers.")})
