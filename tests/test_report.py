@@ -90,23 +90,58 @@ def test_reports_are_byte_identical_across_reruns(pair, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def _grown(folder):
+    """A base and a model grown from it by a zero-output layer copy and a frozen first layer: a report with a
+    tie, an inserted layer and every component panel."""
+    from parentage.synthetic import relayered, zero_outputs
+
+    base = random_state_dict("llama", SHAPE, seed=0)
+    grown = zero_outputs(_noisy(relayered(base, [0, 1, 2, 2, 3])), [3])
+    grown |= {k: v for k, v in base.items() if k.startswith("model.layers.0.")}
+    a = _write(folder / "base", base)
+    b = folder / "grown"
+    b.mkdir()
+    write_safetensors(b / "model.safetensors", grown)
+    (b / "config.json").write_text(json.dumps({**config_for("llama", SHAPE), "num_hidden_layers": 5}))
+    return a, b
+
+
+def test_every_statement_of_the_alignment_is_in_the_json_and_the_report(tmp_path):
+    """The report is drawn from the JSON: each note and component run appears verbatim (escaped) in the HTML,
+    and the heatmap draws the alignment and the tie the text states."""
+    from markupsafe import escape
+
+    a, b = _grown(tmp_path)
+    doc = compare(str(a), str(b))
+    al = doc["alignment"]
+    page = render_compare(doc)
+    assert [None, 3] in al["layers"] and al["ties"] and al["ties"][0]["original"] == 2
+    for line in al["notes"] + al["components"]["runs"]:
+        assert str(escape(line)) in page, line
+    assert "Findings per component" in page and "tie: a layer and its copy" in page
+    assert "a copy of layer 2" in page  # the components table says what the inserted layer is
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_report_opens_in_a_headless_browser_and_is_not_blank(pair, tmp_path):
+def test_report_opens_in_a_headless_browser_and_is_not_blank(tmp_path):
     import matplotlib.image as mpimg
 
-    a, b, _ = pair
+    a, b = _grown(tmp_path)
     report = tmp_path / "report.html"
     CliRunner().invoke(cli, ["compare", str(a), str(b), "--html", str(report)])
+    assert "Findings per component" in report.read_text()
     shot = tmp_path / "shot.png"
     proc = subprocess.run(
         ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600", report.as_uri()],
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,4000", report.as_uri()],
         capture_output=True, text=True, timeout=120)
     assert shot.is_file(), proc.stderr[-2000:]
     pixels = mpimg.imread(shot)[..., :3]  # (h, w, 3) in [0, 1]
     assert pixels.std() > 0.05  # text, tables and plots, not a blank page
     assert (pixels.reshape(-1, 3).max(axis=1) - pixels.reshape(-1, 3).min(axis=1)).max() > 0.3  # colour: verdict box, plots
+    # the new panels sit below the first screen: the lower half holds text and plots too, not a blank page
+    assert pixels[len(pixels) // 2:].std() > 0.05
 
 
 def test_tokenizer_report_renders(tmp_path):

@@ -66,7 +66,15 @@ def config_differences(a: dict, b: dict) -> list[dict]:
     difference: what the default was is the library's business, not the file's."""
     sa, sb = _stated(a), _stated(b)
     return [{"field": label, "A": sa[label], "B": sb[label]} for label, _ in CONFIG_FIELDS
-            if label in sa and label in sb and sa[label] != sb[label]]
+            if label in sa and label in sb and not _same(sa[label], sb[label])]
+
+
+def _same(x, y) -> bool:
+    """Equal, counting floats equal to float32 precision (GGUF stores 1e-05 as 9.9999997e-06)."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+    if numbers:
+        return abs(x - y) <= 1e-6 * max(abs(x), abs(y))
+    return x == y
 
 
 def stated_by_one_side(a: dict, b: dict) -> list[str]:

