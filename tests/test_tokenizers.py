@@ -364,3 +364,37 @@ def test_hand_defined_series_are_found_by_pattern_not_by_the_alphabet():
     tokens |= {45: b"the", 46: b"then", 47: b"there"}  # learned merges that extend each other: not a series
     v = Vocab("x", "tiktoken", "bpe", "plain", 48, tokens)
     assert hand_defined(v) == set(range(10, 45))
+
+
+@pytest.mark.parametrize("name", ["tokenizer.model.v3", "spm.bin", "ranks"])
+def test_formats_are_recognised_by_content_whatever_the_file_name(tmp_path, name, trained):
+    """Real releases ship `tokenizer.model.v3`; a user may rename anything: content decides."""
+    pieces = [("<unk>", 0.0, 2), ("\u2581the", -1.0, 1), ("t", -4.0, 1), ("<tab2>", 0.0, 4)]
+    (tmp_path / name).write_bytes(_spm_model(pieces))
+    v = load_tokenizer(tmp_path / name)
+    assert v.format == "sentencepiece" and v.tokens[1] == b" the" and v.defined_ids == {3}
+    a = load_tokenizer(_save(trained["prose"], tmp_path / "a.json"))
+    lines = [f"{base64.b64encode(t).decode()} {i}" for i, t in sorted(a.tokens.items())]
+    (tmp_path / f"{name}.ranks").write_text("\n".join(lines) + "\n")
+    assert load_tokenizer(tmp_path / f"{name}.ranks").format == "tiktoken"
+    (tmp_path / f"{name}.json-renamed").write_text(json.dumps(trained["prose"]))
+    assert load_tokenizer(tmp_path / f"{name}.json-renamed").format == "tokenizer.json"
+
+
+def test_a_deletion_append_description_counts_what_the_id_map_shows(trained, tmp_path):
+    """Every number in the sentence is recomputed from the two vocabularies: deleted tokens are absent from B,
+    new ones absent from A."""
+    import re
+
+    base = trained["prose"]
+    ordinary = [t for _, t in _ordinary(base)]
+    code_only = [t for _, t in _ordinary(trained["code"]) if t not in set(ordinary)]
+    dropped = [t for k, t in enumerate(ordinary) if k % 37 == 5 and len(t) >= 2]
+    kept = [t for t in ordinary if t not in set(dropped)]
+    a = load_tokenizer(_save(base, tmp_path / "a.json"))
+    b = load_tokenizer(_save(_renumber(base, kept + code_only[:200]), tmp_path / "b.json"))
+    note = lineage(a, b)["notes"][0]
+    multi = lambda v: {t for t in v.by_bytes() if len(t) >= 2}  # noqa: E731
+    deleted, new = len(multi(a) - multi(b)), len(multi(b) - multi(a))
+    numbers = [int(x.replace(",", "")) for x in re.findall(r"\d[\d,]*", note.split(";")[0])]
+    assert numbers[0] == deleted and new in numbers, note

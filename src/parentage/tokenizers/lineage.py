@@ -252,10 +252,15 @@ def _kind(a: Vocab, b: Vocab, runs: list[Run], core: int, n_a: int, n_b: int, pa
         return "partial"
     if monotone and max(cov_a, cov_b) >= 0.5:
         parent, child, n_parent = ("A", "B", n_a) if cov_a >= cov_b else ("B", "A", n_b)
-        appended = len(extra_b) if parent == "A" else len(tail_a)
-        notes.append(f"{child} = {parent} with {n_parent - core:,} of {parent}'s multi-byte tokens deleted and "
-                     f"{appended:,} appended; order kept ({len(runs)} runs, offsets {runs[0].offset:+d} .. "
-                     f"{runs[-1].offset:+d})")
+        pv, cv = (a, b) if parent == "A" else (b, a)
+        p_multi = {t for t in pv.by_bytes() if len(t) >= 2}
+        c_multi = {t for t in cv.by_bytes() if len(t) >= 2}
+        deleted, new = len(p_multi - c_multi), len(c_multi - p_multi)
+        moved = n_parent - core - deleted  # in both, but outside the runs kept in order
+        notes.append(f"{child} = {parent} with {deleted:,} of {parent}'s {n_parent:,} multi-byte tokens deleted"
+                     + (f", {moved:,} kept out of order" if moved > 0 else "")
+                     + f" and {new:,} new ones added; the other {core:,} keep their order ({len(runs)} runs, offsets "
+                     f"{runs[0].offset:+d} .. {runs[-1].offset:+d})")
         return "deletion_append"
     notes.append(f"{100 * cov_a:.0f}% of A's multi-byte tokens are copied in {len(runs)} runs "
                  f"({100 * cov_b:.0f}% of B's)")
