@@ -561,3 +561,13 @@ def test_a_rotated_copy_with_fresh_embeddings_is_aligned_on_ffn_rows(tmp_path):
     by = {e["name"]: e for e in doc["evidence"]}
     assert by["ffn_neuron_order"]["details"]["residual_map"]["chosen"] == "FFN rows of the first layers"
     assert doc["verdict"]["label"] == "related"
+
+
+def test_a_layer_copied_twice_is_one_tie_of_three(tmp_path):
+    base = random_state_dict("llama", SHAPE, seed=0)
+    a = _write(tmp_path / "a", base)
+    b = _write(tmp_path / "b", _noisy(relayered(base, [0, 1, 1, 1, 2, 3]), np.random.default_rng(0)), n_layers=6)
+    al = compare(str(a), str(b))["alignment"]
+    (tie,) = al["ties"]
+    assert (tie["layer"], tie["candidates"], tie["original"]) == (1, [1, 2, 3], None)
+    assert any("B's layers 1–3 all descend from A's layer 1" in n for n in al["notes"])

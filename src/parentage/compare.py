@@ -30,6 +30,7 @@ from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_b
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
 from .findings import TestCells, explain
+from .report.words import value
 from .evidence.neurons import (agreement_test, index_test, layer_scores, map_blocks, rank_order_test, read_blocks, read_raw,
                                split_rank_cells, token_neuron_mask, TOKEN_NEURON_QUANTILE)
 from .tokenizers import checkpoint_vocab, lineage, shared_tokens
@@ -379,7 +380,8 @@ def _direction(a: Checkpoint, b: Checkpoint, label: str) -> dict:
     upcycled) and pruning B into A leave the same trace. So no parent is named; the basis says what differs."""
     if label != "related":
         return {"parent": None, "basis": "no shared ancestry shown"}
-    changes = [f"{what} {getattr(a.summary, f)} in A, {getattr(b.summary, f)} in B"
+    shown = lambda x, f: "none (dense)" if x is None and f == "n_experts" else value(x)  # noqa: E731
+    changes = [f"{what} {shown(getattr(a.summary, f), f)} in A, {shown(getattr(b.summary, f), f)} in B"
                for what, f in SHAPE_FIELDS if getattr(a.summary, f) != getattr(b.summary, f)]
     if not changes:
         return {"parent": None, "basis": "same shape: the weights do not say which came first"}

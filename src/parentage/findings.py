@@ -143,14 +143,26 @@ def _tie_groups(la: LayerAlignment, score: np.ndarray, level: float) -> list[dic
     match_b = {j: i for i, j in la.matched}
     match_a = {i: j for i, j in la.matched}
     groups: dict[tuple[str, int], set[int]] = {}
+    def neighbours(k: int, matched: dict[int, int], n: int) -> list[int]:
+        """The nearest matched layer on each side of k, past a run of unmatched ones (copies inserted twice)."""
+        out = []
+        for step in (-1, 1):
+            m = k + step
+            while 0 <= m < n and m not in matched:
+                m += step
+            if 0 <= m < n:
+                out.append(m)
+        return out
+
+    n_a, n_b = score.shape
     for i, j in la.pairs:
-        if i is None:  # B's layer j unmatched: an inserted copy of its neighbour's A layer?
-            for nb in (j - 1, j + 1):
-                if nb in match_b and score[match_b[nb], j] > level:
+        if i is None:  # B's layer j unmatched: an inserted copy of a neighbour's A layer?
+            for nb in neighbours(j, match_b, n_b):
+                if score[match_b[nb], j] > level:
                     groups.setdefault(("a", match_b[nb]), {nb}).add(j)
         elif j is None:
-            for na in (i - 1, i + 1):
-                if na in match_a and score[i, match_a[na]] > level:
+            for na in neighbours(i, match_a, n_a):
+                if score[i, match_a[na]] > level:
                     groups.setdefault(("b", match_a[na]), {na}).add(i)
     return [{"side": side, "layer": k, "candidates": sorted(v)} for (side, k), v in groups.items()]
 

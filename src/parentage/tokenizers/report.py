@@ -10,6 +10,7 @@ import itertools
 from pathlib import Path
 
 from .. import __version__
+from ..report.words import value
 from .efficiency import efficiency, load_texts
 from .formats import Vocab, load_tokenizer
 from .health import health
@@ -91,7 +92,7 @@ def format_human(doc: dict) -> str:
                      f"{t['ordinary_tokens']:,} ordinary, {t['special_tokens']} special")
     if "efficiency" in doc:
         names = [r["sample"] for r in doc["efficiency"][0]["samples"]]
-        lines += ["", "characters per token (* = about one token per character)",
+        lines += ["", "characters per token (* = a token or more per character: 0.33 is 3 tokens per character)",
                   "  " + "tokenizer".ljust(28) + "".join(n[:10].rjust(11) for n in names)]
         for e in doc["efficiency"]:
             cells = [f"{r['chars_per_token']:.2f}{'*' if r['about_one_token_per_char'] else ' '}" for r in e["samples"]]
@@ -105,7 +106,7 @@ def format_human(doc: dict) -> str:
             if f.get("count"):
                 ex = f.get("examples") or []
                 lines.append(f"  {_short(t['ref'])}: {f['count']:,} {name.replace('_', ' ')}"
-                             + (f" (e.g. {ex[:3]})" if ex else "") + (f" [{f['note']}]" if f.get("note") else ""))
+                             + (f" (e.g. {value(ex[:3])})" if ex else "") + (f" [{f['note']}]" if f.get("note") else ""))
     return "\n".join(lines)
 
 
