@@ -187,7 +187,7 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
       parentage compare base.gguf ./finetune --format json
       parentage compare ./a ./b --budget 2GB --seed 1
     """
-    from .compare import compare as run
+    from .compare import add_references, compare as run
     from .report.terminal import format_human
 
     if html_path:
@@ -195,11 +195,11 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
 
         check_output(html_path)
     progress = fmt == "human" and sys.stderr.isatty()
-    doc = run(model_a, model_b, seed=seed, budget=budget, progress=progress)
+    doc = add_references(run(model_a, model_b, seed=seed, budget=budget, progress=progress), references, seed)
     if html_path:
-        from .report.html import reference_profiles, render_compare, write
+        from .report.html import render_compare, write
 
-        write(html_path, render_compare(doc, reference_profiles(references, seed)))
+        write(html_path, render_compare(doc))
     if fmt == "json":
         _emit_json(doc)
     else:
@@ -275,22 +275,21 @@ def demo(fmt: str, zoo_dir: str | None, out_dir: str | None, quick: bool) -> Non
     """
     from pathlib import Path
 
-    from .compare import compare as run
+    from .compare import add_references, compare as run
     from .report.terminal import format_human
     from .constants import cache_dir
     from .demo import zoo_pairs
-    from .report.html import reference_profiles, render_compare, write
+    from .report.html import render_compare, write
 
     pairs, origin, refs = zoo_pairs(Path(zoo_dir) if zoo_dir else None, log=lambda m: click.echo(m, err=True),
                                     quick=quick)
     out = Path(out_dir) if out_dir else cache_dir() / "demo" / "reports"
     out.mkdir(parents=True, exist_ok=True)
     docs, paths = [], []
-    references = reference_profiles([str(r) for r in refs])
     for k, (title, a, b) in enumerate(pairs):
-        doc = run(str(a), str(b))
+        doc = add_references(run(str(a), str(b)), [str(r) for r in refs])
         docs.append(doc)
-        paths.append(write(out / f"{('derived', 'independent')[k]}.html", render_compare(doc, references)))
+        paths.append(write(out / f"{('derived', 'independent')[k]}.html", render_compare(doc)))
     if fmt == "json":
         _emit_json({"comparisons": docs, "reports": [str(p) for p in paths], "models": origin})
         return

@@ -450,6 +450,25 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     }
 
 
+def add_references(doc: dict, refs, seed: int = 0) -> dict:
+    """The HonestAGI statistic between A and models unrelated to it, into the baseline's details (so the report
+    draws them and every figure it states is in the JSON): {name: {"value": r, "profiles": per-role stds}}."""
+    from .evidence.baselines import profile_correlation, std_profiles
+
+    honest = next((e for e in doc["evidence"] if e["name"] == "baseline_honestagi_std_profile"), None)
+    if honest is None or not refs:
+        return doc
+    profile_a = {role: p["a"] for role, p in (honest["details"].get("profiles") or {}).items()}
+    out = {}
+    for ref in refs:
+        with Checkpoint.open(ref) as ck:
+            prof = std_profiles(ck, seed)
+        value = profile_correlation(profile_a, prof)[0]
+        out[str(ref)] = {"value": None if value is None else round(value, 4), "profiles": _rounded(prof)}
+    honest["details"]["references"] = out
+    return doc
+
+
 def _progress(on: bool):
     """A stage-by-stage bar on stderr (the CLI turns it on for a terminal, never for JSON output)."""
     if not on:

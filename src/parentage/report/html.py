@@ -175,10 +175,8 @@ def _per_char(chars_per_token: float) -> str:
     return f"{1 / chars_per_token:.1f} tokens per character" if chars_per_token < 1 else "about one token per character"
 
 
-def render_compare(doc: dict, references: dict[str, dict] | None = None) -> str:
-    """The compare report. `references`: std profiles of models unrelated to A, when at hand."""
-    from ..evidence.baselines import profile_correlation
-
+def render_compare(doc: dict) -> str:
+    """The compare report, drawn from the compare document alone (references: `compare.add_references`)."""
     al = doc["alignment"]
     by_name = {e["name"]: e for e in doc["evidence"]}
     honest = by_name.get("baseline_honestagi_std_profile")
@@ -189,8 +187,9 @@ def render_compare(doc: dict, references: dict[str, dict] | None = None) -> str:
         heatmap = plots.layer_heatmap(al["score_matrix"], al.get("layers"), level, al.get("ties"))
         if al.get("layers"):  # no alignment, nothing to draw per layer
             bars = plots.layer_bars(al["score_matrix"], al["layers"], level)
-    profile_a = {role: p["a"] for role, p in profiles.items()}
-    ref_values = [(name, profile_correlation(profile_a, prof)[0]) for name, prof in (references or {}).items()]
+    refs = (honest or {}).get("details", {}).get("references") or {}
+    ref_values = [(name, r["value"]) for name, r in refs.items()]
+    references = {name: r["profiles"] for name, r in refs.items()}
     a, b = doc["inputs"]
     return _env().from_string(COMPARE).render(
         style=STYLE, a=a, b=b, same=a["ref"] == b["ref"], short=words.shorten_path, pword=words.p_value, value=words.value,
@@ -202,18 +201,6 @@ def render_compare(doc: dict, references: dict[str, dict] | None = None) -> str:
         ref_values=ref_values, std_plot=plots.std_profiles(profiles, references) if profiles else None,
         circ=doc["circumstantial"], inputs=list(zip("AB", doc["inputs"], doc["cost"]["per_input"])), tool=doc["tool"],
         seed=doc["seed"], budget=doc["budget_bytes_per_model"])
-
-
-def reference_profiles(refs, seed: int = 0) -> dict[str, dict[str, list[float]]]:
-    """Std profiles of models unrelated to the pair, to draw beside it: {name: {role: per-layer std}}."""
-    from ..checkpoint import Checkpoint
-    from ..evidence.baselines import std_profiles
-
-    out = {}
-    for ref in refs:
-        with Checkpoint.open(ref) as ck:
-            out[Path(str(ref)).name] = std_profiles(ck, seed)
-    return out
 
 
 def render_tokenizer(doc: dict) -> str:
