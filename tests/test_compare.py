@@ -571,3 +571,11 @@ def test_a_layer_copied_twice_is_one_tie_of_three(tmp_path):
     (tie,) = al["ties"]
     assert (tie["layer"], tie["candidates"], tie["original"]) == (1, [1, 2, 3], None)
     assert any("B's layers 1–3 all descend from A's layer 1" in n for n in al["notes"])
+
+
+def test_a_model_compared_with_itself_is_called_the_same_checkpoint(family, tmp_path):
+    alias = tmp_path / "alias"
+    alias.symlink_to(family["base"])
+    doc = compare(str(family["base"]), str(alias))
+    assert doc["same_checkpoint"] and "[the same checkpoint as A]" in format_human(doc)
+    assert not compare(str(family["base"]), str(family["noisy"]))["same_checkpoint"]

@@ -12,6 +12,7 @@ Order of work (DESIGN: align, then test; read only what you need):
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -389,6 +390,12 @@ def _direction(a: Checkpoint, b: Checkpoint, label: str) -> dict:
                                       "so the weights do not say which came first"}
 
 
+def _same_files(a: Checkpoint, b: Checkpoint) -> bool:
+    """Both references name the same weight files (after links), e.g. one path given twice."""
+    files = lambda ck: sorted(os.path.realpath(r.path) for r in ck.weights.readers)  # noqa: E731
+    return files(a) == files(b)
+
+
 def _input(ck: Checkpoint) -> dict:
     s = ck.summary
     return {"ref": ck.ref, "format": ck.format, "arch": s.family, "n_layers": s.n_layers, "hidden_size": s.hidden_size,
@@ -442,6 +449,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
         "direction": _direction(a, b, verdict.label),
         "declared": {"A": declared_lineage(a), "B": declared_lineage(b)},
         "circumstantial": circumstantial(a, b, verdict.label),
+        "same_checkpoint": _same_files(a, b),
         "seed": seed,
         "budget_bytes_per_model": plan.bytes_per_model,
         "cost": {"bytes_read": ca["bytes_read"] + cb["bytes_read"], "bytes_total": ca["bytes_total"] + cb["bytes_total"],

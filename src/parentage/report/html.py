@@ -43,7 +43,7 @@ COMPARE = """<!DOCTYPE html>
 <style>{{ style }}</style></head><body>
 <h1>Weight lineage report</h1>
 <div class="muted">A: <code title="{{ a.ref }}">{{ short(a.ref) }}</code> &nbsp; B: <code title="{{ b.ref }}">{{ short(b.ref) }}</code></div>
-{% if same %}<p><strong>A and B are the same checkpoint</strong> (one path given twice): the comparison below is of a model with itself.</p>{% endif %}
+{% if same %}<p><strong>A and B are the same checkpoint</strong> (the same weight files): the comparison below is of a model with itself.</p>{% endif %}
 <div class="verdict {{ v.label }}"><div class="label">{{ v.label }}</div>
 <div>combined log10 p = {{ "n/a" if v.log10_p is none else "%.1f"|format(v.log10_p) }}{% if v.log10_p is not none %} (p &le; {{ pword(v.log10_p) }}){% endif %}</div>
 <p>{{ meaning }}</p><p class="muted">{{ v.summary }}</p></div>
@@ -192,7 +192,7 @@ def render_compare(doc: dict) -> str:
     references = {name: r["profiles"] for name, r in refs.items()}
     a, b = doc["inputs"]
     return _env().from_string(COMPARE).render(
-        style=STYLE, a=a, b=b, same=a["ref"] == b["ref"], short=words.shorten_path, pword=words.p_value, value=words.value,
+        style=STYLE, a=a, b=b, same=doc.get("same_checkpoint") or a["ref"] == b["ref"], short=words.shorten_path, pword=words.p_value, value=words.value,
         effect=_effect, v=doc["verdict"], meaning=MEANING[doc["verdict"]["label"]]
         .replace("10^{p}", words.p_value(doc["verdict"]["log10_p"] or 0)),
         said=doc.get("circumstantial", {}).get("declared_vs_observed", []),

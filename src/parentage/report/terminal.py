@@ -10,7 +10,7 @@ def format_human(doc: dict) -> str:
     v = doc["verdict"]
     p = "n/a" if v["log10_p"] is None else f"{v['log10_p']:.1f}"
     a, b = doc["inputs"]
-    same = a["ref"] == b["ref"]
+    same = doc.get("same_checkpoint") or a["ref"] == b["ref"]
     lines = [f"{v['label'].upper()}  (combined log10 p = {p}, p {_bound(v['log10_p'])})", f"  {v['summary']}",
              f"  A: {shorten_path(a['ref'])}  ({a['arch']}, {a['n_layers']} layers, hidden {a['hidden_size']})",
              f"  B: {shorten_path(b['ref'])}  ({b['arch']}, {b['n_layers']} layers, hidden {b['hidden_size']})"
