@@ -579,3 +579,14 @@ def test_a_model_compared_with_itself_is_called_the_same_checkpoint(family, tmp_
     doc = compare(str(family["base"]), str(alias))
     assert doc["same_checkpoint"] and "[the same checkpoint as A]" in format_human(doc)
     assert not compare(str(family["base"]), str(family["noisy"]))["same_checkpoint"]
+
+
+def test_frozen_layers_shifted_by_an_insertion_are_still_found_frozen(tmp_path):
+    """B = A's layers 0, 1, a copy of 1, 2, 3 with A's layers 2 and 3 left frozen: they sit at B's 3 and 4."""
+    base = random_state_dict("llama", SHAPE, seed=0)
+    grown = _noisy(relayered(base, [0, 1, 1, 2, 3]), np.random.default_rng(0))
+    grown |= {k: v for k, v in relayered(base, [0, 1, 1, 2, 3]).items() if k.startswith(("model.layers.3.", "model.layers.4."))}
+    doc = compare(str(_write(tmp_path / "a", base)), str(_write(tmp_path / "b", grown, n_layers=5)))
+    frozen = [f["layer_b"] for f in doc["alignment"]["components"]["layers"] if f["ffn"]["status"] == "identical"]
+    assert frozen == [3, 4]
+    assert doc["alignment"]["notes"][0].startswith("layers 3 and 4 of B frozen")

@@ -28,7 +28,7 @@ from .align import LayerAlignment, align_layers
 from .checkpoint import Checkpoint
 from .evidence import Evidence
 from .evidence.hidden import HiddenMap
-from .evidence.identical import TensorIdentity
+from .evidence.identical import TensorIdentity, layer_identity
 from .evidence.neurons import Cell, layer_scores, unit_map
 from .report.words import layers as layer_words, value
 from .stats import poisson_tail
@@ -278,7 +278,8 @@ def _identical_status(records: list[TensorIdentity]) -> str | None:
 
 
 def layer_findings(n_a: int, n_b: int, la: LayerAlignment | None, scores: dict[str, np.ndarray], tests: list[TestCells],
-                   examined: dict, identity: list[TensorIdentity], level: float, ties: list[dict]) -> list[dict]:
+                   examined: dict, identity: list[TensorIdentity], level: float, ties: list[dict],
+                   shifted=lambda i, j: []) -> list[dict]:
     """One entry per layer of B: its A layer on the alignment (or the layer it is a copy of), and attention and
     FFN findings."""
     match_b = {j: i for i, j in (la.matched if la else [])}
@@ -292,7 +293,12 @@ def layer_findings(n_a: int, n_b: int, la: LayerAlignment | None, scores: dict[s
         for comp in ("attention", "ffn"):
             names = [t.name for t in tests if t.component == comp and t.name in scores]
             best = {n: round(float(scores[n][i, j] if i is not None else scores[n][:, j].max()), 2) for n in names}
-            records = by_layer.get((j, comp), []) if i == j else []
+            if i == j:
+                records = by_layer.get((j, comp), [])
+            elif i is not None:  # moved by an insertion or removal: compared with the layer it aligns to
+                records = [r for r in shifted(i, j) if component_of(r.role) == comp]
+            else:
+                records = []
             ident = _identical_status(records)
             if ident == "identical":
                 status = "identical"
@@ -450,7 +456,14 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
             upcycled = [u for u in out["units"] if "expert" in u["b"] and u["a"].endswith(" ffn")]
             if upcycled:
                 out["notes"].append(f"{len(upcycled)} experts of B match A's dense FFNs (upcycled)")
-    findings = layer_findings(n_a, n_b, la, scores, tests, examined, identity, level, out["ties"])
+    cache: dict[tuple[int, int], list[TensorIdentity]] = {}
+
+    def shifted(i: int, j: int) -> list[TensorIdentity]:
+        if (i, j) not in cache:
+            cache[(i, j)] = layer_identity(a, b, i, j, seed)
+        return cache[(i, j)]
+
+    findings = layer_findings(n_a, n_b, la, scores, tests, examined, identity, level, out["ties"], shifted)
     embeds = embedding_finding(ev_hidden, hmap, identity, bool(a.summary.tied_embeddings or b.summary.tied_embeddings),
                                related_level)
     out["components"] = {"embeddings": embeds[0], "lm_head": embeds[1], "layers": findings,

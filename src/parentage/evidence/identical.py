@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checkpoint import SAMPLE_BLOCKS, Checkpoint
+from ..checkpoint import SAMPLE_BLOCKS, Checkpoint, Tensor
 from ..dtypes import decode, round_to_bf16
 from . import LOG10_P_FLOOR, Evidence
 
@@ -73,6 +73,21 @@ def _comparable(a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str) -> tup
     return a, b
 
 
+def _compare(ta: Tensor, tb: Tensor, rows_a: np.ndarray, rows_b: np.ndarray, key: str, role, layer
+             ) -> tuple[TensorIdentity, int] | None:
+    """One tensor pair on the same sampled rows: its identity record and the distinct values its identical rows
+    carry (0 unless informative), or None when the dtypes are not comparable by a cast."""
+    pair = _comparable(rows_a, rows_b, ta.dtype, tb.dtype)
+    if pair is None:
+        return None
+    va, vb = pair  # (sampled rows, n_cols)
+    same = np.array([np.array_equal(x, y, equal_nan=True) for x, y in zip(va, vb)], dtype=bool)
+    informative = math.prod(ta.shape) >= MIN_ELEMENTS and np.unique(va).size >= MIN_DISTINCT
+    distinct = np.unique(va[same]).size if same.any() else 0
+    bits = distinct if informative and distinct >= MIN_DISTINCT else 0
+    return TensorIdentity(key, role, layer, ta.n_rows, len(va), int(same.sum()), informative), bits
+
+
 def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[TensorIdentity], float]:
     """Every tensor held by both in one shape and a comparable dtype, and the bits its identical rows carry."""
     out, bits = [], 0.0
@@ -80,17 +95,28 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
         ta, tb = a.tensors[role], b.tensors[role]
         if ta.shape != tb.shape or (role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings)):
             continue
-        pair = _comparable(ta.sample_rows(ROWS_PER_TENSOR, seed), tb.sample_rows(ROWS_PER_TENSOR, seed), ta.dtype, tb.dtype)
-        if pair is None:
-            continue
-        va, vb = pair  # (sampled rows, n_cols)
-        same = np.array([np.array_equal(x, y, equal_nan=True) for x, y in zip(va, vb)], dtype=bool)
-        informative = math.prod(ta.shape) >= MIN_ELEMENTS and np.unique(va).size >= MIN_DISTINCT
-        distinct = np.unique(va[same]).size if same.any() else 0
-        if informative and distinct >= MIN_DISTINCT:
-            bits += distinct  # one bit per distinct value in identical rows: very conservative
-        out.append(TensorIdentity(role.key, role.role, role.layer, ta.n_rows, len(va), int(same.sum()), informative))
+        found = _compare(ta, tb, ta.sample_rows(ROWS_PER_TENSOR, seed), tb.sample_rows(ROWS_PER_TENSOR, seed), role.key,
+                         role.role, role.layer)
+        if found is not None:
+            out.append(found[0])
+            bits += found[1]  # one bit per distinct value in identical rows: very conservative
     return out, bits
+
+
+def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) -> list[TensorIdentity]:
+    """A's layer i against B's layer j (a layer moved by insertions or removals): every role both hold in one
+    shape, on the rows A's tensor samples, read from B at the same offsets. Records carry B's key and layer."""
+    out = []
+    for role in a.layer_roles(i):
+        ta, tb = a.tensors[role], b.get(role.role, j, role.expert, role.param)
+        if tb is None or ta.shape != tb.shape:
+            continue
+        spans = ta.sample_spans(ROWS_PER_TENSOR, seed)
+        rows_b = np.concatenate([tb.read_rows(lo, hi) for lo, hi in spans])
+        found = _compare(ta, tb, ta.sample_rows(ROWS_PER_TENSOR, seed), rows_b, tb.role.key, role.role, j)
+        if found is not None:
+            out.append(found[0])
+    return out
 
 
 def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evidence, list[TensorIdentity]]:
