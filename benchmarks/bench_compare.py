@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from parentage.compare import compare
+from parentage.zoo.truth import explanation_errors, frozen_layers_of
 
 SHAPE_7B = dict(n_layers=32, hidden=4096, ffn=11008, vocab=32000, n_heads=32, n_kv_heads=32)
 
@@ -40,7 +41,7 @@ def machine() -> str:
 
 def bench_zoo(zoo: Path) -> None:
     manifest = json.loads((zoo / "manifest.json").read_text())
-    rows, unrelated_p, cell_p = [], {}, {}
+    rows, unrelated_p, cell_p, wrong_how, notes_of = [], {}, {}, {}, {}
     t0 = time.perf_counter()
     for pair in manifest["pairs"]:
         a, b = (zoo / manifest["models"][x]["path"] for x in (pair["a"], pair["b"]))
@@ -48,6 +49,11 @@ def bench_zoo(zoo: Path) -> None:
         v = doc["verdict"]
         tests = {e["name"]: e["log10_p"] for e in doc["evidence"] if e["counted"]}
         rows.append((pair, v, tests, doc["cost"]))
+        model = manifest["models"][pair["b"]]
+        if pair["truth"] == "related" and manifest["models"][pair["a"]]["recipe"] == "base":
+            layer_map = model["layer_map"] or list(range(model["model_config"]["n_layers"]))
+            wrong_how[pair["b"]] = explanation_errors(doc, layer_map, frozen_layers_of(model))
+            notes_of[pair["b"]] = doc["alignment"]["notes"]
         if pair["truth"] == "unrelated":
             for name, p in tests.items():
                 unrelated_p.setdefault(name, []).append(p)
@@ -68,6 +74,14 @@ def bench_zoo(zoo: Path) -> None:
     related = [v["log10_p"] for pair, v, _, _ in rows if pair["truth"] == "related"]
     if related:
         print(f"\nrelated pairs: combined log10 p at most {max(related):.1f} (the weakest related pair)")
+    bad = {k: v for k, v in wrong_how.items() if v}
+    print(f"\nexplanations of the pairs (base, derived) checked against the manifest's layer maps and frozen tensors "
+          f"(`zoo.truth.explanation_errors`): {len(wrong_how) - len(bad)} of {len(wrong_how)} true")
+    for name, errors in bad.items():
+        print(f"- {name}: {'; '.join(errors)}")
+    for name, notes in notes_of.items():
+        if notes:
+            print(f"- {name}: {' / '.join(notes)}")
     print("\nunrelated pairs, distribution of each counted test's p-value (a calibrated test spreads over (0, 1]):\n")
     print("| test | n | p < 0.001 | p < 0.01 | p < 0.1 | p < 0.5 | min log10 p |\n|---|---|---|---|---|---|---|")
     for name, ps in sorted(unrelated_p.items()):

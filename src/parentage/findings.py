@@ -259,8 +259,9 @@ def _identity_by_layer(identity: list[TensorIdentity]) -> dict[tuple[int | None,
 
 def identity_phrase(records: list[TensorIdentity]) -> str:
     """'bit-identical' only when every row was compared; otherwise how many rows were."""
+    records = [r for r in records if r.informative] or records
     if all(r.whole for r in records):
-        return "bit-identical"
+        return "bit-identical to A's"
     sampled = sorted({r.sampled for r in records})
     rows = sorted({r.rows for r in records})
     k = str(sampled[0]) if len(sampled) == 1 else f"up to {sampled[-1]}"
@@ -269,8 +270,12 @@ def identity_phrase(records: list[TensorIdentity]) -> str:
 
 
 def _identical_status(records: list[TensorIdentity]) -> str | None:
+    """'identical' only when every weight matrix of the component was compared (none quantised or reshaped)
+    and every informative tensor is identical in every sampled row: a gain vector alone says nothing."""
     informative = [r for r in records if r.informative]
-    if informative and all(r.all_identical for r in informative):
+    matrices = [r for r in records if r.matrix]
+    if (matrices and all(r.comparable and r.informative for r in matrices)
+            and all(r.all_identical for r in informative)):
         return "identical"
     if any(r.identical for r in informative):
         return "partly identical"
@@ -308,25 +313,32 @@ def layer_findings(n_a: int, n_b: int, la: LayerAlignment | None, scores: dict[s
                 status = "no evidence"
             else:
                 status = "not examined"
+            # moved: some matrix compared and found different; None when identity could not be checked (quantised
+            # storage, reshaped tensors, or a layer with no aligned counterpart)
+            compared = [r for r in records if r.matrix and r.comparable and r.informative]
+            moved = (any(not r.all_identical for r in compared) if compared else None) if ident != "identical" else False
             entry[comp] = {"status": status, "score": best, "partly_identical": ident == "partly identical",
-                           "identity": identity_phrase(records) if ident == "identical" else None}
+                           "moved": moved, "identity": identity_phrase(records) if ident == "identical" else None}
         out.append(entry)
     return out
 
 
 def component_runs(findings: list[dict]) -> list[str]:
     """'layers 0–1 of B: attention and FFN bit-identical ... (frozen)', one line per run of like layers."""
+    def related(c: dict) -> str:
+        return "related to A's" + {True: " and moved", False: "", None: " (identity not checkable)"}[c["moved"]]
+
     def describe(f: dict) -> str:
         att, ffn = f["attention"], f["ffn"]
         if att["status"] == ffn["status"] == "identical":
             return f"attention and FFN {att['identity']}: frozen"
-        if att["status"] == ffn["status"]:
-            return {"related": "attention and FFN related to A's and moved", "no evidence":
+        if att["status"] == ffn["status"] and (att["status"] != "related" or att["moved"] == ffn["moved"]):
+            return {"related": f"attention and FFN {related(att)}", "no evidence":
                     "no sign of A's in attention or FFN, examined with power",
                     "not examined": "not examined with a test that sees this pair's kinship"}[att["status"]]
-        word = {"identical": "identical to A's", "related": "related to A's and moved", "no evidence":
-                "no sign of A's (examined with power)", "not examined": "not examined"}
-        return f"attention {word[att['status']]}, FFN {word[ffn['status']]}"
+        word = lambda c: {"identical": "identical to A's", "related": related(c), "no evidence":  # noqa: E731
+                          "no sign of A's (examined with power)", "not examined": "not examined"}[c["status"]]
+        return f"attention {word(att)}, FFN {word(ffn)}"
 
     runs: list[tuple[list[int], str, list]] = []
     for f in findings:
@@ -382,7 +394,8 @@ def summary_notes(findings: list[dict], embeds: list[dict], examined: dict) -> l
     notes = []
     frozen = [f["layer_b"] for f in findings if f["attention"]["status"] == f["ffn"]["status"] == "identical"]
     moved = [f["layer_b"] for f in findings if f["layer_b"] not in frozen
-             and "related" in (f["attention"]["status"], f["ffn"]["status"])]
+             and "related" in (f["attention"]["status"], f["ffn"]["status"])
+             and (f["attention"]["moved"] or f["ffn"]["moved"])]
     emb = embeds[0]["status"] if embeds else None
     if frozen:
         notes.append(f"{layer_words(frozen)} of B frozen: attention and FFN "

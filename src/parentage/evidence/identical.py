@@ -40,6 +40,8 @@ class TensorIdentity:
     sampled: int  # rows compared
     identical: int  # of those, rows equal in A and B
     informative: bool  # enough elements and distinct values to count as evidence
+    matrix: bool = True  # a weight matrix, not a gain or bias vector
+    comparable: bool = True  # False: held by both but not comparable (shapes differ, quantised storage)
 
     @property
     def whole(self) -> bool:
@@ -77,15 +79,16 @@ def _compare(ta: Tensor, tb: Tensor, rows_a: np.ndarray, rows_b: np.ndarray, key
              ) -> tuple[TensorIdentity, int] | None:
     """One tensor pair on the same sampled rows: its identity record and the distinct values its identical rows
     carry (0 unless informative), or None when the dtypes are not comparable by a cast."""
+    matrix = len(ta.shape) == 2 and min(ta.shape) > 1
     pair = _comparable(rows_a, rows_b, ta.dtype, tb.dtype)
     if pair is None:
-        return None
+        return TensorIdentity(key, role, layer, ta.n_rows, 0, 0, False, matrix, comparable=False), 0
     va, vb = pair  # (sampled rows, n_cols)
     same = np.array([np.array_equal(x, y, equal_nan=True) for x, y in zip(va, vb)], dtype=bool)
     informative = math.prod(ta.shape) >= MIN_ELEMENTS and np.unique(va).size >= MIN_DISTINCT
     distinct = np.unique(va[same]).size if same.any() else 0
     bits = distinct if informative and distinct >= MIN_DISTINCT else 0
-    return TensorIdentity(key, role, layer, ta.n_rows, len(va), int(same.sum()), informative), bits
+    return TensorIdentity(key, role, layer, ta.n_rows, len(va), int(same.sum()), informative, matrix), bits
 
 
 def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[TensorIdentity], float]:
@@ -93,14 +96,21 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
     out, bits = [], 0.0
     for role in sorted(set(a.tensors) & set(b.tensors), key=lambda r: r.key):
         ta, tb = a.tensors[role], b.tensors[role]
-        if ta.shape != tb.shape or (role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings)):
+        if role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings):
             continue
-        found = _compare(ta, tb, ta.sample_rows(ROWS_PER_TENSOR, seed), tb.sample_rows(ROWS_PER_TENSOR, seed), role.key,
-                         role.role, role.layer)
-        if found is not None:
-            out.append(found[0])
-            bits += found[1]  # one bit per distinct value in identical rows: very conservative
+        if ta.shape != tb.shape or not _castable(ta, tb):  # not identical, or not knowable by a cast: said so
+            out.append(TensorIdentity(role.key, role.role, role.layer, tb.n_rows, 0, 0, False,
+                                      len(tb.shape) == 2 and min(tb.shape) > 1, comparable=False))
+            continue
+        record, found_bits = _compare(ta, tb, ta.sample_rows(ROWS_PER_TENSOR, seed), tb.sample_rows(ROWS_PER_TENSOR, seed),
+                                      role.key, role.role, role.layer)
+        out.append(record)
+        bits += found_bits  # one bit per distinct value in identical rows: very conservative
     return out, bits
+
+
+def _castable(ta: Tensor, tb: Tensor) -> bool:
+    return PRECISION.get(ta.dtype, 0) > 0 and PRECISION.get(tb.dtype, 0) > 0
 
 
 def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) -> list[TensorIdentity]:
@@ -111,16 +121,18 @@ def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) 
         ta, tb = a.tensors[role], b.get(role.role, j, role.expert, role.param)
         if tb is None or ta.shape != tb.shape:
             continue
+        if not _castable(ta, tb):
+            out.append(TensorIdentity(tb.role.key, role.role, j, tb.n_rows, 0, 0, False, len(tb.shape) == 2, False))
+            continue
         spans = ta.sample_spans(ROWS_PER_TENSOR, seed)
         rows_b = np.concatenate([tb.read_rows(lo, hi) for lo, hi in spans])
-        found = _compare(ta, tb, ta.sample_rows(ROWS_PER_TENSOR, seed), rows_b, tb.role.key, role.role, j)
-        if found is not None:
-            out.append(found[0])
+        out.append(_compare(ta, tb, ta.sample_rows(ROWS_PER_TENSOR, seed), rows_b, tb.role.key, role.role, j)[0])
     return out
 
 
 def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evidence, list[TensorIdentity]]:
-    records, bits = compare_tensors(a, b, seed)
+    all_records, bits = compare_tensors(a, b, seed)
+    records = [r for r in all_records if r.comparable]
     identical = [r.key for r in records if r.all_identical and r.informative]
     low_info = [r.key for r in records if r.all_identical and not r.informative]
     partly = [r for r in records if 0 < r.identical < r.sampled and r.informative]
@@ -146,5 +158,6 @@ def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evid
         summary=summary,
         details={"identical": identical, "identical_low_information": low_info,
                  "partly_identical": [r.to_dict() for r in partly], "n_compared": n,
-                 "rows_per_tensor": ROWS_PER_TENSOR, "blocks_per_tensor": SAMPLE_BLOCKS, "bits_counted": bits},
-    ), records
+                 "n_not_comparable": len(all_records) - n, "rows_per_tensor": ROWS_PER_TENSOR,
+                 "blocks_per_tensor": SAMPLE_BLOCKS, "bits_counted": bits},
+    ), all_records
