@@ -401,7 +401,7 @@ def summary_notes(findings: list[dict], embeds: list[dict], examined: dict) -> l
         notes.append(f"{layer_words(frozen)} of B frozen: attention and FFN "
                      f"{findings[frozen[0]]['attention']['identity']}" + (f"; {layer_words(moved)} moved and related"
                                                                            if moved else ""))
-    related_layers = frozen + moved
+    related_layers = [f["layer_b"] for f in findings if {"related", "identical"} & {f["attention"]["status"], f["ffn"]["status"]}]
     if emb in ("related", "identical") and not related_layers:
         looked = sorted(examined["ffn"]["b"] | examined["attention"]["b"])
         seen = (f"{layer_words(looked)} of B examined with power show none" if looked else

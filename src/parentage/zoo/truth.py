@@ -43,8 +43,11 @@ def explanation_errors(doc: dict, layer_map: list[int | None] | None, frozen_lay
                 if f["attention"]["status"] == f["ffn"]["status"] == "identical"]
         if said != sorted(frozen_layers):
             errors.append(f"frozen layers {sorted(frozen_layers)}, reported {said}")
-    if only_embeddings and not any(n.startswith("only the embeddings share ancestry") for n in al["notes"]):
+    said_only = any(n.startswith("only the embeddings share ancestry") for n in al["notes"])
+    if only_embeddings and not said_only:
         errors.append("an embeddings-only copy not described as such")
+    if said_only and not only_embeddings:
+        errors.append("layers that descend from A's described as independent (\"only the embeddings\")")
     return errors
 
 
