@@ -326,7 +326,7 @@ def layer_findings(n_a: int, n_b: int, la: LayerAlignment | None, scores: dict[s
 def component_runs(findings: list[dict]) -> list[str]:
     """'layers 0–1 of B: attention and FFN bit-identical ... (frozen)', one line per run of like layers."""
     def related(c: dict) -> str:
-        return "related to A's" + {True: " and moved", False: "", None: " (identity not checkable)"}[c["moved"]]
+        return "related to A's" + {True: " and moved", False: "", None: " (identity not checked)"}[c["moved"]]
 
     def describe(f: dict) -> str:
         att, ffn = f["attention"], f["ffn"]
