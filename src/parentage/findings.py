@@ -421,7 +421,8 @@ SHAPE_NOTES = (("FFN width", "intermediate_size"), ("hidden size", "hidden_size"
 def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMap, identity: list[TensorIdentity],
             ev_hidden: Evidence, related: bool, notes: list[str], related_level: float, seed: int) -> dict:
     n_a, n_b = a.summary.n_layers or 0, b.summary.n_layers or 0
-    out: dict = {"layers": None, "notes": [], "units": [], "hidden_map": hmap.to_dict(), "ties": [], "components": None}
+    out: dict = {"layers": None, "notes": [], "units": [], "hidden_map": hmap.to_dict(), "ties": [], "components": None,
+                 "not_examined": {"a": [], "b": []}}
     shown = lambda x, f: "none (dense)" if x is None and f == "n_experts" else value(x)  # noqa: E731
     for label, f in SHAPE_NOTES:
         x, y = getattr(a.summary, f), getattr(b.summary, f)
@@ -448,21 +449,25 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
     if la is not None and la.matched:
         la, ties = resolve_ties(a, b, hmap, la, score, level, seed)
         out["ties"] = ties
-        out["layers"] = [list(p) for p in la.pairs]
         out["notes"] += tie_notes(ties)
         in_tie = {("b" if t["side"] == "a" else "a", k) for t in ties for k in t["candidates"]}
-        ex_b = examined["ffn"]["b"] | examined["attention"]["b"]
-        ex_a = examined["ffn"]["a"] | examined["attention"]["a"]
-        for side, own, other, gaps, ex in (("b", "B", "A", [j for i, j in la.pairs if i is None], ex_b),
-                                           ("a", "A", "B", [i for i, j in la.pairs if j is None], ex_a)):
-            gaps = [g for g in gaps if (side, g) not in in_tie]
-            seen, unseen = [g for g in gaps if g in ex], [g for g in gaps if g not in ex]
+        ex = {"b": examined["ffn"]["b"] | examined["attention"]["b"], "a": examined["ffn"]["a"] | examined["attention"]["a"]}
+        gaps = {"b": [j for i, j in la.pairs if i is None], "a": [i for i, j in la.pairs if j is None]}
+        unseen = {side: [g for g in gaps[side] if g not in ex[side] and (side, g) not in in_tie] for side in "ab"}
+        for side, own, other in (("b", "B", "A"), ("a", "A", "B")):
+            seen = [g for g in gaps[side] if g in ex[side] and (side, g) not in in_tie]
             if seen:
                 out["notes"].append(f"{layer_words(seen)} of {own} {'has' if len(seen) == 1 else 'have'} no "
                                     f"counterpart in {other}")
-            if unseen:
-                out["notes"].append(f"{layer_words(unseen)} of {own}: no evidence either way (not examined by a test "
-                                    f"that sees this pair's kinship; raise --budget to read more layers whole)")
+        if unseen["a"] or unseen["b"]:
+            where = (f"{layer_words(unseen['a'])} of A and of B" if unseen["a"] == unseen["b"] else
+                     " and ".join(f"{layer_words(unseen[s])} of {s.upper()}" for s in "ab" if unseen[s]))
+            out["notes"].append(f"{where}: no evidence either way (not examined by a test that sees this pair's "
+                                f"kinship; raise --budget to read more layers whole)")
+        # A layer nothing examined is left out of the path: neither matched nor claimed inserted or removed.
+        out["layers"] = [list(p) for p in la.pairs if not ((p[0] is None and p[1] in unseen["b"])
+                                                           or (p[1] is None and p[0] in unseen["a"]))]
+        out["not_examined"] = unseen
         if a.summary.n_experts or b.summary.n_experts:
             cells = [c for t in tests for c in t.cells]
             out["units"] = [u for u in unit_map(cells, related_level) if "value" not in u["b"]]

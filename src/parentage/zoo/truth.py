@@ -15,7 +15,7 @@ def explanation_errors(doc: dict, layer_map: list[int | None] | None, frozen_lay
 
     An inserted or removed layer must be named, or sit inside a tie left undecided (which then contains the
     truth); a layer that does descend from A must never be said to have no counterpart; frozen layers must be
-    exactly the layers reported identical."""
+    exactly the layers reported identical. A layer the report lists as not examined makes no claim."""
     al, errors = doc["alignment"], []
     if doc["verdict"]["label"] != "related":
         return [f"verdict {doc['verdict']['label']}"]
@@ -25,8 +25,11 @@ def explanation_errors(doc: dict, layer_map: list[int | None] | None, frozen_lay
     def in_open_tie(side: str, k: int) -> bool:
         return any(t["side"] == side and k in t["candidates"] for t in open_ties)
 
+    silent = {side: set(v) for side, v in al.get("not_examined", {}).items()}  # no claim either way: allowed
     if layer_map is not None:
         for j, i in enumerate(layer_map):
+            if j in silent.get("b", ()):
+                continue
             if i is None and (None, j) not in pairs and not in_open_tie("a", j):
                 errors.append(f"inserted layer {j} of B not named")
             if i is not None and (None, j) in pairs and not in_open_tie("a", j):
@@ -36,7 +39,7 @@ def explanation_errors(doc: dict, layer_map: list[int | None] | None, frozen_lay
         kept = {i for i in layer_map if i is not None}
         n_a = doc["inputs"][0]["n_layers"] or 0
         for i in range(n_a):
-            if i not in kept and (i, None) not in pairs and not in_open_tie("b", i):
+            if i not in kept and (i, None) not in pairs and not in_open_tie("b", i) and i not in silent.get("a", ()):
                 errors.append(f"removed layer {i} of A not named")
     if frozen_layers is not None and al.get("components"):
         said = [f["layer_b"] for f in al["components"]["layers"]
