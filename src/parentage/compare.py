@@ -30,8 +30,8 @@ from .evidence.blocks import ffn_units, has_two_views, read_block, value_units, 
 from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_bases
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.identical import identical_tensors
-from .findings import TestCells, explain
-from .report.words import value
+from .findings import SHAPE_FIELDS, TestCells, explain
+from .report.words import shape_value
 from .evidence.neurons import (agreement_test, index_test, layer_scores, map_blocks, rank_order_test, read_blocks, read_raw,
                                split_rank_cells, token_neuron_mask, TOKEN_NEURON_QUANTILE)
 from .tokenizers import checkpoint_vocab, lineage, shared_tokens
@@ -372,17 +372,13 @@ def _tokenizer_evidence(va, vb) -> list[Evidence]:
 # -- 5. alignment, direction, report --------------------------------------------------------------------------
 
 
-SHAPE_FIELDS = (("layers", "n_layers"), ("FFN width", "intermediate_size"), ("experts", "n_experts"),
-                ("hidden size", "hidden_size"), ("vocabulary", "vocab_size"))
-
 
 def _direction(a: Checkpoint, b: Checkpoint, label: str) -> dict:
     """Weights show shared ancestry, not its direction: growing A into B (layers inserted, FFN widened, experts
     upcycled) and pruning B into A leave the same trace. So no parent is named; the basis says what differs."""
     if label != "related":
         return {"parent": None, "basis": "no shared ancestry shown"}
-    shown = lambda x, f: "none (dense)" if x is None and f == "n_experts" else value(x)  # noqa: E731
-    changes = [f"{what} {shown(getattr(a.summary, f), f)} in A, {shown(getattr(b.summary, f), f)} in B"
+    changes = [f"{what} {shape_value(getattr(a.summary, f), f)} in A, {shape_value(getattr(b.summary, f), f)} in B"
                for what, f in SHAPE_FIELDS if getattr(a.summary, f) != getattr(b.summary, f)]
     if not changes:
         return {"parent": None, "basis": "same shape: the weights do not say which came first"}

@@ -30,7 +30,7 @@ from .evidence import Evidence
 from .evidence.hidden import HiddenMap
 from .evidence.identical import TensorIdentity, layer_identity
 from .evidence.neurons import Cell, layer_scores, unit_map
-from .report.words import layers as layer_words, value
+from .report.words import layers as layer_words, shape_value
 from .stats import poisson_tail
 
 COMPONENT_OF_TEST = {"ffn_neuron_order": "ffn", "ffn_neuron_agreement": "ffn", "ffn_neuron_rank_order": "ffn",
@@ -106,7 +106,9 @@ def output_kept(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, i: int, j: int, s
     Columns of o_proj and down_proj are the output directions of head dimensions and neurons; a block of
     OUTPUT_ROWS residual coordinates of each is read in both (B's rows through the residual map, which must be a
     permutation or the identity for rows to correspond) and the columns at the same index compared by |cos|.
-    Returns the mean |cos| above chance and B's row norm relative to A's, or None when not comparable."""
+    Returns the mean |cos| above chance and B's row norm relative to A's, or None when not comparable.
+    Descriptive, not calibrated: it only decides which of two layers that both significantly descend from one
+    layer is named the copy (KEPT_MIN, KEPT_RATIO), never whether the models are related."""
     if hmap.kind not in ("identity", "permutation"):
         return None
     excess, norms = [], []
@@ -414,8 +416,8 @@ def summary_notes(findings: list[dict], embeds: list[dict], examined: dict) -> l
 # -- the alignment section ----------------------------------------------------------------------------------------
 
 
-SHAPE_NOTES = (("FFN width", "intermediate_size"), ("hidden size", "hidden_size"), ("layers", "n_layers"),
-               ("experts", "n_experts"), ("vocabulary", "vocab_size"))
+SHAPE_FIELDS = (("FFN width", "intermediate_size"), ("hidden size", "hidden_size"), ("layers", "n_layers"),
+                ("experts", "n_experts"), ("vocabulary", "vocab_size"))  # what differs in shape, in the order told
 
 
 def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMap, identity: list[TensorIdentity],
@@ -423,11 +425,10 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
     n_a, n_b = a.summary.n_layers or 0, b.summary.n_layers or 0
     out: dict = {"layers": None, "notes": [], "units": [], "hidden_map": hmap.to_dict(), "ties": [], "components": None,
                  "not_examined": {"a": [], "b": []}}
-    shown = lambda x, f: "none (dense)" if x is None and f == "n_experts" else value(x)  # noqa: E731
-    for label, f in SHAPE_NOTES:
+    for label, f in SHAPE_FIELDS:
         x, y = getattr(a.summary, f), getattr(b.summary, f)
         if x != y:
-            out["notes"].append(f"{label} {shown(x, f)} -> {shown(y, f)}")
+            out["notes"].append(f"{label} {shape_value(x, f)} -> {shape_value(y, f)}")
     if related and hmap.kind == "rotation":
         out["notes"].append("B's residual stream is a rotation of A's (re-parameterised)")
     elif related and hmap.kind == "permutation" and hmap.perm is not None:

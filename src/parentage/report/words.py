@@ -56,6 +56,11 @@ def value(x) -> str:
     return str(x)
 
 
+def shape_value(x, field: str) -> str:
+    """An architecture number of `ArchSummary`: a dense model's missing expert count reads 'none (dense)'."""
+    return "none (dense)" if x is None and field == "n_experts" else value(x)
+
+
 def p_value(log10_p: float | None) -> str:
     """log10 p -> '10⁻⁸⁸', rounded towards 1 so it stays a bound (or 'p = 0.03' near 1)."""
     if log10_p is None or not math.isfinite(log10_p):
