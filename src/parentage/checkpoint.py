@@ -245,11 +245,15 @@ class Checkpoint:
         return self.resolved.tokenizer_files()
 
     def cost(self) -> dict:
-        """Bytes read so far (weight headers and rows, plus the JSON side files) against the weights held."""
+        """Bytes read so far (weight headers and rows, plus the JSON side files) against the weights held, and
+        what crossed the network for them (0 for local files; for remote ones, what the range cache lacked)."""
+        net = self.resolved.net
         return {
             "bytes_read": self.weights.bytes_read + self.resolved.side_bytes_read,
             "bytes_total": self.weights.bytes_total,
             "n_reads": self.weights.n_reads,
+            "bytes_transferred": net.bytes_transferred if net else 0,
+            "n_requests": net.n_requests if net else 0,
         }
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
 
 from . import __version__
@@ -388,13 +390,17 @@ def _direction(a: Checkpoint, b: Checkpoint, label: str) -> dict:
 
 def _same_files(a: Checkpoint, b: Checkpoint) -> bool:
     """Both references name the same weight files (after links), e.g. one path given twice."""
-    files = lambda ck: sorted(os.path.realpath(r.path) for r in ck.weights.readers)  # noqa: E731
+    # a remote file is named by repository, commit and file (or URL), so equal names are the same bytes
+    files = lambda ck: sorted(os.path.realpath(r.path) if isinstance(r.path, Path) else str(r.path)  # noqa: E731
+                              for r in ck.weights.readers)
     return files(a) == files(b)
 
 
 def _input(ck: Checkpoint) -> dict:
     s = ck.summary
-    return {"ref": ck.ref, "format": ck.format, "arch": s.family, "n_layers": s.n_layers, "hidden_size": s.hidden_size,
+    hub = ck.resolved.hub or {}
+    return {"ref": ck.ref, "source": ck.resolved.source, "revision": hub.get("revision"), "commit": hub.get("commit"),
+            "format": ck.format, "arch": s.family, "n_layers": s.n_layers, "hidden_size": s.hidden_size,
             "intermediate_size": s.intermediate_size, "n_experts": s.n_experts, "vocab_size": s.vocab_size,
             "n_params": s.n_params}
 
@@ -449,7 +455,8 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
         "seed": seed,
         "budget_bytes_per_model": plan.bytes_per_model,
         "cost": {"bytes_read": ca["bytes_read"] + cb["bytes_read"], "bytes_total": ca["bytes_total"] + cb["bytes_total"],
-                 "n_reads": ca["n_reads"] + cb["n_reads"], "per_input": [ca, cb],
+                 "n_reads": ca["n_reads"] + cb["n_reads"],
+                 "bytes_transferred": ca["bytes_transferred"] + cb["bytes_transferred"], "per_input": [ca, cb],
                  "seconds": round(time.perf_counter() - t0, 3)},
     }
 

@@ -53,7 +53,20 @@ TEXT_MAX_BYTES = 8 * 1024 * 1024
 # Tokenizer files that are not JSON (sentencepiece, tiktoken, merges.txt, vocab.txt).
 TOKENIZER_MAX_BYTES = 256 * 1024 * 1024
 
+# Remote weights (remote/): range requests, their retries, and the disk cache of fetched ranges.
+HTTP_PARALLEL = 8  # range requests in flight at once per checkpoint
+HTTP_RETRIES = 10  # attempts after the first, on 429, 5xx, dropped connections and short bodies
+HTTP_BACKOFF = 0.5  # seconds before the first retry, doubled each time (a Retry-After header wins)
+HTTP_MAX_WAIT = 30.0  # longest single wait, whatever Retry-After asks
+HTTP_TIMEOUT = 60.0  # seconds without a byte before a request counts as dropped
+COALESCE_GAP = 64 * 1024  # two wanted ranges closer than this are fetched as one request
+GGUF_REMOTE_HEAD = 4 << 20  # first bytes of a remote GGUF fetched for its header, doubled until it fits
+RANGE_CACHE_BYTES = 20 << 30  # the fetched-range cache is trimmed (least recently used first) past this
+
 ENV_CACHE = "PARENTAGE_CACHE"  # where demo fixtures and zoos are kept
+ENV_RANGE_CACHE_BYTES = "PARENTAGE_RANGE_CACHE_BYTES"
+ENV_HTTP_BACKOFF = "PARENTAGE_HTTP_BACKOFF"  # tests shorten the waits
+ENV_HF_ENDPOINT = "HF_ENDPOINT"
 ENV_HF_CACHE = "HF_HUB_CACHE"
 ENV_HF_HOME = "HF_HOME"
 ENV_HF_OFFLINE = "HF_HUB_OFFLINE"
@@ -79,3 +92,30 @@ def hf_cache_dir() -> Path:
 
 def hf_offline() -> bool:
     return os.environ.get(ENV_HF_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hf_endpoint() -> str:
+    """The hub's base URL, read when asked (huggingface_hub reads HF_ENDPOINT once, at its import)."""
+    from huggingface_hub import constants
+
+    return (os.environ.get(ENV_HF_ENDPOINT) or constants.ENDPOINT).rstrip("/")
+
+
+def range_cache_dir() -> Path:
+    return cache_dir() / "ranges"
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        value = float(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+    return value if value >= 0 else default
+
+
+def range_cache_bytes() -> int:
+    return int(_env_number(ENV_RANGE_CACHE_BYTES, RANGE_CACHE_BYTES))
+
+
+def http_backoff() -> float:
+    return _env_number(ENV_HTTP_BACKOFF, HTTP_BACKOFF)

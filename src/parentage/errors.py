@@ -81,3 +81,12 @@ class OutputPathError(ParentageError, IsADirectoryError):
 
 class LimitError(FormatError):
     """A small input asks for unbounded work (a cap in constants.py that no real checkpoint reaches)."""
+
+
+class RemoteError(ParentageError, ConnectionError):
+    """A remote file could not be fetched: host unreachable, retries spent, or the server broke the protocol
+    (ignored a Range header, answered other bytes than asked, changed the file mid-run)."""
+
+
+class NotCachedError(HubReferenceError):
+    """Offline (HF_HUB_OFFLINE), a byte range or file the job needs is not in the local caches."""

@@ -25,15 +25,21 @@ __all__ = ["Reader", "TensorInfo", "WeightSet", "open_file", "sniff_format", "GG
 READERS = {"safetensors": SafetensorsFile, "gguf": GGUFFile, "torch": TorchZipFile}
 
 
-def sniff_format(path: Path) -> str:
-    """The format of a weights file, from its first bytes."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except FileNotFoundError:
-        raise CheckpointNotFoundError(path, "no such file") from None
-    except IsADirectoryError:
-        raise FormatError(path, "is a folder, not a weights file") from None
+def sniff_format(source) -> str:
+    """The format of a weights file (a local path, or a byte source such as a remote file), from its first bytes."""
+    if isinstance(source, (str, Path)):
+        where = Path(source)
+        try:
+            with open(where, "rb") as f:
+                head = f.read(16)
+        except FileNotFoundError:
+            raise CheckpointNotFoundError(where, "no such file") from None
+        except IsADirectoryError:
+            raise FormatError(where, "is a folder, not a weights file") from None
+    else:
+        where = source.path
+        head = bytes(source.read(0, min(16, source.size)))
+        source.stats.bytes_read -= len(head)  # counted again by the reader that parses the header
     if head[:4] == b"GGUF":
         return "gguf"
     if head[:4] == b"PK\x03\x04":
@@ -42,14 +48,21 @@ def sniff_format(path: Path) -> str:
         return "safetensors"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "torch"  # a bare pickle: torch's legacy format, refused by the torch reader with a clear line
-    if len(head) < 9 and path.suffix == ".safetensors":
+    if len(head) < 9 and str(where).endswith(".safetensors"):
         return "safetensors"  # let the safetensors parser explain the truncation
-    raise FormatError(path, "not a weights file parentage knows (safetensors, GGUF or a torch zip checkpoint)")
+    raise FormatError(where, "not a weights file parentage knows (safetensors, GGUF or a torch zip checkpoint)")
 
 
-def open_file(path: str | Path) -> Reader:
-    path = Path(path)
-    return READERS[sniff_format(path)](path)
+def open_file(source) -> Reader:
+    """A reader for a local path or a byte source with the verbs of `base.MappedFile` (a remote file)."""
+    if isinstance(source, str):
+        source = Path(source)
+    fmt = sniff_format(source)
+    if fmt == "torch" and not isinstance(source, Path):
+        raise FormatError(source.path, "a torch checkpoint is read only from disk (its zip directory sits at the "
+                                       "end and its pickle must be read whole); ask for the safetensors files, or "
+                                       "download it")
+    return READERS[fmt](source)
 
 
 def _block_size(n: int, n_blocks: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -87,6 +88,9 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+_OPEN_LOCK = threading.Lock()
+
+
 @dataclass
 class MappedFile:
     """A file read through mmap, opened on first use, every read bounds-checked and counted."""
@@ -109,8 +113,10 @@ class MappedFile:
         if nbytes == 0:
             return np.empty(0, dtype=np.uint8)
         if self._mm is None:
-            self._fh = open(self.path, "rb")
-            self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+            with _OPEN_LOCK:  # remote-style parallel readers may race to open the map
+                if self._mm is None:
+                    self._fh = open(self.path, "rb")
+                    self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
         return np.frombuffer(self._mm, dtype=np.uint8, count=nbytes, offset=offset)
 
     def close(self) -> None:
@@ -124,15 +130,21 @@ class MappedFile:
 
 
 class FileReader:
-    """What every format reader shares: the mapped file, its read accounting, and closing it when the header
-    turns out bad (a hostile file must not leave descriptors open behind its error line)."""
+    """What every format reader shares: the byte source, its read accounting, and closing it when the header
+    turns out bad (a hostile file must not leave descriptors open behind its error line).
+
+    The source is a local path (read through `MappedFile`) or anything with the same verbs — `path` (a name
+    for error lines), `size`, `stats`, `read(offset, n)` and `close()` — such as `remote.ranges.RangeFile`."""
 
     format = ""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.stats = ReadStats()
-        self._file = MappedFile(self.path, self.stats)
+    def __init__(self, source: "str | Path | MappedFile"):
+        if isinstance(source, (str, os.PathLike)):
+            self.path = Path(source)
+            self.stats = ReadStats()
+            self._file = MappedFile(self.path, self.stats)
+        else:
+            self.path, self.stats, self._file = source.path, source.stats, source
         try:
             self._open()
         except BaseException:
@@ -151,9 +163,6 @@ class FileReader:
         self._file.close()
 
 
-def read_head(path: Path, nbytes: int, stats: ReadStats) -> bytes:
-    """Plain read of a file's first bytes (headers), counted."""
-    with open(path, "rb") as f:
-        data = f.read(nbytes)
-    stats.add(len(data))
-    return data
+def is_local(file) -> bool:
+    """Whether a reader's byte source is a mapped local file (remote ones are fetched in pieces)."""
+    return isinstance(file, MappedFile)

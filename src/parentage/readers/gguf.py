@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import (GGUF_MAX_ARRAY, GGUF_MAX_HEADER, GGUF_MAX_ITEMS, GGUF_MAX_KEYS, GGUF_MAX_NESTING, GGUF_MAX_STRING,
+from ..constants import (GGUF_MAX_ARRAY, GGUF_MAX_HEADER, GGUF_MAX_ITEMS, GGUF_MAX_KEYS, GGUF_MAX_NESTING, GGUF_MAX_STRING, GGUF_REMOTE_HEAD,
                          GGUF_MAX_TENSORS, MAX_DIM)
 from ..dtypes import decode
 from ..errors import FormatError, LimitError, UnsupportedDtypeError
-from .base import FileReader, TensorInfo, check_row_range, rows_cols, shaped_rows
+from .base import FileReader, TensorInfo, check_row_range, is_local, rows_cols, shaped_rows
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -51,9 +51,13 @@ class LazyStrings:
         return self.count
 
 
+class _NeedMore(Exception):
+    """The header runs past the bytes fetched so far (a remote file is read a few MB at a time)."""
+
+
 class _Cursor:
-    def __init__(self, path: Path, buf: memoryview):
-        self.path, self.buf, self.pos = path, buf, 0
+    def __init__(self, path: Path, buf: memoryview, partial: bool = False):
+        self.path, self.buf, self.pos, self.partial = path, buf, 0, partial
         self.items = 0  # keys, array elements and tensor entries parsed: a small file must not mean unbounded work
 
     def count(self, n: int) -> None:
@@ -64,6 +68,8 @@ class _Cursor:
 
     def take(self, n: int) -> memoryview:
         if self.pos + n > len(self.buf):
+            if self.partial:
+                raise _NeedMore
             raise FormatError(self.path, f"truncated GGUF header: needs {n} bytes at offset {self.pos}, file ends at {len(self.buf)}")
         out = self.buf[self.pos : self.pos + n]
         self.pos += n
@@ -132,10 +138,20 @@ class GGUFFile(FileReader):
     def _open(self) -> None:
         if self._file.size < 24:
             raise FormatError(self.path, f"truncated: {self._file.size} bytes, too short for a GGUF header")
-        # Map the header region once; bytes are counted below once we know where the tensor data starts.
-        view = memoryview(self._file.read(0, min(self._file.size, GGUF_MAX_HEADER)))
-        self.stats.bytes_read -= len(view)
-        cur = _Cursor(self.path, view)
+        # Map the header region once (a remote file: its first few MB, more until the header fits); bytes are
+        # counted below once we know where the tensor data starts.
+        limit = min(self._file.size, GGUF_MAX_HEADER)
+        want = limit if is_local(self._file) else min(limit, GGUF_REMOTE_HEAD)
+        while True:
+            view = memoryview(self._file.read(0, want))
+            self.stats.bytes_read -= len(view)
+            try:
+                return self._parse(view, partial=want < limit)
+            except _NeedMore:
+                want = min(limit, 2 * want)
+
+    def _parse(self, view: memoryview, partial: bool) -> None:
+        cur = _Cursor(self.path, view, partial)
         if bytes(cur.take(4)) != MAGIC:
             raise FormatError(self.path, "not a GGUF file (magic bytes are not 'GGUF')")
         self.version = cur.unpack("<I", 4)

@@ -17,7 +17,7 @@ from ..constants import MAX_DIM, MAX_TENSORS, SAFETENSORS_MAX_HEADER
 from ..dtypes import DTYPES, decode
 from ..errors import FormatError, LimitError, UnsupportedDtypeError
 from ..safeio import parse_json
-from .base import FileReader, TensorInfo, check_row_range, read_head, rows_cols, shaped_rows
+from .base import FileReader, TensorInfo, check_row_range, rows_cols, shaped_rows
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -89,10 +89,9 @@ class SafetensorsFile(FileReader):
 
     def _open(self) -> None:
         size = self._file.size
-        head = read_head(self.path, 8, self.stats)
-        if len(head) < 8:
+        if size < 8:
             raise FormatError(self.path, f"truncated: {size} bytes, too short for the 8-byte safetensors header length")
-        n = int.from_bytes(head, "little")
+        n = int.from_bytes(bytes(self._file.read(0, 8)), "little")
         if n > SAFETENSORS_MAX_HEADER:
             raise FormatError(self.path, f"header length {n} exceeds the {SAFETENSORS_MAX_HEADER}-byte cap (corrupt or not safetensors)")
         if 8 + n > size:

@@ -435,8 +435,17 @@ def load_tokenizer(ref: str | Path) -> Vocab:
     for name in FOLDER_ORDER:
         if name in files:
             return load_file(files[name])
-    if resolved.weights and resolved.weights[0].suffix == ".gguf":
-        return load_file(resolved.weights[0])
+    first = resolved.weights[0] if resolved.weights else None
+    if isinstance(first, Path) and first.suffix == ".gguf":
+        return load_file(first)
+    if first is not None and not isinstance(first, Path) and str(first.path).endswith(".gguf"):  # a remote GGUF
+        from ..readers.gguf import GGUFFile
+
+        r = GGUFFile(first)
+        try:
+            return from_gguf(r)
+        finally:
+            r.close()
     raise FormatError(ref, "no tokenizer file (tokenizer.json, tokenizer.model, *.tiktoken, vocab.json, GGUF)")
 
 

@@ -1,0 +1,312 @@
+"""A remote weights file read by HTTP Range requests, with the verbs of the local mmap reader.
+
+`RangeFile.read(offset, n)` returns the bytes as a uint8 array, as `readers.base.MappedFile.read` does, so the
+format readers cannot tell a remote file from a local one. Underneath: the range cache first (cache.py), then
+the network for what is missing, with nearby gaps coalesced into one request, a bounded number of requests in
+flight, keep-alive (huggingface_hub's shared HTTP session), and retries with backoff on 429 and 5xx answers,
+dropped connections and short bodies, honouring Retry-After. Every answer is checked: a 206 must carry a
+Content-Range naming exactly the bytes asked for and the file size we were told, and the same ETag; a server
+that ignores Range is refused rather than let us stream a 40 GB shard.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..constants import COALESCE_GAP, HTTP_MAX_WAIT, HTTP_PARALLEL, HTTP_RETRIES, HTTP_TIMEOUT, http_backoff
+from ..errors import FormatError, NotCachedError, RemoteError
+from .cache import RangeCache
+
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class NetStats:
+    """What one checkpoint cost the network: reported in the JSON `cost` beside bytes read and held."""
+
+    bytes_transferred: int = 0
+    n_requests: int = 0
+    n_retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, nbytes: int, requests: int = 1) -> None:
+        with self._lock:
+            self.bytes_transferred += nbytes
+            self.n_requests += requests
+            _progress_add(nbytes)
+
+    def retry(self) -> None:
+        with self._lock:
+            self.n_retries += 1
+
+
+@dataclass
+class Location:
+    """Where a file's bytes are asked for: the URL after the hub's redirect (a CDN path), with the headers that
+    may go there (the token only to the hub's own origin) and the ETag that pins the contents."""
+
+    url: str
+    headers: dict
+    etag: str | None
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(HTTP_PARALLEL, thread_name_prefix="parentage-range")
+        return _POOL
+
+
+# -- progress on stderr, in bytes fetched --------------------------------------------------------------------
+
+_BAR = None
+
+
+def show_progress(on: bool) -> None:
+    """A byte counter on stderr while ranges are fetched (the CLI turns it on for a terminal)."""
+    global _BAR
+    if on and _BAR is None:
+        from tqdm import tqdm
+
+        _BAR = tqdm(total=None, desc="fetched", unit="B", unit_scale=True, leave=False, file=sys.stderr, delay=0.5)
+    elif not on and _BAR is not None:
+        _BAR.close()
+        _BAR = None
+
+
+def _progress_add(nbytes: int) -> None:
+    if _BAR is not None and nbytes:
+        _BAR.update(nbytes)
+
+
+# -- one remote file ------------------------------------------------------------------------------------------
+
+
+def _retry_after(headers) -> float | None:
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """'bytes 10-19/100' -> (10, 20, 100); None when absent or malformed."""
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        span, total = value[6:].split("/")
+        first, last = span.split("-")
+        return int(first), int(last) + 1, None if total == "*" else int(total)
+    except ValueError:
+        return None
+
+
+class _Retry(Exception):
+    def __init__(self, why: str, wait: float | None = None):
+        self.why, self.wait = why, wait
+
+
+class RangeFile:
+    """One remote file: `size`, `read(offset, n)`, `close()`, like `MappedFile`; `path` names it in errors."""
+
+    def __init__(self, name: str, size: int, key: str, cache: RangeCache, net: NetStats, stats=None,
+                 locate: Callable[[], Location] | None = None, offline_hint: str = ""):
+        from ..readers.base import ReadStats
+
+        self.path, self.size, self.key = name, size, key
+        self.cache, self.net = cache, net
+        self.stats = stats if stats is not None else ReadStats()
+        self._locate, self._location = locate, None
+        self._located = threading.Lock()
+        self.offline_hint = offline_hint
+
+    def __repr__(self) -> str:
+        return f"RangeFile({self.path!r}, {self.size} bytes)"
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def read(self, offset: int, nbytes: int) -> np.ndarray:
+        if offset < 0 or nbytes < 0 or offset + nbytes > self.size:
+            raise FormatError(self.path, f"read of {nbytes} bytes at offset {offset} runs past the end of the file "
+                                         f"({self.size} bytes)")
+        self.stats.add(nbytes)
+        out = np.empty(nbytes, dtype=np.uint8)
+        gaps = self._fill_from_cache(out, offset, offset + nbytes)  # a piece deleted under us is a gap
+        if gaps:
+            self._fetch_gaps(out, offset, gaps)
+        return out
+
+    def close(self) -> None:
+        pass
+
+    # -- cache --------------------------------------------------------------------------------------------------
+
+    def _fill_from_cache(self, out: np.ndarray, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Copy cached bytes of [lo, hi) into `out`; return the gaps, in order."""
+        gaps, cursor = [], lo
+        for start, end in sorted(self.cache.pieces(self.key)):
+            if end <= cursor or start >= hi:
+                continue
+            if start > cursor:
+                gaps.append((cursor, min(start, hi)))
+                cursor = min(start, hi)
+            take_hi = min(end, hi)
+            if take_hi <= cursor:
+                continue
+            data = self.cache.read(self.key, (start, end), cursor, take_hi)
+            if data is None:
+                continue  # gone: left as a gap below
+            out[cursor - lo: take_hi - lo] = np.frombuffer(data, dtype=np.uint8)
+            cursor = take_hi
+            if cursor >= hi:
+                break
+        if cursor < hi:
+            gaps.append((cursor, hi))
+        return _merge(gaps, 0)
+
+    # -- network ------------------------------------------------------------------------------------------------
+
+    def _fetch_gaps(self, out: np.ndarray, lo: int, gaps: list[tuple[int, int]]) -> None:
+        if self._locate is None:
+            a, b = gaps[0]
+            raise NotCachedError(self.path, f"bytes {a:,}-{b - 1:,} are not in the range cache and HF_HUB_OFFLINE is "
+                                            f"set{self.offline_hint}; run once online to fetch them")
+        requests = _merge(gaps, COALESCE_GAP)
+        if len(requests) == 1:
+            results = [self._fetch(*requests[0])]
+        else:
+            results = list(pool().map(lambda r: self._fetch(*r), requests))
+        for (a, b), data in zip(requests, results):
+            self.cache.store(self.key, a, data)
+            s, e = max(a, lo), min(b, lo + len(out))
+            out[s - lo: e - lo] = np.frombuffer(data, dtype=np.uint8)[s - a: e - a]
+
+    def location(self, refresh: bool = False) -> Location:
+        with self._located:
+            if self._location is None or refresh:
+                self._location = self._locate()
+            return self._location
+
+    def _fetch(self, a: int, b: int) -> bytes:
+        """Bytes [a, b) from the server, retried on what a retry can mend."""
+        import httpx2 as httpx  # huggingface_hub's HTTP client
+        from huggingface_hub.utils import get_session
+
+        refreshed, last = False, ""
+        for attempt in range(HTTP_RETRIES + 1):
+            loc = self.location()
+            try:
+                return self._get(get_session(), loc, a, b)
+            except _Retry as r:
+                last, wait = r.why, r.wait
+            except (httpx.TransportError, httpx.StreamError) as e:  # dropped, reset, timed out, refused
+                if isinstance(e, httpx.ConnectError) and attempt >= 2:
+                    raise RemoteError(self.path, f"cannot connect to {_origin(loc.url)} "
+                                                 f"({type(e).__name__}: {_first_line(e)})") from None
+                last, wait = f"{type(e).__name__}: {_first_line(e)}", None
+            except RemoteError as e:
+                if e.problem.startswith(("HTTP 401", "HTTP 403")) and not refreshed and self._locate is not None:
+                    refreshed = True  # a signed CDN address that expired: ask the hub for a fresh one
+                    self.location(refresh=True)
+                    continue
+                raise
+            if attempt == HTTP_RETRIES:
+                break
+            self.net.retry()
+            time.sleep(min(HTTP_MAX_WAIT, wait if wait is not None else http_backoff() * 2 ** attempt))
+        raise RemoteError(self.path, f"bytes {a:,}-{b - 1:,} could not be fetched in {HTTP_RETRIES + 1} attempts "
+                                     f"(last: {last})")
+
+    def _get(self, session, loc: Location, a: int, b: int) -> bytes:
+        headers = {**loc.headers, "Range": f"bytes={a}-{b - 1}", "Accept-Encoding": "identity"}
+        with session.stream("GET", loc.url, headers=headers, timeout=HTTP_TIMEOUT, follow_redirects=True) as r:
+            status = r.status_code
+            if status in RETRY_STATUS:
+                self.net.add(0)
+                raise _Retry(f"HTTP {status}", _retry_after(r.headers))
+            if status == 416:
+                self.net.add(0)
+                raise RemoteError(self.path, f"the server says bytes {a:,}-{b - 1:,} lie past the end of the file "
+                                             f"(listed as {self.size:,} bytes; changed since it was listed?)")
+            if status == 200 and not (a == 0 and b == self.size):
+                self.net.add(0)
+                raise RemoteError(self.path, "the server ignored the Range header and would send the whole file; "
+                                             "parentage reads remote weights only by range requests")
+            if status not in (200, 206):
+                self.net.add(0)
+                raise RemoteError(self.path, f"HTTP {status} for bytes {a:,}-{b - 1:,} of {_origin(loc.url)}")
+            if status == 206:
+                got = _content_range(r.headers.get("Content-Range"))
+                if got is None or got[:2] != (a, b) or (got[2] is not None and got[2] != self.size):
+                    self.net.add(0)
+                    raise RemoteError(self.path, f"asked for bytes {a}-{b - 1} of {self.size}, the server answered "
+                                                 f"Content-Range {r.headers.get('Content-Range')!r}")
+            etag = _normal_etag(r.headers.get("ETag"))
+            if loc.etag and etag and etag != loc.etag:
+                self.net.add(0)
+                raise RemoteError(self.path, f"the file changed on the server during the run (ETag {etag} where it "
+                                             f"was {loc.etag}); run again")
+            chunks, got_bytes = [], 0
+            for chunk in r.iter_bytes():
+                chunks.append(chunk)
+                got_bytes += len(chunk)
+                _progress_add(0)
+                if got_bytes > b - a:
+                    break
+        data = b"".join(chunks)
+        self.net.add(len(data))
+        if len(data) < b - a:
+            raise _Retry(f"short body: {len(data):,} of {b - a:,} bytes")
+        return data[: b - a]
+
+
+def _normal_etag(etag: str | None) -> str | None:
+    if not etag:
+        return None
+    return etag.removeprefix("W/").strip('"')
+
+
+def _merge(spans: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
+    """Sorted spans joined where they overlap or lie closer than `gap` bytes."""
+    out: list[list[int]] = []
+    for a, b in sorted(spans):
+        if out and a - out[-1][1] <= gap:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
