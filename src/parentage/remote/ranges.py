@@ -139,6 +139,7 @@ class RangeFile:
         self.stats = stats if stats is not None else ReadStats()
         self._locate, self._location = locate, None
         self._located = threading.Lock()
+        self._seen_etag: str | None = None
         self.offline_hint = offline_hint
 
     def __repr__(self) -> str:
@@ -213,6 +214,7 @@ class RangeFile:
     def _fetch(self, a: int, b: int) -> bytes:
         """Bytes [a, b) from the server, retried on what a retry can mend."""
         import httpx2 as httpx  # huggingface_hub's HTTP client
+        from huggingface_hub.errors import OfflineModeIsEnabled
         from huggingface_hub.utils import get_session
 
         refreshed, last = False, ""
@@ -227,6 +229,9 @@ class RangeFile:
                     raise RemoteError(self.path, f"cannot connect to {_origin(loc.url)} "
                                                  f"({type(e).__name__}: {_first_line(e)})") from None
                 last, wait = f"{type(e).__name__}: {_first_line(e)}", None
+            except OfflineModeIsEnabled:
+                raise NotCachedError(self.path, f"bytes {a:,}-{b - 1:,} are not in the range cache and "
+                                                "huggingface_hub is in offline mode (HF_HUB_OFFLINE)") from None
             except RemoteError as e:
                 if e.problem.startswith(("HTTP 401", "HTTP 403")) and not refreshed and self._locate is not None:
                     refreshed = True  # a signed CDN address that expired: ask the hub for a fresh one
@@ -264,11 +269,15 @@ class RangeFile:
                     self.net.add(0)
                     raise RemoteError(self.path, f"asked for bytes {a}-{b - 1} of {self.size}, the server answered "
                                                  f"Content-Range {r.headers.get('Content-Range')!r}")
+            # The storage's ETag need not be the hub's (an S3 multipart tag is not the LFS sha256), so ranges are
+            # held to the first ETag the storage itself gave.
             etag = _normal_etag(r.headers.get("ETag"))
-            if loc.etag and etag and etag != loc.etag:
+            if etag and self._seen_etag is None:
+                self._seen_etag = etag
+            if etag and etag != self._seen_etag:
                 self.net.add(0)
                 raise RemoteError(self.path, f"the file changed on the server during the run (ETag {etag} where it "
-                                             f"was {loc.etag}); run again")
+                                             f"was {self._seen_etag}); run again")
             chunks, got_bytes = [], 0
             for chunk in r.iter_bytes():
                 chunks.append(chunk)

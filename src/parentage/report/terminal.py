@@ -39,14 +39,15 @@ def format_human(doc: dict) -> str:
         lines += [f"  - {run}" for run in comp["runs"]]
     c = doc["cost"]
     frac = c["bytes_read"] / c["bytes_total"] if c["bytes_total"] else 0.0
-    lines += ["", f"read {format_bytes(c['bytes_read'])} of {format_bytes(c['bytes_total'])} ({100 * frac:.2f}%) in {c['seconds']:.1f} s, "
-                  f"seed {doc['seed']}"]
-    if any(i.get("source") in ("hub", "url") for i in doc["inputs"]):
-        lines.append(f"fetched {format_bytes(c.get('bytes_transferred', 0))} over the network "
-                     f"(the rest came from the range cache)")
+    lines.append("")
     for side, i in zip("AB", doc["inputs"]):
         if i.get("commit"):
             lines.append(f"{side} = {i['ref']} at commit {i['commit']}")
+    if any(i.get("source") in ("hub", "url") for i in doc["inputs"]):
+        lines.append(f"fetched {format_bytes(c.get('bytes_transferred', 0))} over the network "
+                     "(the rest of what was read came from the range cache)")
+    lines.append(f"read {format_bytes(c['bytes_read'])} of {format_bytes(c['bytes_total'])} ({100 * frac:.2f}%) in "
+                 f"{c['seconds']:.1f} s, seed {doc['seed']}")
     return "\n".join(lines)
 
 

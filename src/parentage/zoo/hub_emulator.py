@@ -88,6 +88,8 @@ class Faults:
     burst_len: int = 3
     retry_after: str | None = "0"
     trickle_bps: float | None = None  # bytes per second, when set
+    ignore_range: bool = False  # answer 200 with the whole file, as a server without Range support does
+    shift_range: int = 0  # answer other bytes than asked (a broken proxy), with the Content-Range to match
     seed: int = 0
 
 
@@ -304,7 +306,7 @@ def _handler(hub: HubEmulator, cdn: bool):
                 headers = {"Retry-After": hub.faults.retry_after} if hub.faults.retry_after is not None else {}
                 return self._send(503, b"Slow Down", headers, head)
             etag = {"ETag": f'"{m.group(1)}"', "Accept-Ranges": "bytes"}
-            r = self.headers.get("Range")
+            r = None if hub.faults.ignore_range else self.headers.get("Range")
             if r is None:
                 lo, hi, status = 0, f.size, 200
             else:
@@ -319,6 +321,7 @@ def _handler(hub: HubEmulator, cdn: bool):
                 if lo >= f.size or hi <= lo:
                     return self._send(416, b"", {"Content-Range": f"bytes */{f.size}"}, head)
                 status = 206
+                lo, hi = min(lo + hub.faults.shift_range, f.size - 1), min(hi + hub.faults.shift_range, f.size)
                 etag["Content-Range"] = f"bytes {lo}-{hi - 1}/{f.size}"
             self.send_response(status)
             for k, v in etag.items():

@@ -1,0 +1,243 @@
+"""Remote checkpoints through a real HTTP hub on loopback (zoo/hub_emulator.py): the same answers as local files,
+only the bytes asked for cross the wire, faults are survived, and every failure is one line naming the repo."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import huggingface_hub.constants
+from parentage.checkpoint import Checkpoint
+from parentage.cli import cli
+from parentage.compare import compare
+from parentage.errors import HubReferenceError, NotCachedError, RemoteError
+from parentage.remote.cache import range_cache
+from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors
+from parentage.zoo.hub_emulator import Faults, HubEmulator
+
+SHAPE = Shape(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, ffn=192, vocab=384)
+
+
+def _write(folder, sd, shards=1):
+    folder.mkdir(parents=True)
+    names = list(sd)
+    if shards == 1:
+        write_safetensors(folder / "model.safetensors", sd)
+    else:
+        weight_map = {}
+        for i in range(shards):
+            part = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+            chunk = names[i::shards]
+            write_safetensors(folder / part, {k: sd[k] for k in chunk})
+            weight_map |= {k: part for k in chunk}
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (folder / "config.json").write_text(json.dumps(config_for("llama", SHAPE)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("remote-models")
+    sd = random_state_dict("llama", SHAPE, seed=1)
+    rng = np.random.default_rng(0)
+    noisy = {k: (v + 0.05 * v.std() * rng.standard_normal(v.shape)).astype(np.float32) if v.ndim == 2 else v
+             for k, v in sd.items()}
+    return {"a": _write(root / "a", sd), "b": _write(root / "b", noisy, shards=3),
+            "c": _write(root / "c", random_state_dict("llama", SHAPE, seed=7))}
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """The network allowed (conftest forbids it), waits between retries shortened."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("PARENTAGE_HTTP_BACKOFF", "0.001")
+
+
+def _hub(monkeypatch, models, faults=None, tokens=None, gated=()):
+    hub = HubEmulator(faults, tokens=tokens).start()
+    for name, folder in models.items():
+        hub.add_folder(f"acme/{name}", folder, gated=name in gated)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    return hub
+
+
+@pytest.fixture
+def hub(online, monkeypatch, models):
+    h = _hub(monkeypatch, models)
+    yield h
+    h.stop()
+
+
+def _same_judgement(x, y):
+    assert x["verdict"] == y["verdict"]
+    assert json.dumps(x["evidence"], sort_keys=True) == json.dumps(y["evidence"], sort_keys=True)
+    assert x["alignment"] == y["alignment"]
+
+
+def test_remote_hub_ids_judge_exactly_as_the_local_folders(hub, models):
+    local = compare(str(models["a"]), str(models["b"]))
+    remote = compare("acme/a", "hf://acme/b")
+    _same_judgement(local, remote)
+    assert remote["verdict"]["label"] == "related"
+    for doc_input, repo in zip(remote["inputs"], ("acme/a", "acme/b")):
+        commit = hub.repos[repo].refs["main"]
+        assert doc_input["source"] == "hub" and doc_input["revision"] == "main" and doc_input["commit"] == commit
+    cost = remote["cost"]
+    assert 0 < cost["bytes_transferred"] <= hub.counters.cdn_bytes + hub.counters.hub_bytes
+    assert hub.counters.cdn_bytes < cost["bytes_total"]  # never the whole files
+
+
+def test_an_unrelated_remote_pair_is_judged_as_the_local_one(hub, models):
+    _same_judgement(compare(str(models["a"]), str(models["c"])), compare("acme/a", "acme/c"))
+
+
+def test_a_commit_hash_revision_and_a_url_read_the_same_bytes(hub, models):
+    commit = hub.repos["acme/a"].refs["main"]
+    by_commit = compare(f"acme/a@{commit}", "acme/c")
+    url = f"{hub.url}/acme/a/resolve/main/model.safetensors"
+    by_url = compare(url, "acme/c")
+    index_url = f"{hub.url}/acme/b/resolve/main/model.safetensors.index.json"
+    _same_judgement(by_commit, compare("acme/a", "acme/c"))
+    assert by_commit["inputs"][0]["commit"] == commit
+    assert by_url["inputs"][0]["source"] == "url" and by_url["verdict"] == by_commit["verdict"]
+    _same_judgement(compare(index_url, "acme/a"), compare(str(models["b"]), str(models["a"])))
+
+
+def test_a_second_run_transfers_nothing_and_works_offline(hub, models, monkeypatch):
+    first = compare("acme/a", "acme/b")
+    served = hub.counters.cdn_bytes
+    second = compare("acme/a", "acme/b")
+    assert second["cost"]["bytes_transferred"] == 0 and hub.counters.cdn_bytes == served
+    _same_judgement(first, second)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    requests = hub.counters.requests
+    offline = compare("acme/a", "acme/b")
+    _same_judgement(first, offline)
+    assert hub.counters.requests == requests  # offline means no request at all
+
+
+def test_offline_a_range_never_fetched_is_one_clear_line(hub, models, monkeypatch):
+    compare("acme/a", "acme/b")
+    shutil.rmtree(range_cache().root)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NotCachedError, match="not in the range cache.*HF_HUB_OFFLINE"):
+        compare("acme/a", "acme/b")
+    with pytest.raises(HubReferenceError, match="HF_HUB_OFFLINE"):
+        compare("acme/never-seen", "acme/b")
+
+
+def test_deleting_the_range_cache_mid_run_is_safe(hub, models):
+    with Checkpoint.open("acme/a") as ck:
+        t = ck.get("mlp_up", 1)
+        first = t.read_rows(0, 8).copy()
+        shutil.rmtree(range_cache().root)
+        assert np.array_equal(t.read_rows(0, 8), first)  # fetched again
+        assert np.array_equal(t.read_rows(4, 12)[:4], first[4:])
+
+
+def test_the_range_cache_stays_under_its_cap(online, monkeypatch, models):
+    monkeypatch.setenv("PARENTAGE_RANGE_CACHE_BYTES", str(200_000))
+    hub = _hub(monkeypatch, models)
+    try:
+        doc = compare("acme/a", "acme/b")
+        held = sum(p.stat().st_size for p in range_cache().root.rglob("*") if p.is_file())
+        assert doc["cost"]["bytes_transferred"] > 200_000 and held <= 200_000
+    finally:
+        hub.stop()
+
+
+def test_dropped_connections_and_503_bursts_do_not_change_the_verdict(online, monkeypatch, models):
+    hub = _hub(monkeypatch, models, Faults(drop=0.1, burst=0.05, burst_len=3, seed=3))
+    try:
+        doc = compare("acme/a", "acme/b")
+        assert hub.counters.dropped > 0 and hub.counters.errors_503 > 0
+    finally:
+        hub.stop()
+    _same_judgement(doc, compare(str(models["a"]), str(models["b"])))
+
+
+def test_a_slow_trickle_still_completes(online, monkeypatch, models):
+    hub = _hub(monkeypatch, models, Faults(trickle_bps=20e6))
+    try:
+        with Checkpoint.open("acme/a") as ck:
+            assert ck.get("mlp_up", 0).read_rows(0, 64).shape == (64, SHAPE.hidden)
+    finally:
+        hub.stop()
+
+
+@pytest.mark.parametrize("faults, problem", [(Faults(ignore_range=True), "ignored the Range header"),
+                                             (Faults(shift_range=16), "answered Content-Range")])
+def test_a_server_that_breaks_the_range_protocol_is_refused(online, monkeypatch, models, faults, problem):
+    hub = _hub(monkeypatch, models, faults)
+    try:
+        with pytest.raises(RemoteError, match=problem):
+            Checkpoint.open("acme/a")
+    finally:
+        hub.stop()
+
+
+def _cli(*args):
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_unknown_repo_gated_repo_and_unreachable_host_are_one_line_each(online, monkeypatch, models):
+    hub = _hub(monkeypatch, {"a": models["a"], "g": models["b"]}, tokens={"hf_good"}, gated={"g"})
+    try:
+        code, out, err = _cli("compare", "acme/a", "acme/missing")
+        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+        assert "acme/missing" in err and "no such repository" in err
+        code, _, err = _cli("compare", "acme/a", "acme/g")
+        assert code == 1 and len(err.strip().splitlines()) == 1 and "acme/g" in err and "gated" in err
+        code, _, err = _cli("compare", "acme/a", "acme/a@v9")
+        assert code == 1 and "no such revision" in err
+        code, _, err = _cli("compare", "acme/a", f"{hub.url}/acme/a/resolve/main/missing.safetensors")
+        assert code == 1 and "404" in err and "missing.safetensors" in err
+        monkeypatch.setenv("HF_TOKEN", "hf_good")
+        assert compare("acme/a", "acme/g")["verdict"]["label"] == "related"
+    finally:
+        hub.stop()
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    code, out, err = _cli("compare", "acme/a", str(models["b"]))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "acme/a" in err and "cannot reach" in err
+
+
+def test_a_remote_gguf_header_larger_than_the_first_fetch_is_read_whole(online, monkeypatch, tmp_path):
+    gguf = pytest.importorskip("gguf")
+    from parentage.readers import open_file
+    import parentage.readers.gguf as reader
+
+    w = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "llama")
+    w.add_token_list([f"token-{i}" for i in range(20_000)])
+    w.add_tensor("output_norm.weight", np.arange(64, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    monkeypatch.setattr(reader, "GGUF_REMOTE_HEAD", 4096)  # the header is ~300 KB: several doublings
+    hub = _hub(monkeypatch, {"q": tmp_path})
+    try:
+        from parentage.refs import resolve
+
+        r = open_file(resolve("acme/q").weights[0])
+        assert r.strings("tokenizer.ggml.tokens")[-1] == "token-19999"
+        assert np.array_equal(r.read_rows("output_norm.weight", 0, 64), np.arange(64, dtype=np.float32))
+    finally:
+        hub.stop()
+
+
+def test_a_remote_torch_checkpoint_is_refused_with_the_way_out(online, monkeypatch, tmp_path):
+    from tests.torchzip import write_torch_zip
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    write_torch_zip(folder / "pytorch_model.bin", {"model.embed_tokens.weight": np.zeros((4, 4), np.float32)})
+    hub = _hub(monkeypatch, {"t": folder})
+    try:
+        with pytest.raises(Exception, match="read only from disk"):
+            Checkpoint.open("acme/t")
+    finally:
+        hub.stop()
