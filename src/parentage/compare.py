@@ -51,6 +51,7 @@ WEIGHT_ROWS = 256  # rows per layer for that
 HEAD_SHARE = 0.1  # of the budget, for key and value rows of whole heads
 TOKEN_NEURON_TOKENS = 8192  # shared-token embedding rows of A that token neurons are checked against
 MIN_WHOLE_UNITS = 2  # B's FFNs read whole for the invariant test when the order tests decide nothing
+DECIDED_WHOLE_SHARE = 0.25  # of the default budget, for whole FFNs once the order tests have decided
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,10 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_
         # "relabelled copy", so the default budget stretches to read a few of B's FFNs whole.
         decided = ev_index.log10_p is not None and ev_index.log10_p <= RELATED_LEVEL - 1
         floor = 0 if (budget.explicit or decided) else MIN_WHOLE_UNITS
-        chosen = _whole_units(b, ub, budget.bytes_per_model - spent, floor)
+        left = budget.bytes_per_model - spent
+        if decided and not budget.explicit:  # corroboration only: a 100B model's FFN is gigabytes
+            left = min(left, DECIDED_WHOLE_SHARE * budget.bytes_per_model)
+        chosen = _whole_units(b, ub, left, floor)
         if chosen:
             first = (min(u.layer for u in ua), min(u.layer for u in ub))
             if n_mats == 2:  # the gate and up blocks are already read and mapped

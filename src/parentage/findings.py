@@ -413,6 +413,42 @@ def summary_notes(findings: list[dict], embeds: list[dict], examined: dict) -> l
     return notes
 
 
+def frozen_tensors(records: list[TensorIdentity], whole_layers: set[int]) -> list[dict]:
+    """Runs of B's layers whose same tensors are bit-identical to A's, in layers not frozen whole:
+    [{"layers": [...], "tensors": ["attn_o.weight", "experts.*.mlp_up.weight (256 of 256)"]}]."""
+    per_layer: dict[int, dict[str, set]] = {}
+    for r in records:
+        if r.layer is None or r.layer in whole_layers or not (r.comparable and r.informative and r.matrix):
+            continue
+        label = r.key.split(".", 2)[2]
+        expert = None
+        if label.startswith("experts."):
+            _, expert, label = label.split(".", 2)
+            label = f"experts.*.{label}"
+        entry = per_layer.setdefault(r.layer, {}).setdefault(label, set())
+        entry.add((expert, r.all_identical))
+    runs: list[dict] = []
+    for layer in sorted(per_layer):
+        labels = []
+        for label, seen in sorted(per_layer[layer].items()):
+            same = [e for e, ok in seen if ok]
+            if not same:
+                continue
+            labels.append(label if len(seen) == 1 else f"{label} ({len(same)} of {len(seen)} compared)")
+        if not labels:
+            continue
+        if runs and runs[-1]["tensors"] == labels and runs[-1]["layers"][-1] == layer - 1:
+            runs[-1]["layers"].append(layer)
+        else:
+            runs.append({"layers": [layer], "tensors": labels})
+    return runs
+
+
+def frozen_tensor_notes(runs: list[dict]) -> list[str]:
+    return [f"frozen in {layer_words(r['layers'])} of B (bit-identical to A's in every sampled row): "
+            f"{', '.join(r['tensors'])}" for r in runs]
+
+
 # -- the alignment section ----------------------------------------------------------------------------------------
 
 
@@ -485,7 +521,11 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
     findings = layer_findings(n_a, n_b, la, scores, tests, examined, identity, level, out["ties"], shifted)
     embeds = embedding_finding(ev_hidden, hmap, identity, bool(a.summary.tied_embeddings or b.summary.tied_embeddings),
                                related_level)
+    whole = {f["layer_b"] for f in findings if f["attention"]["status"] == f["ffn"]["status"] == "identical"}
+    aligned = {j: i for i, j in (la.pairs if la is not None and la.matched else [])}
+    compared = [r for r in identity if aligned.get(r.layer, r.layer) == r.layer] + [r for rs in cache.values() for r in rs]
+    frozen = frozen_tensors(compared, whole)
     out["components"] = {"embeddings": embeds[0], "lm_head": embeds[1], "layers": findings,
-                         "runs": component_runs(findings)}
-    out["notes"] = summary_notes(findings, embeds, examined) + out["notes"] + notes
+                         "runs": component_runs(findings), "frozen_tensors": frozen}
+    out["notes"] = summary_notes(findings, embeds, examined) + frozen_tensor_notes(frozen) + out["notes"] + notes
     return out

@@ -33,6 +33,10 @@ def _files(ckpt: Checkpoint, hash_files: bool) -> list[dict]:
     out = []
     for p in paths:
         role = "weights" if p in r.weights else "index" if p == r.index else "tokenizer" if p in ckpt.tokenizer_files() else "side"
+        if not isinstance(p, Path):  # a remote file is never read whole: its hash is the one the hub lists (LFS)
+            out.append({"path": str(p.path), "role": role, "size": p.size,
+                        "sha256": p.content_sha256 if hash_files else None})
+            continue
         out.append({"path": str(p), "role": role, "size": p.stat().st_size, "sha256": sha256_file(p) if hash_files else None})
     return out
 

@@ -26,7 +26,8 @@ from . import LOG10_P_FLOOR, Evidence
 MIN_ELEMENTS = 256  # smaller tensors are too easy to match by construction (e.g. a copied default)
 MIN_DISTINCT = 16  # fewer distinct values than this: a constant or a tiny codebook, no evidence
 ROWS_PER_TENSOR = 16  # in Tensor.sample_rows' spread blocks: the rows the baselines read too
-PRECISION = {"F64": 3, "F32": 2, "F16": 1, "BF16": 1}  # bigger = finer; GGUF and FP8 types rank below all
+# bigger = finer; GGUF and FP8 types rank below all, and compare only with their own type
+PRECISION = {"F64": 3, "F32": 2, "F16": 1, "BF16": 1}
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,10 @@ def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def _comparable(a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if dtype_a == dtype_b:  # one storage type: decoding is a fixed function of the stored bytes (and FP8 scales)
+        return a, b
     pa, pb = PRECISION.get(dtype_a, 0), PRECISION.get(dtype_b, 0)
-    if pa == 0 or pb == 0:  # quantised storage: equality is not defined by a cast
+    if pa == 0 or pb == 0:  # two quantised storages: equality is not defined by a cast
         return None
     if pa > pb:
         a = _round_to(a, dtype_b)
@@ -110,7 +113,7 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
 
 
 def _castable(ta: Tensor, tb: Tensor) -> bool:
-    return PRECISION.get(ta.dtype, 0) > 0 and PRECISION.get(tb.dtype, 0) > 0
+    return ta.dtype == tb.dtype or (PRECISION.get(ta.dtype, 0) > 0 and PRECISION.get(tb.dtype, 0) > 0)
 
 
 def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) -> list[TensorIdentity]:

@@ -201,6 +201,24 @@ def _assignment(score: np.ndarray) -> np.ndarray:
     return out
 
 
+WHOLE_CHUNK_VALUES = 1 << 24  # B's whole FFN is read this many values at a time (64 MB as float32)
+
+
+def _abs_cos_whole(stacked: np.ndarray, b_ck: Checkpoint, ub: Unit, k: int) -> np.ndarray:
+    """|cos| of A's stacked unit rows (sum of m, d) with every neuron of B's unit in view k: (sum of m, n_b).
+    B is read in row chunks, so a whole FFN of a 100B model (gigabytes) is never held at once; the product is
+    the same as from one read."""
+    n = ub.n_rows
+    if len(ub.matrices) != 2 and k == 1:  # down columns: the whole writer is read anyway (small models)
+        return np.abs(stacked @ unit_rows(view(b_ck, ub, k, 0, n), inplace=True).T)
+    out = np.empty((stacked.shape[0], n), dtype=np.float32)
+    step = max(1, WHOLE_CHUNK_VALUES // max(stacked.shape[1], 1))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        np.abs(stacked @ unit_rows(view(b_ck, ub, k, s, e), inplace=True).T, out=out[:, s:e])
+    return out
+
+
 def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarray]], b_ck: Checkpoint,
                    b_units: list[Unit], skip_layers: tuple[int, int],
                    token_mask: np.ndarray | None = None, token_note: str = "") -> tuple[Evidence, list[Cell]]:
@@ -219,7 +237,7 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
         if not has_two_views(ub):
             continue
         # One product per view for all of A's blocks, (sum of m, n_b); B's view is read, used and dropped.
-        s1, s2 = (np.abs(stacked @ unit_rows(view(b_ck, ub, k, 0, ub.n_rows), inplace=True).T) for k, stacked in ((0, stack1), (1, stack2)))
+        s1, s2 = (_abs_cos_whole(stacked, b_ck, ub, k) for k, stacked in ((0, stack1), (1, stack2)))
         for i, (ua, m) in enumerate(zip(a_units, sizes)):
             counted = np.ones(m, dtype=bool) if token_mask is None else ~token_mask[i]
             if ua.layer == skip_layers[0] or ub.n_rows < m or counted.sum() < MIN_COUNTED_ROWS:

@@ -159,6 +159,10 @@ def _locator(ref: str, repo_id: str, commit: str, name: str, endpoint: str):
     return locate
 
 
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def _headers_for(url: str, endpoint: str) -> dict:
     """huggingface_hub's headers; the token only to the hub's own origin (a CDN address is signed)."""
     from huggingface_hub.utils import build_hf_headers
@@ -208,7 +212,8 @@ def resolve_hub(ref: str, repo_id: str, revision: str | None):
             raise RemoteError(ref, f"the hub's listing gives no size for {name}")
         key = "\0".join(("hub", endpoint, repo_id, commit, name, str(etag)))
         weights.append(RangeFile(f"hf://{repo_id}@{commit[:10]}/{name}", size, key, range_cache(), net,
-                                 locate=None if hf_offline() else _locator(ref, repo_id, commit, name, endpoint)))
+                                 locate=None if hf_offline() else _locator(ref, repo_id, commit, name, endpoint),
+                                 content_sha256=etag if _is_sha256(etag) else None))
     return Resolved(ref, root, weights, index, hub=hub, weight_map=weight_map, confine=repo_dir, net=net)
 
 

@@ -131,7 +131,8 @@ class RangeFile:
     """One remote file: `size`, `read(offset, n)`, `close()`, like `MappedFile`; `path` names it in errors."""
 
     def __init__(self, name: str, size: int, key: str, cache: RangeCache, net: NetStats, stats=None,
-                 locate: Callable[[], Location] | None = None, offline_hint: str = ""):
+                 locate: Callable[[], Location] | None = None, offline_hint: str = "",
+                 content_sha256: str | None = None):
         from ..readers.base import ReadStats
 
         self.path, self.size, self.key = name, size, key
@@ -141,6 +142,7 @@ class RangeFile:
         self._located = threading.Lock()
         self._seen_etag: str | None = None
         self.offline_hint = offline_hint
+        self.content_sha256 = content_sha256  # as the hub lists it (LFS), None when unknown
 
     def __repr__(self) -> str:
         return f"RangeFile({self.path!r}, {self.size} bytes)"
