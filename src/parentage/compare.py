@@ -45,6 +45,7 @@ TOKENS = 2048  # shared tokens read for the hidden alignment (more when a rotati
 TOKEN_CHUNK = 128  # shared tokens are sampled in runs of consecutive ids, read as contiguous rows
 MIN_SHARED_TOKENS = 32
 FFN_ROWS = (16, 64, 256)  # min, default, max rows per FFN block
+BLOCK_MEMORY = 256 << 20  # float32 bytes of FFN blocks held per model (an FP8 budget would decode to 4x its bytes)
 VALUE_ROWS = 64
 WEIGHT_ROW_LAYERS = 4  # layers whose FFN rows stand in for shared tokens
 WEIGHT_ROWS = 256  # rows per layer for that
@@ -202,7 +203,8 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_
     n_min = min(u.n_rows for u in ua + ub)
     d = max(a.summary.hidden_size or 1, b.summary.hidden_size or 1)
     share = budget.bytes_per_model * 0.25 / (n_mats * max(len(ua), len(ub)) * d * max(_bytes_per_value(a), _bytes_per_value(b)))
-    m = int(min(n_min, max(FFN_ROWS[0], min(FFN_ROWS[2], share))))
+    held = BLOCK_MEMORY / (n_mats * max(len(ua), len(ub)) * d * 4)  # the blocks are held as float32
+    m = int(min(n_min, max(FFN_ROWS[0], min(FFN_ROWS[2], share, held))))
     if n_min >= 4 * FFN_ROWS[0]:  # leave a disjoint block for fitting a residual map on FFN rows
         m = min(m, n_min // 2)
     start = int(rng.integers(0, n_min - m + 1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checkpoint import Checkpoint
+from .identical import shared_roles
 from . import Evidence
 
 ATTN_ROLES = ("attn_q", "attn_k", "attn_v", "attn_o")
@@ -69,7 +70,7 @@ def honestagi_std_profile(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Eviden
 
 def raw_cosine(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
     cosines = {}
-    for role in sorted(set(a.tensors) & set(b.tensors)):
+    for role in shared_roles(a, b):
         ta, tb = a.tensors[role], b.tensors[role]
         if ta.shape != tb.shape or len(ta.shape) != 2:
             continue

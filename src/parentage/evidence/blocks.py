@@ -35,6 +35,17 @@ class Unit:
         return f"layer {self.layer} {self.name}"
 
 
+EXPERTS_PER_LAYER = 8  # routed experts tested per layer; DeepSeek-V3 has 256, and every pair is a cell
+
+
+def sampled_experts(n: int) -> set[int]:
+    """The routed experts of a layer with `n` that the tests read: all up to EXPERTS_PER_LAYER, else that many
+    spread evenly over the indices (the same ones in two models with the same count, so a copy lines up)."""
+    if n <= EXPERTS_PER_LAYER:
+        return set(range(n))
+    return {int(i) for i in np.linspace(0, n - 1, EXPERTS_PER_LAYER).round()}
+
+
 def ffn_units(ck: Checkpoint) -> dict[int, list[Unit]]:
     out: dict[int, list[Unit]] = {}
     by_layer: dict[int, list] = {}
@@ -42,6 +53,9 @@ def ffn_units(ck: Checkpoint) -> dict[int, list[Unit]]:
         if role.layer is not None and role.param == "weight" and role.role in ("mlp_up", "shared_mlp_up"):
             by_layer.setdefault(role.layer, []).append(role)
     for layer, roles in sorted(by_layer.items()):
+        routed = [r for r in roles if r.role == "mlp_up" and r.expert is not None]
+        keep = sampled_experts(len(routed))
+        roles = [r for r in roles if r.expert is None or r.role != "mlp_up" or r.expert in keep]
         norm = ck.get("mlp_norm", layer) or ck.get("attn_norm", layer)
         units = []
         for role in sorted(roles, key=lambda r: (r.role != "mlp_up", r.expert if r.expert is not None else -1)):

@@ -22,6 +22,7 @@ import numpy as np
 from ..checkpoint import SAMPLE_BLOCKS, Checkpoint, Tensor
 from ..dtypes import decode, round_to_bf16
 from . import LOG10_P_FLOOR, Evidence
+from .blocks import sampled_experts
 
 MIN_ELEMENTS = 256  # smaller tensors are too easy to match by construction (e.g. a copied default)
 MIN_DISTINCT = 16  # fewer distinct values than this: a constant or a tiny codebook, no evidence
@@ -97,7 +98,7 @@ def _compare(ta: Tensor, tb: Tensor, rows_a: np.ndarray, rows_b: np.ndarray, key
 def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[TensorIdentity], float]:
     """Every tensor held by both in one shape and a comparable dtype, and the bits its identical rows carry."""
     out, bits = [], 0.0
-    for role in sorted(set(a.tensors) & set(b.tensors), key=lambda r: r.key):
+    for role in shared_roles(a, b):
         ta, tb = a.tensors[role], b.tensors[role]
         if role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings):
             continue
@@ -112,6 +113,22 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
     return out, bits
 
 
+def shared_roles(a: Checkpoint, b: Checkpoint) -> list:
+    """The roles both checkpoints hold, by key; of routed experts only those the FFN tests read
+    (`blocks.sampled_experts`), which stand for the rest (DeepSeek-V3 has 256 per layer, 44,000 tensors)."""
+    experts = _experts_per_layer(b)
+    return [r for r in sorted(set(a.tensors) & set(b.tensors), key=lambda r: r.key)
+            if r.expert is None or r.expert in sampled_experts(experts.get((r.layer, r.role), 0))]
+
+
+def _experts_per_layer(ck: Checkpoint) -> dict[tuple[int, str], int]:
+    out: dict[tuple[int, str], int] = {}
+    for r in ck.tensors:
+        if r.expert is not None:
+            out[(r.layer, r.role)] = max(out.get((r.layer, r.role), 0), r.expert + 1)
+    return out
+
+
 def _castable(ta: Tensor, tb: Tensor) -> bool:
     return ta.dtype == tb.dtype or (PRECISION.get(ta.dtype, 0) > 0 and PRECISION.get(tb.dtype, 0) > 0)
 
@@ -120,7 +137,10 @@ def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) 
     """A's layer i against B's layer j (a layer moved by insertions or removals): every role both hold in one
     shape, on the rows A's tensor samples, read from B at the same offsets. Records carry B's key and layer."""
     out = []
+    experts = _experts_per_layer(b)
     for role in a.layer_roles(i):
+        if role.expert is not None and role.expert not in sampled_experts(experts.get((j, role.role), 0)):
+            continue
         ta, tb = a.tensors[role], b.get(role.role, j, role.expert, role.param)
         if tb is None or ta.shape != tb.shape:
             continue

@@ -84,7 +84,7 @@ def _hub_error(ref: str, e: BaseException, endpoint: str) -> ParentageError:
 
     if isinstance(e, hf.GatedRepoError):
         return HubReferenceError(ref, "the repository is gated and this token has no access: accept its terms on the "
-                                      "hub, then set HF_TOKEN (or log in with `hf auth login`)")
+                                      "hub, then set HF_TOKEN (or log in: hf auth login)")
     if isinstance(e, hf.RepositoryNotFoundError):
         return HubReferenceError(ref, f"no such repository at {endpoint} (or it is private: set HF_TOKEN)")
     if isinstance(e, hf.RevisionNotFoundError):
