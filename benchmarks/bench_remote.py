@@ -31,10 +31,7 @@ import urllib.request
 from pathlib import Path
 
 from parentage.zoo import procedural as P
-from parentage.zoo.hub_emulator import DiskFile, Faults, HubEmulator
-
-FROZEN_DSV3 = staticmethod(lambda n: "self_attn" in n or "shared_experts" in n)
-
+from parentage.zoo.hub_emulator import Faults, HubEmulator
 
 def _7b(seed):
     return P.LAYOUTS["llama-7b"](seed)

@@ -241,3 +241,19 @@ def test_a_remote_torch_checkpoint_is_refused_with_the_way_out(online, monkeypat
             Checkpoint.open("acme/t")
     finally:
         hub.stop()
+
+
+def test_a_complete_hub_cache_snapshot_is_read_from_disk_with_the_same_judgement(hub, models, tmp_path, monkeypatch):
+    remote = compare("acme/a", "acme/b")
+    cache = tmp_path / "hub-cache"
+    commit = hub.repos["acme/a"].refs["main"]
+    snap = cache / "models--acme--a" / "snapshots" / commit
+    shutil.copytree(models["a"], snap)
+    (cache / "models--acme--a" / "refs").mkdir()
+    (cache / "models--acme--a" / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    served = hub.counters.cdn_bytes
+    local = compare("acme/a", "acme/b")
+    _same_judgement(remote, local)
+    assert local["inputs"][0]["commit"] == commit and local["cost"]["per_input"][0]["bytes_transferred"] == 0
+    assert hub.counters.cdn_bytes == served  # B's ranges came from the range cache, A's from the snapshot

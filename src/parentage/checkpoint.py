@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -162,7 +163,9 @@ class Tensor:
         blocks, so rows that training left untouched in one region (rare tokens) do not stand for the tensor."""
         key = (k, seed)
         if getattr(self, "_sample_key", None) != key:
-            self._sample_key, self._sample = key, np.concatenate([self.read_rows(lo, hi) for lo, hi in self.sample_spans(k, seed)])
+            spans = self.sample_spans(k, seed)
+            blocks = map_reads(self.weights, lambda s: self.read_rows(*s), spans)
+            self._sample_key, self._sample = key, np.concatenate(blocks)
         return self._sample
 
     def sample_spans(self, k: int, seed: int) -> list[tuple[int, int]]:
@@ -174,6 +177,24 @@ class Tensor:
         rng = np.random.default_rng([zlib.crc32(self.role.key.encode()), seed])
         edges = np.linspace(0, n, blocks + 1).astype(int)
         return [(int(s), int(s) + per) for s in (rng.integers(lo, hi - per + 1) for lo, hi in zip(edges, edges[1:]))]
+
+
+READ_PARALLEL = 8  # reads in flight at once on a remote checkpoint (each may itself be several range requests)
+_READ_POOL = None
+
+
+def map_reads(weights: WeightSet, fn, items: list) -> list:
+    """[fn(x) for x in items], run concurrently when the weights are remote (each read waits on the network,
+    and one round trip per read would dominate); in order, and sequentially for local files (mmap is fast)."""
+    global _READ_POOL
+    nested = threading.current_thread().name.startswith("parentage-read")  # a worker waiting on its own pool deadlocks
+    if len(items) < 2 or nested or not weights.remote:
+        return [fn(x) for x in items]
+    if _READ_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _READ_POOL = ThreadPoolExecutor(READ_PARALLEL, thread_name_prefix="parentage-read")
+    return list(_READ_POOL.map(fn, items))
 
 
 @dataclass
@@ -243,6 +264,9 @@ class Checkpoint:
 
     def tokenizer_files(self) -> list[Path]:
         return self.resolved.tokenizer_files()
+
+    def map_reads(self, fn, items: list) -> list:
+        return map_reads(self.weights, fn, items)
 
     def cost(self) -> dict:
         """Bytes read so far (weight headers and rows, plus the JSON side files) against the weights held, and

@@ -186,8 +186,11 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
       parentage compare ./Llama-2-7b ./suspect-7b
       parentage compare base.gguf ./finetune --format json
       parentage compare ./a ./b --budget 2GB --seed 1
+      parentage compare Qwen/Qwen1.5-110B org/suspect@v1.0     # remote: range requests only
+      parentage compare hf://org/a https://host/x/model.safetensors
     """
     from .compare import add_references, compare as run
+    from .remote.ranges import show_progress
     from .report.terminal import format_human
 
     if html_path:
@@ -195,7 +198,11 @@ def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None,
 
         check_output(html_path)
     progress = fmt == "human" and sys.stderr.isatty()
-    doc = add_references(run(model_a, model_b, seed=seed, budget=budget, progress=progress), references, seed)
+    show_progress(sys.stderr.isatty())  # bytes fetched over the network, on stderr
+    try:
+        doc = add_references(run(model_a, model_b, seed=seed, budget=budget, progress=progress), references, seed)
+    finally:
+        show_progress(False)
     if html_path:
         from .report.html import render_compare, write
 

@@ -98,7 +98,11 @@ def _compare(ta: Tensor, tb: Tensor, rows_a: np.ndarray, rows_b: np.ndarray, key
 def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[TensorIdentity], float]:
     """Every tensor held by both in one shape and a comparable dtype, and the bits its identical rows carry."""
     out, bits = [], 0.0
-    for role in shared_roles(a, b):
+    roles = shared_roles(a, b)
+    todo = [r for r in roles if a.tensors[r].shape == b.tensors[r].shape and _castable(a.tensors[r], b.tensors[r])]
+    for ck in (a, b):  # the sampled rows, fetched concurrently when remote (cached on each tensor)
+        ck.map_reads(lambda r: ck.tensors[r].sample_rows(ROWS_PER_TENSOR, seed), todo)
+    for role in roles:
         ta, tb = a.tensors[role], b.tensors[role]
         if role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings):
             continue

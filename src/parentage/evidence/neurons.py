@@ -56,8 +56,8 @@ class Blocks:
 def read_raw(ck: Checkpoint, units: list[Unit], start: int, m: int, n_mats: int) -> list[np.ndarray]:
     """Rows [start, start + m) of every unit, as read (norm folded): per matrix kind, (n_units, m, d)."""
     per_kind: list[list[np.ndarray]] = [[] for _ in range(n_mats)]
-    for u in units:
-        for k, x in enumerate(read_block(ck, u, start, start + m)[-n_mats:]):  # gate-less units keep their up rows
+    for block in ck.map_reads(lambda u: read_block(ck, u, start, start + m), units):
+        for k, x in enumerate(block[-n_mats:]):  # gate-less units keep their up rows
             per_kind[k].append(x)
     return [np.stack(x) for x in per_kind]
 

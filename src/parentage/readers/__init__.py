@@ -15,7 +15,7 @@ import numpy as np
 
 from ..constants import MAX_TENSORS
 from ..errors import CheckpointNotFoundError, FormatError, LimitError
-from .base import Reader, TensorInfo, rows_cols
+from .base import Reader, TensorInfo, is_local, rows_cols
 from .gguf import GGUFFile
 from .safetensors import SafetensorsFile
 from .torch_bin import TorchZipFile
@@ -84,6 +84,11 @@ class WeightSet:
                 if name in self._owner:
                     raise FormatError(r.path, f"tensor {name!r} also appears in {self._owner[name].path}")
                 self._owner[name] = r
+
+    @property
+    def remote(self) -> bool:
+        """Whether any file is read over the network (its reads are then worth running concurrently)."""
+        return any(not is_local(r._file) for r in self.readers if hasattr(r, "_file"))
 
     @property
     def format(self) -> str:

@@ -63,10 +63,12 @@ class ReadStats:
 
     bytes_read: int = 0
     n_reads: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, nbytes: int) -> None:
-        self.bytes_read += nbytes
-        self.n_reads += 1
+        with self._lock:  # remote checkpoints read from several threads
+            self.bytes_read += nbytes
+            self.n_reads += 1
 
 
 @runtime_checkable

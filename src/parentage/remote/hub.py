@@ -18,10 +18,12 @@ import json
 import os
 import posixpath
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
-from ..constants import JSON_MAX_BYTES, TOKENIZER_MAX_BYTES, CARD_MAX_BYTES, cache_dir, hf_cache_dir, hf_endpoint, hf_offline
+from ..constants import (CARD_MAX_BYTES, HTTP_RETRIES, HTTP_TIMEOUT, JSON_MAX_BYTES, TOKENIZER_MAX_BYTES, cache_dir,
+                         hf_cache_dir, hf_endpoint, hf_offline, http_backoff)
 from ..errors import CheckpointNotFoundError, HubReferenceError, NotCachedError, ParentageError, RemoteError
 from .cache import range_cache
 from .ranges import Location, NetStats, RangeFile, _first_line, _normal_etag, _origin
@@ -225,9 +227,6 @@ def _http_get_small(url: str, cap: int, headers: dict, net: NetStats, missing_ok
     import httpx2 as httpx
     from huggingface_hub.utils import get_session
 
-    from ..constants import HTTP_RETRIES, HTTP_TIMEOUT, http_backoff
-    import time
-
     last = ""
     for attempt in range(HTTP_RETRIES + 1):
         try:
@@ -274,8 +273,6 @@ def _head(url: str, endpoint: str, net: NetStats) -> tuple[int, str | None, str]
     """(size, etag, final url) of a remote file, following redirects."""
     import httpx2 as httpx
     from huggingface_hub.utils import get_session
-
-    from ..constants import HTTP_TIMEOUT
 
     headers = {**_headers_for(url, endpoint), "Accept-Encoding": "identity"}
     for attempt in range(3):
@@ -329,8 +326,7 @@ def resolve_url(ref: str):
         key = "\0".join(("url", url, str(etag), str(size)))
         loc = Location(final, _headers_for(final, endpoint), None)
         weights.append(RangeFile(url, size, key, range_cache(), net, locate=lambda loc=loc: loc))
-    return Resolved(ref, folder, weights, index, weight_map=weight_map, net=net,
-                    url={"url": ref, "etag": None})
+    return Resolved(ref, folder, weights, index, weight_map=weight_map, net=net, url=ref)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
