@@ -236,6 +236,7 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_
                                         "tried": [{"source": t[1], "kind": t[2].kind, "log10_p": round(t[0], 2)}
                                                   for t in tried]}
     blocks_a = map_blocks(ua, raw_a, hmap)
+    del blocks_b  # the order tests are done with B's blocks: a DeepSeek-V3 set is hundreds of MB
     out, cells_k = [ev_index], []
     if len({len(u.matrices) for u in ua + ub}) > 1:  # gated on one side, ungated on the other
         out.append(Evidence("ffn_neuron_agreement", None, None, False,
@@ -255,10 +256,13 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_
             first = (min(u.layer for u in ua), min(u.layer for u in ub))
             if n_mats == 2:  # the gate and up blocks are already read and mapped
                 views = [(blocks_a.mats[0][i], blocks_a.mats[1][i]) for i in range(len(ua))]
+                stacks = tuple(x.reshape(-1, x.shape[-1]) for x in blocks_a.mats)  # the same rows, not copied
             else:
                 views = [tuple(unit_rows(hmap.apply(view(a, u, k, start, start + m)), inplace=True) for k in (0, 1)) for u in ua]
+                stacks = None
             mask, token_note = _token_mask(a, token_pairs, raw_a, budget, token_rng)
-            ev_k, cells_k = agreement_test(ua, views, b, chosen, first, mask, token_note)
+            del raw_a
+            ev_k, cells_k = agreement_test(ua, views, b, chosen, first, mask, token_note, stacks)
             cells_k, cells_rank = split_rank_cells(cells_k)
             out.append(ev_k)
             if cells_rank:

@@ -76,7 +76,7 @@ def read_blocks(ck: Checkpoint, units: list[Unit], start: int, m: int, n_mats: i
     return map_blocks(units, read_raw(ck, units, start, m, n_mats), hmap)
 
 
-SIMILARITY_CHUNK = 1 << 25  # floats per similarity slab: bounds memory when both models have many experts
+SIMILARITY_CHUNK = 1 << 24  # floats per similarity slab: bounds memory when both models have many experts
 
 
 def _in_place_counts(a: Blocks, b: Blocks) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +91,8 @@ def _in_place_counts(a: Blocks, b: Blocks) -> tuple[np.ndarray, np.ndarray]:
         hi = min(na, lo + step)
         s = np.zeros(((hi - lo) * m, nb * m), dtype=np.float32)
         for xa, xb in zip(a.mats, b.mats):
-            s += np.abs(xa[lo:hi].reshape((hi - lo) * m, -1) @ xb.reshape(nb * m, -1).T)
+            prod = xa[lo:hi].reshape((hi - lo) * m, -1) @ xb.reshape(nb * m, -1).T
+            s += np.abs(prod, out=prod)  # in place: one slab-sized temporary, not two
         s = s.reshape(hi - lo, m, nb, m)
         row_best = s.argmax(axis=3)  # (chunk, m, n_b): B row nearest each A row
         col_best = s.argmax(axis=1)  # (chunk, n_b, m): A row nearest each B row
@@ -221,7 +222,8 @@ def _abs_cos_whole(stacked: np.ndarray, b_ck: Checkpoint, ub: Unit, k: int) -> n
 
 def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarray]], b_ck: Checkpoint,
                    b_units: list[Unit], skip_layers: tuple[int, int],
-                   token_mask: np.ndarray | None = None, token_note: str = "") -> tuple[Evidence, list[Cell]]:
+                   token_mask: np.ndarray | None = None, token_note: str = "",
+                   stacks: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Evidence, list[Cell]]:
     """a_views: per A unit, its block's two views (gate and up rows, or up rows and down columns) in B's basis,
     rows unit-normalised; b_units: the B units to read whole; token_mask: (n_units, m) A's token neurons, which
     are matched (the assignment stays one-to-one over the whole block) but not counted."""
@@ -229,8 +231,9 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
     ranks: list[Cell] = []
     sizes = [v[0].shape[0] for v in a_views]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    stack1 = np.concatenate([v[0] for v in a_views])  # (sum of m, d_b)
-    stack2 = np.concatenate([v[1] for v in a_views])
+    if stacks is None:  # `stacks`: the views already stacked in one array each (saves a copy of every block)
+        stacks = (np.concatenate([v[0] for v in a_views]), np.concatenate([v[1] for v in a_views]))
+    stack1, stack2 = stacks  # (sum of m, d_b)
     for ub in b_units:
         if ub.layer == skip_layers[1]:
             continue
