@@ -112,13 +112,14 @@ def row(label: str, doc: dict, served: int | None) -> str:
     held = c["bytes_total"]
     notes = [n for n in doc["alignment"]["notes"] if not n.startswith("no readable tokenizer")]
     moved = served if served is not None else c.get("bytes_transferred", 0)
+    requests = sum(p.get("n_requests", 0) for p in c["per_input"])
     return (f"| {label} | {doc['verdict']['label']} ({doc['verdict']['log10_p']}) | {held / 1e9:,.1f} GB | "
-            f"{c['bytes_read'] / 1e6:,.0f} MB | {moved / 1e6:,.0f} MB ({100 * moved / held:.3f}%) | "
+            f"{c['bytes_read'] / 1e6:,.0f} MB | {moved / 1e6:,.0f} MB ({100 * moved / held:.3f}%) | {requests:,} | "
             f"{doc['wall']:.0f} s | {doc['peak_rss'] / 2**30:.2f} GiB | {'; '.join(notes)[:400]} |")
 
 
-HEADER = ("| pair | verdict (log10 p) | held (both) | read | transferred (served by the hub) | wall | peak RSS | "
-          "alignment notes |\n|---|---|---|---|---|---|---|---|")
+HEADER = ("| pair | verdict (log10 p) | held (both) | read | transferred (served by the hub) | requests | wall | "
+          "peak RSS | alignment notes |\n|---|---|---|---|---|---|---|---|---|")
 
 
 def materialise(m: P.Model, folder: Path) -> Path:
@@ -182,7 +183,7 @@ def case_remote(case: str, workdir: Path, pairs: list[tuple[str, str, str]]) -> 
             lines.append(row(label, doc, served))
             frozen = doc["alignment"].get("components", {}) or {}
             for run in frozen.get("frozen_tensors", [])[:6]:
-                lines.append(f"| | frozen: layers {run['layers'][0]}–{run['layers'][-1]}: {', '.join(run['tensors'])} |||||||")
+                lines.append(f"| | frozen: layers {run['layers'][0]}–{run['layers'][-1]}: {', '.join(run['tensors'])} ||||||||")
     finally:
         emu.stop()
     return lines

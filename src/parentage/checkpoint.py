@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import names as N
-from .constants import MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH
+from .constants import MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, READ_PARALLEL
 from .errors import ArchitectureError, FormatError, LimitError, NoWeightsError
 from .readers import GGUFFile, WeightSet, open_file
 from .readers.base import rows_cols
@@ -179,7 +179,6 @@ class Tensor:
         return [(int(s), int(s) + per) for s in (rng.integers(lo, hi - per + 1) for lo, hi in zip(edges, edges[1:]))]
 
 
-READ_PARALLEL = 8  # reads in flight at once on a remote checkpoint (each may itself be several range requests)
 _READ_POOL = None
 
 

@@ -8,13 +8,12 @@ and URLs are read remotely by range requests (remote/). With HF_HUB_OFFLINE=1 on
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .constants import hf_cache_dir, hf_offline
-import fnmatch
-
 from .errors import CheckpointNotFoundError, FormatError, HubReferenceError, MissingShardError, NoWeightsError
 from .safeio import is_inside, read_json, regular_file
 

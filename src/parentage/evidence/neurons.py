@@ -207,8 +207,8 @@ WHOLE_CHUNK_VALUES = 1 << 24  # B's whole FFN is read this many values at a time
 
 def _abs_cos_whole(stacked: np.ndarray, b_ck: Checkpoint, ub: Unit, k: int) -> np.ndarray:
     """|cos| of A's stacked unit rows (sum of m, d) with every neuron of B's unit in view k: (sum of m, n_b).
-    B is read in row chunks, so a whole FFN of a 100B model (gigabytes) is never held at once; the product is
-    the same as from one read."""
+    B is read in row chunks, so a whole FFN of a 100B model (gigabytes) is never held at once; each entry is the
+    same dot product as from one read (BLAS may sum it in another order: last-bit differences only)."""
     n = ub.n_rows
     if len(ub.matrices) != 2 and k == 1:  # down columns: the whole writer is read anyway (small models)
         return np.abs(stacked @ unit_rows(view(b_ck, ub, k, 0, n), inplace=True).T)

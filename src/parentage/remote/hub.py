@@ -26,7 +26,7 @@ from ..constants import (CARD_MAX_BYTES, HTTP_RETRIES, HTTP_TIMEOUT, JSON_MAX_BY
                          hf_cache_dir, hf_endpoint, hf_offline, http_backoff)
 from ..errors import CheckpointNotFoundError, HubReferenceError, NotCachedError, ParentageError, RemoteError
 from .cache import range_cache
-from .ranges import Location, NetStats, RangeFile, _first_line, _normal_etag, _origin
+from .ranges import RETRY_STATUS, Location, NetStats, RangeFile, _first_line, _normal_etag, _origin
 
 # Side files fetched whole, and the most each may hold (larger ones are refused: they would be anyway).
 SIDE_FILES = {"config.json": JSON_MAX_BYTES, "params.json": JSON_MAX_BYTES, "generation_config.json": JSON_MAX_BYTES,
@@ -234,7 +234,7 @@ def _http_get_small(url: str, cap: int, headers: dict, net: NetStats, missing_ok
                 if r.status_code == 404 and missing_ok:
                     net.add(0)
                     return None
-                if r.status_code in (429, 500, 502, 503, 504):
+                if r.status_code in RETRY_STATUS:
                     last = f"HTTP {r.status_code}"
                 elif r.status_code != 200:
                     net.add(0)
@@ -275,14 +275,18 @@ def _head(url: str, endpoint: str, net: NetStats) -> tuple[int, str | None, str]
     from huggingface_hub.utils import get_session
 
     headers = {**_headers_for(url, endpoint), "Accept-Encoding": "identity"}
-    for attempt in range(3):
+    for attempt in range(HTTP_RETRIES + 1):
         try:
             r = get_session().head(url, headers=headers, timeout=HTTP_TIMEOUT, follow_redirects=True)
-            break
         except httpx.TransportError as e:
-            if attempt == 2:
+            if attempt >= 2:
                 raise RemoteError(url, f"cannot reach {_origin(url)} ({type(e).__name__}: {_first_line(e)})") from None
-    net.add(0)
+        else:
+            net.add(0)
+            if r.status_code not in RETRY_STATUS or attempt == HTTP_RETRIES:
+                break
+        net.retry()
+        time.sleep(http_backoff() * 2 ** attempt)
     if r.status_code != 200:
         raise _url_status_error(url, r.status_code)
     size = r.headers.get("X-Linked-Size") or r.headers.get("Content-Length")
