@@ -27,3 +27,17 @@ def ci_zoo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zoo") / "ci"
     manifest = build_zoo(folder, size="ci", seed=0, log=lambda _: None)
     return folder, manifest
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (tests/pg.py); skipped with the reason when it cannot start."""
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'parentage[postgres]')")
+    from tests.pg import PostgresServer
+
+    try:
+        server = PostgresServer()
+    except (RuntimeError, OSError) as e:
+        pytest.skip(f"PostgreSQL server could not start: {e}")
+    yield server
+    server.stop()

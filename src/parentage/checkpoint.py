@@ -44,6 +44,7 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
 }
 MAX_GAP_ROWS = 32  # rows this close are read in one span (Tensor.read_at)
 SAMPLE_BLOCKS = 4  # contiguous blocks a tensor's row sample is spread over (Tensor.sample_rows)
+PLAN_SEED = 0  # the seed of the rows a fingerprint samples (Tensor.sample_rows): tests on one use it too
 # The same numbers in GGUF metadata, under "{arch}.".
 GGUF_KEYS: dict[str, str] = {
     "n_layers": "block_count",
@@ -142,12 +143,47 @@ class Tensor:
     def read(self) -> np.ndarray:
         return self.read_rows(0, self.n_rows)
 
+    # -- what can be read: everything on a live checkpoint, the recorded rows on a stored fingerprint ----------
+
+    def _source_span(self, start: int, stop: int) -> tuple[int, int]:
+        """The stored rows `_read_rows` reads for canonical rows [start, stop)."""
+        p = self.piece
+        if p.transposed:
+            return 0, self.weights.info(p.source).shape[0]
+        if p.rows is None or stop <= start:
+            return start, stop
+        src = p.rows[start:stop]
+        return int(src.min()), int(src.max()) + 1
+
+    def has(self, start: int, stop: int) -> bool:
+        """Whether rows [start, stop) can be read (always, unless the weights are a fingerprint's)."""
+        return self.weights.complete or self.weights.holds(self.piece.source, *self._source_span(start, stop))
+
+    def has_at(self, ids: np.ndarray) -> np.ndarray:
+        """Which of rows `ids` can be read one by one: a bool mask."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.weights.complete:
+            return np.ones(len(ids), dtype=bool)
+        return np.array([self.has(int(i), int(i) + 1) for i in ids], dtype=bool)
+
+    def prefix(self) -> int:
+        """How many leading rows [0, k) can be read: all of them on a live checkpoint."""
+        if self.weights.complete or self.has(0, self.n_rows):
+            return self.n_rows
+        lo, hi = 0, self.n_rows  # has(0, lo) holds, has(0, hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self.has(0, mid) else (lo, mid)
+        return lo
+
     def read_at(self, ids: np.ndarray) -> np.ndarray:
         """Rows `ids` (any order), read as a few contiguous spans: (len(ids), n_cols)."""
         ids = np.asarray(ids, dtype=np.int64)
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
-        breaks = np.flatnonzero(np.diff(sorted_ids) > MAX_GAP_ROWS) + 1
+        # a fingerprint holds exactly the rows it recorded, so its runs are never bridged
+        gap = MAX_GAP_ROWS if self.weights.complete else 1
+        breaks = np.flatnonzero(np.diff(sorted_ids) > gap) + 1
         parts = []
         for span in np.split(sorted_ids, breaks):
             lo, hi = int(span[0]), int(span[-1]) + 1
@@ -158,8 +194,9 @@ class Tensor:
 
     def sample_rows(self, k: int, seed: int) -> np.ndarray:
         """k rows in SAMPLE_BLOCKS contiguous blocks, one at a seeded offset inside each stratum of the rows (all
-        rows when there are at most k). The offsets depend on (seed, role, shape) only, so every test sampling this
-        tensor gets the same rows (read once) and a same-shaped tensor of another model is sampled alike; spread
+        rows when there are at most k). The offsets depend on (seed, kind of role, shape) only, not on the layer or
+        expert, so every test sampling this tensor gets the same rows (read once), and a same-shaped tensor of
+        another layer or model is sampled alike (a layer moved by insertions is compared on the same rows); spread
         blocks, so rows that training left untouched in one region (rare tokens) do not stand for the tensor."""
         key = (k, seed)
         if getattr(self, "_sample_key", None) != key:
@@ -174,7 +211,7 @@ class Tensor:
             return [(0, n)]
         blocks = min(SAMPLE_BLOCKS, k)
         per = k // blocks
-        rng = np.random.default_rng([zlib.crc32(self.role.key.encode()), seed])
+        rng = np.random.default_rng([zlib.crc32(f"{self.role.role}.{self.role.param}".encode()), seed])
         edges = np.linspace(0, n, blocks + 1).astype(int)
         return [(int(s), int(s) + per) for s in (rng.integers(lo, hi - per + 1) for lo, hi in zip(edges, edges[1:]))]
 
@@ -452,11 +489,13 @@ def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.
     return pieces, unmapped
 
 
-def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict) -> Checkpoint:
+def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict, is_gguf: bool | None = None) -> Checkpoint:
+    """The checkpoint over its weights; `is_gguf` for weights without readers (a fingerprint's)."""
     names = weights.names()
     if not names:
         raise NoWeightsError(resolved.weights[0], "holds no tensors")
-    is_gguf = any(isinstance(r, GGUFFile) for r in weights.readers)
+    if is_gguf is None:
+        is_gguf = any(isinstance(r, GGUFFile) for r in weights.readers)
     try:
         family, family_name, confidence = _choose_family(config, names, is_gguf)
     except ArchitectureError as e:

@@ -134,7 +134,7 @@ def declared_bases(ck: Checkpoint) -> list[str]:
     return [x for x in dict.fromkeys(out) if x]
 
 
-def _mentions(declared: list[str], names: set[str]) -> bool:
+def mentions(declared: list[str], names: set[str]) -> bool:
     for base in declared:
         b = base.lower()
         for n in names:
@@ -150,7 +150,7 @@ def declared_vs_observed(a: Checkpoint, b: Checkpoint, label: str) -> list[str]:
     for me, other, tag, other_tag in ((b, a, "B", "A"), (a, b, "A", "B")):
         bases = declared_bases(me)
         names_other = _names(other)
-        if bases and _mentions(bases, names_other):
+        if bases and mentions(bases, names_other):
             if label == "unrelated":
                 lines.append(f"declared: {tag} derives from {', '.join(bases)} - observed: no shared weight ancestry "
                              f"with {other_tag}")

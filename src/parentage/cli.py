@@ -341,6 +341,210 @@ def zoo_build(folder: str, size: str, seed: int) -> None:
                f"({n_rel} related, {len(manifest['pairs']) - n_rel} unrelated)")
 
 
+db_option = click.option("--db", default=None, metavar="URL",
+                          help="The index: a SQLite file, sqlite:///path, or postgresql://user@host/db. Default: "
+                               "$PARENTAGE_INDEX, else index.sqlite in the data folder.")
+
+
+@cli.group()
+def index() -> None:
+    """The fingerprint index: what `identify`, `verify` and `graph` compare a model against.
+
+    A fingerprint holds the rows the compare tests read under a fixed plan (a few hundred kB for a small model,
+    tens of MB for a 7B one), so a query never rereads an indexed model's weights.
+
+    \b
+    Examples:
+      parentage index add ./base-model org/other@main
+      parentage index add --from models.txt --db postgresql://me@dbhost/lineage
+      parentage index list
+      parentage index show ./base-model
+      parentage index remove org/other
+    """
+
+
+@index.command("add")
+@click.argument("models", nargs=-1)
+@db_option
+@debug_option
+@click.option("--from", "from_file", default=None, metavar="FILE", help="Also every model listed in FILE, one a line.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Processes (default: one per core).")
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+              help="Run on a Ray cluster instead of local processes (needs the `ray` extra).")
+@click.option("--replace", is_flag=True, help="Fingerprint again models that are indexed already.")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def index_add(models: tuple[str, ...], db: str | None, from_file: str | None, workers: int | None,
+              ray_address: str | None, replace: bool, fmt: str) -> None:
+    """Fingerprint MODELS into the index (idempotent per model and commit; an interrupted run resumes).
+
+    A model that cannot be read is reported and the others go on; the exit status is then 1.
+
+    \b
+    Examples:
+      parentage index add ./zoo/models/*
+      parentage index add --from hub-models.txt --ray auto
+    """
+    from .index import add_models, read_ref_list
+
+    refs = list(models) + (read_ref_list(from_file) if from_file else [])
+    if not refs:
+        raise click.UsageError("give MODELS or --from FILE")
+    show = None if fmt == "json" else (lambda r: _echo(_add_line(r)))
+    results = add_models(refs, db, replace=replace, workers=workers, ray=ray_address, on_result=show)
+    if fmt == "json":
+        _emit_json({"results": results})
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        click.echo(f"parentage: error: {len(failed)} of {len(results)} models not indexed (first: "
+                   f"{one_line(failed[0]['error'])})", err=True)
+        sys.exit(1)
+
+
+def _add_line(r: dict) -> str:
+    if r["status"] == "failed":
+        return f"failed   {r['ref']}: {r['error']}"
+    size = f" ({r['n_bytes'] / 1e6:.2f} MB fingerprint, {r['seconds']:.1f} s)" if r.get("n_bytes") else ""
+    return f"{r['status']:<8} {r['ref']} @ {r['commit'][:12]}{size}"
+
+
+@index.command("list")
+@db_option
+@debug_option
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def index_list(db: str | None, fmt: str) -> None:
+    """List the indexed models.
+
+    \b
+    Examples:
+      parentage index list
+      parentage index list --db team.sqlite --format json
+    """
+    from .index import open_store
+
+    with open_store(db) as store:
+        entries = store.entries()
+        where = store.where
+    if fmt == "json":
+        _emit_json({"db": where, "entries": [e.to_dict() for e in entries]})
+        return
+    _echo(f"{len(entries)} models in {where}")
+    for e in entries:
+        _echo(f"  #{e.id:<5} {e.ref}  @{e.commit[:12]}  {e.arch or '?'}  {e.n_layers or '?'} layers  "
+              f"d={e.hidden_size or '?'}  {e.n_bytes / 1e6:.2f} MB")
+
+
+@index.command("show")
+@click.argument("model")
+@db_option
+@debug_option
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def index_show(model: str, db: str | None, fmt: str) -> None:
+    """Show what the index holds for MODEL (its ref as indexed, #id, or a commit prefix).
+
+    \b
+    Examples:
+      parentage index show ./base-model
+      parentage index show '#3' --format json
+    """
+    from .index import open_store
+    from .index.fingerprint import describe
+
+    with open_store(db) as store:
+        found = store.find(model)
+        if not found:
+            raise click.ClickException(f"{model}: not in the index at {store.where}")
+        docs = [{**e.to_dict(), "fingerprint": describe(store.load(e))} for e in found]
+    if fmt == "json":
+        _emit_json({"entries": docs})
+        return
+    for d in docs:
+        f = d["fingerprint"]
+        _echo(f"#{d['id']} {d['ref']} @ {d['commit']}\n  added {d['added_at']} by parentage {d['tool_version']}; "
+              f"{d['n_bytes'] / 1e6:.2f} MB (plan {f['plan']})\n  {f['summary_line']}\n  holds: {f['holds_line']}")
+
+
+@index.command("remove")
+@click.argument("model")
+@db_option
+@debug_option
+def index_remove(model: str, db: str | None) -> None:
+    """Remove MODEL (its ref as indexed, #id, or a commit prefix) from the index.
+
+    \b
+    Examples:
+      parentage index remove ./old-model
+      parentage index remove '#12'
+    """
+    from .index import open_store
+
+    with open_store(db) as store:
+        n = store.remove(model)
+        if not n:
+            raise click.ClickException(f"{model}: not in the index at {store.where}")
+    _echo(f"removed {n} {'entry' if n == 1 else 'entries'} for {model}")
+
+
+@cli.command()
+@click.argument("model")
+@db_option
+@debug_option
+@click.option("--top", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Candidates to show.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--budget", callback=_budget, metavar="SIZE", help="Bytes of MODEL each comparison may read (as compare).")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Processes (default: one per core).")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def identify(model: str, db: str | None, top: int, seed: int, budget: str | None, workers: int | None, fmt: str) -> None:
+    """Which indexed model does MODEL descend from? Every indexed model is tested against it with the compare
+    tests; log10 p is corrected for the number of candidates, and `none` means nothing is significant.
+
+    \b
+    Examples:
+      parentage identify ./suspect-model
+      parentage identify org/suspect@v2 --db postgresql://me@dbhost/lineage --format json
+    """
+    from .index.identify import identify as run
+    from .report.index import identify_human
+
+    doc = run(model, db, top=top, seed=seed, budget=budget, workers=workers)
+    if fmt == "json":
+        _emit_json(doc)
+    else:
+        _echo(identify_human(doc))
+
+
+@cli.command()
+@click.argument("model")
+@db_option
+@debug_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--budget", callback=_budget, metavar="SIZE", help="Bytes of MODEL each comparison may read (as compare).")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Processes (default: one per core).")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def verify(model: str, db: str | None, seed: int, budget: str | None, workers: int | None, fmt: str) -> None:
+    """Check the base model MODEL declares (card, config, GGUF metadata, merge configs) against its weights.
+
+    \b
+    Exit status (for upload pipelines):
+      0  consistent, or unknown (the declared base is not indexed and nothing indexed is related)
+      3  undeclared_parent: the weights relate it to an indexed model it does not declare
+      4  unsupported_claim: it declares an indexed base, and the weights show no kinship with it
+      1  an error (bad input, unusable index)
+
+    \b
+    Examples:
+      parentage verify ./upload && echo ok
+      parentage verify org/new-model --db postgresql://me@dbhost/lineage --format json
+    """
+    from .index.verify import verify as run
+
+    doc = run(model, db, seed=seed, budget=budget, workers=workers)
+    if fmt == "json":
+        _emit_json(doc)
+    else:
+        _echo(f"{model}: {doc['status']}: {doc['reason']}")
+    sys.exit(doc["exit_status"])
+
+
 def main() -> None:
     cli(prog_name="parentage")
 

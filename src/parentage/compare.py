@@ -12,17 +12,15 @@ Order of work (DESIGN: align, then test; read only what you need):
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .align import align_layers, unit_rows
-from .checkpoint import Checkpoint, Tensor
+from .checkpoint import PLAN_SEED, Checkpoint, Tensor
 from .circumstantial import circumstantial
 from .declared import declared_lineage
 from .evidence import Evidence
@@ -130,6 +128,7 @@ def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: li
         return (*_hidden_from_weights(a, b, rng, "no embedding matrix on one side", fallback), none)
     d_a, d_b = ea.shape[-1], eb.shape[-1]
     pairs = _token_pairs(*vocabs, ea, eb, notes)
+    pairs = pairs[ea.has_at(pairs[:, 0]) & eb.has_at(pairs[:, 1])]  # a fingerprint holds its canonical tokens only
     if len(pairs) < MIN_SHARED_TOKENS:
         return (*_hidden_from_weights(a, b, rng, f"only {len(pairs)} shared tokens", fallback), none)
     per_token = (d_a + d_b) * max(_bytes_per_value(a), _bytes_per_value(b))
@@ -158,8 +157,10 @@ def _hidden_from_weights(a: Checkpoint, b: Checkpoint, rng, why: str, fallback: 
     if not layers:
         return fallback, Evidence("hidden_dimension_order", None, None, False, f"{why} and no FFN rows to use instead", {})
     n_min = min(u.n_rows for l in layers for u in ua[l][:1] + ub[l][:1])
-    m = min(n_min, WEIGHT_ROWS)
-    start = int(rng.integers(0, n_min - m + 1))
+    m = min(n_min, WEIGHT_ROWS, *(t.prefix() for l in layers for u in ua[l][:1] + ub[l][:1] for t in u.matrices))
+    if m < FFN_ROWS[0]:
+        return fallback, Evidence("hidden_dimension_order", None, None, False, f"{why}; too few FFN rows to use instead", {})
+    start = int(rng.integers(0, n_min - m + 1)) if _complete(a, b) else 0  # a fingerprint holds leading rows
     x = np.concatenate([r for l in layers for r in read_block(a, ua[l][0], start, start + m)])
     y = np.concatenate([r for l in layers for r in read_block(b, ub[l][0], start, start + m)])
     if x.shape[0] != y.shape[0]:
@@ -206,7 +207,11 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_
     m = int(min(n_min, max(FFN_ROWS[0], min(FFN_ROWS[2], share, held))))
     if n_min >= 4 * FFN_ROWS[0]:  # leave a disjoint block for fitting a residual map on FFN rows
         m = min(m, n_min // 2)
-    start = int(rng.integers(0, n_min - m + 1))
+    m = min(m, *(t.prefix() for u in ua + ub for t in u.matrices))  # a fingerprint's recorded rows
+    if m < 2:
+        notes.append("too few FFN rows recorded on one side: neuron tests not run")
+        return [], [], [], hmap
+    start = int(rng.integers(0, n_min - m + 1)) if _complete(a, b) else 0
     raw_a = read_raw(a, ua, start, m, n_mats)
     blocks_b = read_blocks(b, ub, start, m, n_mats, None)
     what = "FFN neurons" if n_mats == 1 else "FFN neurons (gate and up rows)"
@@ -251,6 +256,8 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_
         if decided and not budget.explicit:  # corroboration only: a 100B model's FFN is gigabytes
             left = min(left, DECIDED_WHOLE_SHARE * budget.bytes_per_model)
         chosen = _whole_units(b, ub, left, floor)
+        if n_mats == 1 and not all(u.down.has(0, u.down.n_rows) for u in ua):
+            chosen = []  # A's ungated views need its down projections whole, which a fingerprint does not hold
         if chosen:
             first = (min(u.layer for u in ua), min(u.layer for u in ub))
             if n_mats == 2:  # the gate and up blocks are already read and mapped
@@ -301,7 +308,8 @@ def _candidate_maps(a, b, hmap: HiddenMap, ua, ub, start: int, m: int, n_min: in
         row_map, _ = align_hidden(x, y)
         return row_map if row_map.kind in ("permutation", "rotation") else None
 
-    if sum(hi - lo for lo, hi in spans) >= FFN_ROWS[0] and layers_a and len(layers_a) == len(layers_b):
+    held = all(t.has(lo, hi) for u in layers_a + layers_b for t in u.matrices for lo, hi in spans)
+    if sum(hi - lo for lo, hi in spans) >= FFN_ROWS[0] and layers_a and len(layers_a) == len(layers_b) and held:
         out.append(("FFN rows of the first layers", from_rows))
     return out, len(out)
 
@@ -310,7 +318,7 @@ def _whole_units(b: Checkpoint, units: list, budget_left: float, floor: int = 0)
     """B's units to read whole, spread over depth, as many as the budget allows but at least `floor` (the first
     layer never)."""
     first = min(u.layer for u in units)
-    candidates = [u for u in units if u.layer != first and has_two_views(u)]
+    candidates = [u for u in units if u.layer != first and has_two_views(u) and _held_whole(u)]
     if not candidates:
         return []
     cost = 2 * candidates[0].n_rows * (b.summary.hidden_size or 1) * _bytes_per_value(b)
@@ -328,10 +336,12 @@ def _values(a, b, hmap, rng) -> tuple[list[Evidence], list]:
     hd_a, hd_b = a.summary.head_dim, b.summary.head_dim
     if not va or not vb or hd_a != hd_b:
         return [], []
-    m = min(VALUE_ROWS, hd_a)
-    start = int(rng.integers(0, hd_a - m + 1))
     ua = [u for us in va.values() for u in us]
     ub = [u for us in vb.values() for u in us]
+    m = min(VALUE_ROWS, hd_a, *(u.matrices[0].prefix() for u in ua + ub))
+    if m < 2:
+        return [], []
+    start = int(rng.integers(0, hd_a - m + 1)) if _complete(a, b) else 0
     ev, cells = index_test("value_row_order", read_blocks(a, ua, start, m, 1, hmap), read_blocks(b, ub, start, m, 1, None),
                            "value rows of the first head")
     ev.details["block"] = [start, start + m]
@@ -346,10 +356,17 @@ def _heads(a, b, hmap, budget: Budget, rng, ffn_cells: list) -> list[Evidence]:
     n_kv = min(sa.n_kv_heads, sb.n_kv_heads)
     per_head = 2 * sa.head_dim * max(sa.hidden_size or 1, sb.hidden_size or 1) * max(_bytes_per_value(a), _bytes_per_value(b))
     n = int(min(n_kv, budget.bytes_per_model * HEAD_SHARE // (per_head * max(len(la), len(lb)))))
+    recorded = min(ck.get(role, i).prefix() // sa.head_dim for ck, layers in ((a, la), (b, lb)) for i in layers
+                   for role in ("attn_k", "attn_v"))
+    if recorded < n:
+        n = recorded
+        if n < MIN_HEADS:
+            return [Evidence("attention_head_order", None, None, False,
+                             "not run: the fingerprint holds fewer than two whole KV heads per layer", {})]
     if n < MIN_HEADS:
         return [Evidence("attention_head_order", None, None, False,
                          "not run: too few KV heads per layer, or the byte budget does not fit two per layer", {})]
-    first = int(rng.integers(0, n_kv - n + 1))
+    first = int(rng.integers(0, n_kv - n + 1)) if _complete(a, b) else 0
     # Layers paired without looking at attention weights, so head counts stay independent under the null.
     pairs, paired_by = [], "the FFN layer alignment"
     if ffn_cells:
@@ -399,10 +416,18 @@ def _direction(a: Checkpoint, b: Checkpoint, label: str) -> dict:
 
 def _same_files(a: Checkpoint, b: Checkpoint) -> bool:
     """Both references name the same weight files (after links), e.g. one path given twice."""
-    # a remote file is named by repository, commit and file (or URL), so equal names are the same bytes
-    files = lambda ck: sorted(os.path.realpath(r.path) if isinstance(r.path, Path) else str(r.path)  # noqa: E731
-                              for r in ck.weights.readers)
-    return files(a) == files(b)
+    return a.weights.file_names() == b.weights.file_names()
+
+
+def _complete(a: Checkpoint, b: Checkpoint) -> bool:
+    """Both checkpoints are live, so any row can be read; else one is a fingerprint and the tests read the rows
+    of the canonical plan (index/fingerprint.py): leading rows, canonical tokens, the seed the plan used."""
+    return a.weights.complete and b.weights.complete
+
+
+def _held_whole(u) -> bool:
+    return all(t.has(0, t.n_rows) for t in u.matrices) and (len(u.matrices) == 2 or u.down is None
+                                                            or u.down.has(0, u.down.n_rows))
 
 
 def _input(ck: Checkpoint) -> dict:
@@ -419,7 +444,9 @@ STAGES = ("hidden dimensions", "FFN neurons", "value rows", "attention heads", "
 
 
 def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str | None = None,
-                        progress: bool = False) -> dict:
+                        progress: bool = False, detail: bool = True) -> dict:
+    """The compare document. detail=False (identify's screening of many candidates) leaves out what does not
+    enter the verdict: the explanation (alignment null), the tokenizer lineage and the circumstantial part."""
     t0 = time.perf_counter()
     plan = Budget.parse(budget, a, b)
     rng = np.random.default_rng(seed)
@@ -436,19 +463,26 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     step()
     ev_heads = _heads(a, b, hmap, plan, rng, cells_ffn + cells_k)
     step()
-    ev_identical, identity = identical_tensors(a, b, seed)
+    sample_seed = seed if _complete(a, b) else PLAN_SEED  # a fingerprint's sampled rows are the plan's
+    ev_identical, identity = identical_tensors(a, b, sample_seed)
     step()
-    ev_tok = _tokenizer_evidence(*vocabs)
+    ev_tok = _tokenizer_evidence(*vocabs) if detail else []
     step()
-    evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, ev_identical, *ev_tok,
-                honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
+    if _complete(a, b):
+        baselines = [honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
+    else:  # shown, never counted; they need raw sampled values, of which a fingerprint keeps digests only
+        baselines = [Evidence(name, None, None, False, "not run: a fingerprint keeps digests of sampled rows, not "
+                              "their values", {})
+                     for name in ("baseline_honestagi_std_profile", "baseline_raw_cosine")]
+    evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, ev_identical, *ev_tok, *baselines]
     step()
     if bar:
         bar.close()
     verdict = decide(evidence)
     tests = [TestCells("ffn_neuron_order", cells_ffn), TestCells("value_row_order", cells_val),
              TestCells("ffn_neuron_agreement", cells_k)]
-    alignment = explain(a, b, tests, hmap, identity, ev_hidden, verdict.label == "related", notes, RELATED_LEVEL, seed)
+    alignment = explain(a, b, tests, hmap, identity, ev_hidden, verdict.label == "related", notes, RELATED_LEVEL,
+                        sample_seed) if detail else None
     ca, cb = a.cost(), b.cost()
     return {
         "schema_version": 1,
@@ -459,7 +493,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
         "alignment": alignment,
         "direction": _direction(a, b, verdict.label),
         "declared": {"A": declared_lineage(a), "B": declared_lineage(b)},
-        "circumstantial": circumstantial(a, b, verdict.label),
+        "circumstantial": circumstantial(a, b, verdict.label) if detail else None,
         "same_checkpoint": _same_files(a, b),
         "seed": seed,
         "budget_bytes_per_model": plan.bytes_per_model,

@@ -65,6 +65,8 @@ GGUF_REMOTE_HEAD = 4 << 20  # first bytes of a remote GGUF fetched for its heade
 RANGE_CACHE_BYTES = 20 << 30  # the fetched-range cache is trimmed (least recently used first) past this
 
 ENV_CACHE = "PARENTAGE_CACHE"  # where demo fixtures and zoos are kept
+ENV_INDEX = "PARENTAGE_INDEX"  # the fingerprint index: a SQLite path or a postgresql:// URL (--db wins)
+ENV_DATA = "PARENTAGE_DATA"  # parentage's data folder (the default index lives there)
 ENV_RANGE_CACHE_BYTES = "PARENTAGE_RANGE_CACHE_BYTES"
 ENV_HTTP_BACKOFF = "PARENTAGE_HTTP_BACKOFF"  # tests shorten the waits
 ENV_HF_ENDPOINT = "HF_ENDPOINT"
@@ -79,6 +81,24 @@ def cache_dir() -> Path:
         return Path(os.environ[ENV_CACHE])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "parentage"
+
+
+def data_dir() -> Path:
+    """Parentage's data folder (what the user keeps: the default fingerprint index)."""
+    if os.environ.get(ENV_DATA):
+        return Path(os.environ[ENV_DATA])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "parentage"
+
+
+def index_url(given: str | None = None) -> str:
+    """The index to use: --db, else PARENTAGE_INDEX, else index.sqlite in the data folder."""
+    return given or os.environ.get(ENV_INDEX) or str(data_dir() / "index.sqlite")
+
+
+# The fingerprint index (index/): bounds on what one stored entry may claim
+INDEX_MAX_BLOB = 2 << 30  # bytes of one stored fingerprint
+INDEX_BUSY_SECONDS = 30.0  # a writer waits this long for another writer's transaction
 
 
 def hf_cache_dir() -> Path:

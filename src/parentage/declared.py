@@ -64,6 +64,8 @@ def _gguf_declared(r: GGUFFile) -> dict:
 
 def declared_lineage(ckpt) -> dict:
     """Everything the checkpoint's own files declare about its identity and ancestry."""
+    if ckpt.resolved.source == "fingerprint":
+        return ckpt.resolved.declared  # read from the files when the model was indexed
     out: dict[str, object] = {}
     config = ckpt.config
     cfg = {k: config[k] for k in _CONFIG_FIELDS if k in config}

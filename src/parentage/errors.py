@@ -90,3 +90,12 @@ class RemoteError(ParentageError, ConnectionError):
 
 class NotCachedError(HubReferenceError):
     """Offline (HF_HUB_OFFLINE), a byte range or file the job needs is not in the local caches."""
+
+
+class NotInFingerprintError(ParentageError, LookupError):
+    """A test asked a stored fingerprint for rows it did not record (made by an older plan)."""
+
+
+class IndexStoreError(ParentageError, OSError):
+    """The fingerprint index cannot be used: not a parentage database, corrupt, from a newer version, or its
+    server unreachable."""

@@ -116,8 +116,9 @@ def output_kept(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, i: int, j: int, s
         ta, tb = a.get(role, i), b.get(role, j)
         if ta is None or tb is None or ta.n_rows != hmap.d_a or tb.n_rows != hmap.d_b:
             continue
-        r = min(OUTPUT_ROWS, ta.n_rows)
-        start = int(np.random.default_rng([seed, i, j]).integers(0, ta.n_rows - r + 1))
+        r = min(OUTPUT_ROWS, ta.prefix())
+        complete = a.weights.complete and b.weights.complete  # else a fingerprint: its leading rows
+        start = int(np.random.default_rng([seed, i, j]).integers(0, ta.n_rows - r + 1)) if complete else 0
         rows_a = np.arange(start, start + r)
         if hmap.kind == "permutation":
             keep = hmap.perm[rows_a] >= 0
@@ -125,7 +126,7 @@ def output_kept(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, i: int, j: int, s
             rows_b, signs = hmap.perm[rows_a], hmap.signs[rows_a].astype(np.float32)
         else:
             rows_b, signs = rows_a, np.ones(len(rows_a), dtype=np.float32)
-        if len(rows_a) < 8:
+        if len(rows_a) < 8 or not tb.has_at(rows_b).all():
             continue
         xa = ta.read_at(rows_a)  # (r, n_cols_a)
         xb = tb.read_at(rows_b) * signs[:, None]

@@ -14,6 +14,7 @@ is known is stated exactly: a tensor is "identical in every sampled row (k of n)
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -66,33 +67,80 @@ def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
     return values
 
 
-def _comparable(a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str) -> tuple[np.ndarray, np.ndarray] | None:
-    if dtype_a == dtype_b:  # one storage type: decoding is a fixed function of the stored bytes (and FP8 scales)
-        return a, b
-    pa, pb = PRECISION.get(dtype_a, 0), PRECISION.get(dtype_b, 0)
-    if pa == 0 or pb == 0:  # two quantised storages: equality is not defined by a cast
+def rounding(dtype: str, other: str) -> str | None:
+    """How a tensor stored as `dtype` is compared with one stored as `other`: as decoded ("native"), rounded to
+    the other's coarser float type, or not at all (two different quantised storages: equality is not defined by
+    a cast)."""
+    if dtype == other:  # one storage type: decoding is a fixed function of the stored bytes (and FP8 scales)
+        return "native"
+    p, q = PRECISION.get(dtype, 0), PRECISION.get(other, 0)
+    if p == 0 or q == 0:
         return None
-    if pa > pb:
-        a = _round_to(a, dtype_b)
-    elif pb > pa:
-        b = _round_to(b, dtype_a)
-    return a, b
+    return other if p > q and other in ROUNDINGS else "native"
 
 
-def _compare(ta: Tensor, tb: Tensor, rows_a: np.ndarray, rows_b: np.ndarray, key: str, role, layer
-             ) -> tuple[TensorIdentity, int] | None:
+ROUNDINGS = ("F16", "BF16")  # the coarser types a finer tensor may be rounded to (F64 -> F32 is decoding itself)
+
+
+@dataclass(frozen=True)
+class RowPrints:
+    """One tensor's sampled rows, as digests: what the identity test compares, live or from a fingerprint.
+
+    Per rounding ("native", and for finer float types each coarser one): one 64-bit digest per row, the distinct
+    values per row, and the distinct values over all sampled rows."""
+
+    digests: dict[str, np.ndarray]  # rounding -> (k,) uint64
+    distinct: dict[str, np.ndarray]  # rounding -> (k,) int64
+    distinct_all: dict[str, int]
+
+    @property
+    def sampled(self) -> int:
+        return len(next(iter(self.digests.values())))
+
+
+def _digest(row: np.ndarray) -> int:
+    return int.from_bytes(hashlib.blake2b((row + np.float32(0)).tobytes(), digest_size=8).digest(), "little")  # -0 == 0
+
+
+def prints_of_rows(rows: np.ndarray, dtype: str) -> RowPrints:
+    """(k, n_cols) or (k,) decoded rows of a tensor stored as `dtype` -> its prints in every rounding it may be
+    compared in."""
+    rows = rows.reshape(len(rows), -1).astype(np.float32, copy=False)
+    digests, distinct, distinct_all = {}, {}, {}
+    for r in ("native",) + tuple(x for x in ROUNDINGS if PRECISION.get(dtype, 0) > PRECISION[x]):
+        v = _round_to(rows, r) if r != "native" else rows
+        digests[r] = np.array([_digest(x) for x in v], dtype=np.uint64)
+        distinct[r] = np.array([np.unique(x).size for x in v], dtype=np.int64)
+        distinct_all[r] = int(np.unique(v).size)
+    return RowPrints(digests, distinct, distinct_all)
+
+
+def tensor_prints(t: Tensor, seed: int) -> RowPrints | None:
+    """The prints of a tensor's sampled rows (Tensor.sample_rows): computed from a live checkpoint, looked up in
+    a fingerprint (None when it did not record them)."""
+    if not t.weights.complete:
+        return t.weights.prints.get(t.role.key)
+    key = (ROWS_PER_TENSOR, seed)
+    if getattr(t, "_prints_key", None) != key:
+        t._prints_key, t._prints = key, prints_of_rows(t.sample_rows(ROWS_PER_TENSOR, seed), t.dtype)
+    return t._prints
+
+
+def _compare(ta: Tensor, tb: Tensor, pa: RowPrints | None, pb: RowPrints | None, key: str, role, layer
+             ) -> tuple[TensorIdentity, int]:
     """One tensor pair on the same sampled rows: its identity record and the distinct values its identical rows
-    carry (0 unless informative), or None when the dtypes are not comparable by a cast."""
+    carry (0 unless informative)."""
     matrix = len(ta.shape) == 2 and min(ta.shape) > 1
-    pair = _comparable(rows_a, rows_b, ta.dtype, tb.dtype)
-    if pair is None:
+    ra, rb = rounding(ta.dtype, tb.dtype), rounding(tb.dtype, ta.dtype)
+    if ra is None or pa is None or pb is None or ra not in pa.digests or rb not in pb.digests \
+            or pa.sampled != pb.sampled:
         return TensorIdentity(key, role, layer, ta.n_rows, 0, 0, False, matrix, comparable=False), 0
-    va, vb = pair  # (sampled rows, n_cols)
-    same = np.array([np.array_equal(x, y, equal_nan=True) for x, y in zip(va, vb)], dtype=bool)
-    informative = math.prod(ta.shape) >= MIN_ELEMENTS and np.unique(va).size >= MIN_DISTINCT
-    distinct = np.unique(va[same]).size if same.any() else 0
+    same = pa.digests[ra] == pb.digests[rb]  # (sampled,)
+    informative = math.prod(ta.shape) >= MIN_ELEMENTS and pa.distinct_all[ra] >= MIN_DISTINCT
+    # distinct values the identical rows carry: over all rows when all agree, else (a lower bound) the most in one
+    distinct = pa.distinct_all[ra] if same.all() else int(pa.distinct[ra][same].max()) if same.any() else 0
     bits = distinct if informative and distinct >= MIN_DISTINCT else 0
-    return TensorIdentity(key, role, layer, ta.n_rows, len(va), int(same.sum()), informative, matrix), bits
+    return TensorIdentity(key, role, layer, ta.n_rows, pa.sampled, int(same.sum()), informative, matrix), bits
 
 
 def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[TensorIdentity], float]:
@@ -101,7 +149,7 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
     roles = shared_roles(a, b)
     todo = [r for r in roles if a.tensors[r].shape == b.tensors[r].shape and _castable(a.tensors[r], b.tensors[r])]
     for ck in (a, b):  # the sampled rows, fetched concurrently when remote (cached on each tensor)
-        ck.map_reads(lambda r: ck.tensors[r].sample_rows(ROWS_PER_TENSOR, seed), todo)
+        ck.map_reads(lambda r: tensor_prints(ck.tensors[r], seed), todo)
     for role in roles:
         ta, tb = a.tensors[role], b.tensors[role]
         if role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings):
@@ -110,8 +158,7 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
             out.append(TensorIdentity(role.key, role.role, role.layer, tb.n_rows, 0, 0, False,
                                       len(tb.shape) == 2 and min(tb.shape) > 1, comparable=False))
             continue
-        record, found_bits = _compare(ta, tb, ta.sample_rows(ROWS_PER_TENSOR, seed), tb.sample_rows(ROWS_PER_TENSOR, seed),
-                                      role.key, role.role, role.layer)
+        record, found_bits = _compare(ta, tb, tensor_prints(ta, seed), tensor_prints(tb, seed), role.key, role.role, role.layer)
         out.append(record)
         bits += found_bits  # one bit per distinct value in identical rows: very conservative
     return out, bits
@@ -139,7 +186,8 @@ def _castable(ta: Tensor, tb: Tensor) -> bool:
 
 def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) -> list[TensorIdentity]:
     """A's layer i against B's layer j (a layer moved by insertions or removals): every role both hold in one
-    shape, on the rows A's tensor samples, read from B at the same offsets. Records carry B's key and layer."""
+    shape, on the same sampled rows (`Tensor.sample_spans` does not depend on the layer). Records carry B's key
+    and layer."""
     out = []
     experts = _experts_per_layer(b)
     for role in a.layer_roles(i):
@@ -148,12 +196,7 @@ def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) 
         ta, tb = a.tensors[role], b.get(role.role, j, role.expert, role.param)
         if tb is None or ta.shape != tb.shape:
             continue
-        if not _castable(ta, tb):
-            out.append(TensorIdentity(tb.role.key, role.role, j, tb.n_rows, 0, 0, False, len(tb.shape) == 2, False))
-            continue
-        spans = ta.sample_spans(ROWS_PER_TENSOR, seed)
-        rows_b = np.concatenate([tb.read_rows(lo, hi) for lo, hi in spans])
-        out.append(_compare(ta, tb, ta.sample_rows(ROWS_PER_TENSOR, seed), rows_b, tb.role.key, role.role, j)[0])
+        out.append(_compare(ta, tb, tensor_prints(ta, seed), tensor_prints(tb, seed), tb.role.key, role.role, j)[0])
     return out
 
 

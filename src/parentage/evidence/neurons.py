@@ -79,13 +79,15 @@ def read_blocks(ck: Checkpoint, units: list[Unit], start: int, m: int, n_mats: i
 SIMILARITY_CHUNK = 1 << 24  # floats per similarity slab: bounds memory when both models have many experts
 
 
-def _in_place_counts(a: Blocks, b: Blocks) -> tuple[np.ndarray, np.ndarray]:
-    """Per (A unit, B unit) cell: rows paired by mutual nearest neighbours of summed |cosine|, and how many of
-    them pair with their own offset. Returns two (n_a, n_b) integer arrays."""
+def _in_place_counts(a: Blocks, b: Blocks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (A unit, B unit) cell: rows paired by mutual nearest neighbours of summed |cosine|, how many of them
+    pair with their own offset, and the mean |cosine| of rows at the same offset (per matrix). Returns three
+    (n_a, n_b) arrays."""
     na, m, _ = a.mats[0].shape
     nb = b.mats[0].shape[0]
     n_mutual = np.zeros((na, nb), dtype=np.int64)
     n_in_place = np.zeros((na, nb), dtype=np.int64)
+    cos_in_place = np.zeros((na, nb), dtype=np.float64)
     step = max(1, SIMILARITY_CHUNK // (m * nb * m))
     for lo in range(0, na, step):
         hi = min(na, lo + step)
@@ -100,7 +102,8 @@ def _in_place_counts(a: Blocks, b: Blocks) -> tuple[np.ndarray, np.ndarray]:
         mutual = col_best[ia, ib, row_best] == k  # (chunk, m, n_b)
         n_mutual[lo:hi] = mutual.sum(axis=1)
         n_in_place[lo:hi] = (mutual & (row_best == k)).sum(axis=1)
-    return n_mutual, n_in_place
+        cos_in_place[lo:hi] = np.einsum("ikjk->ij", s) / (m * len(a.mats))
+    return n_mutual, n_in_place, cos_in_place
 
 
 @dataclass
@@ -138,11 +141,12 @@ def index_test(name: str, a: Blocks, b: Blocks, what: str) -> tuple[Evidence, li
             groups.append((ia, ib))
     for ia, ib in groups:
         sub_a, sub_b = _subset(a, ia), _subset(b, ib)
-        n_mutual, n_in_place = _in_place_counts(sub_a, sub_b)
+        n_mutual, n_in_place, cos_in_place = _in_place_counts(sub_a, sub_b)
         for i, ua in enumerate(sub_a.units):
             for j, ub in enumerate(sub_b.units):
                 f, nm = int(n_in_place[i, j]), int(n_mutual[i, j])
-                cells.append(Cell(ua, ub, fixed_points_tail(f, nm, m), f, m, {"mutual_pairs": nm}))
+                cells.append(Cell(ua, ub, fixed_points_tail(f, nm, m), f, m,
+                                  {"mutual_pairs": nm, "in_place_cos": round(float(cos_in_place[i, j]), 6)}))
     log10_p = bonferroni([c.log10_p for c in cells])
     best = min(cells, key=lambda c: c.log10_p)
     n_sig = sum(c.log10_p < -2 - math.log10(len(cells)) for c in cells)
@@ -154,8 +158,22 @@ def index_test(name: str, a: Blocks, b: Blocks, what: str) -> tuple[Evidence, li
         "max_power_log10_p": bonferroni([fixed_points_tail(m, m, m)] * len(cells)),
         "cells": [c.to_dict() for c in cells if c.log10_p < -2],
         "cell_log10_p": [round(c.log10_p, 3) for c in cells],
+        "closeness": _closeness(cells),
     }
     return Evidence(name, log10_p, best.stat / m, True, summary, details), cells
+
+
+def _closeness(cells: list[Cell], key: str = "in_place_cos") -> float | None:
+    """Descriptive, never counted: over A's units whose best cell is significant, the mean |cos| of the rows the
+    test paired in that cell (at the same offset, or the agreed neurons): 1 for an exact copy, and two fine-tunes
+    of one base sit below a base and its fine-tune. `identify` orders significant candidates by it."""
+    best: dict[str, Cell] = {}
+    for c in cells:
+        if c.a.label not in best or c.log10_p < best[c.a.label].log10_p:
+            best[c.a.label] = c
+    level = -2 - math.log10(max(len(cells), 1))
+    kept = [c.extra[key] for c in best.values() if c.log10_p < level]
+    return round(float(np.mean(kept)), 6) if kept else None
 
 
 TOKEN_NEURON_QUANTILE = 0.99  # of max |cos| for random directions: above it a row reads one token's direction
@@ -248,14 +266,17 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
             rows = slice(offsets[i], offsets[i] + m)
             to_b = _assignment(s1[rows])
             agree = (to_b == _assignment(s2[rows])) & counted
-            raw.append((ua, ub, int(agree.sum()), int(counted.sum()) / ub.n_rows))
+            # descriptive: how alike the agreed neurons are, in both views (1 for a relabelled exact copy)
+            idx = np.arange(m)[agree]
+            matched = float((s1[rows][idx, to_b[idx]].mean() + s2[rows][idx, to_b[idx]].mean()) / 2) if idx.size else 0.0
+            raw.append((ua, ub, int(agree.sum()), int(counted.sum()) / ub.n_rows, matched))
             ranks.append(Cell(ua, ub, *_rank_order(to_b[agree])))
         del s1, s2
     if not raw:
         return Evidence("ffn_neuron_agreement", None, None, False, "not run: no FFN pairs beyond the first layers", {}), []
     inflation = _decoy_inflation(raw)
     cells = [Cell(ua, ub, poisson_tail(k, lam0 * inflation), k, int(round(lam0 * ub.n_rows)),
-                  {"null_mean": round(lam0 * inflation, 3)}) for ua, ub, k, lam0 in raw]
+                  {"null_mean": round(lam0 * inflation, 3), "matched_cos": round(cos, 6)}) for ua, ub, k, lam0, cos in raw]
     best, second = _best_two(cells)
     # The test stands on the second-best cell: n_cells * p of any cell but the best is still a valid p-value
     # (it is at least the Bonferroni bound of the minimum), and a derived model matches in many layers while a
@@ -280,6 +301,7 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
                               if second is not None else 0.0),
         "cells": [c.to_dict() for c in cells if c.log10_p < -2],
         "cell_log10_p": [round(c.log10_p, 3) for c in cells],
+        "closeness": _closeness(cells, "matched_cos"),
     }
     return Evidence("ffn_neuron_agreement", log10_p, best.stat / best.n, True, summary, details), cells + ranks
 
@@ -341,13 +363,13 @@ def _decoy_inflation(raw: list) -> float:
     cannot all be true correspondences under a monotone alignment."""
     best_row: dict = {}
     best_col: dict = {}
-    for n, (ua, ub, k, _) in enumerate(raw):
+    for n, (ua, ub, k, *_) in enumerate(raw):
         if ua.label not in best_row or k > raw[best_row[ua.label]][2]:
             best_row[ua.label] = n
         if ub.label not in best_col or k > raw[best_col[ub.label]][2]:
             best_col[ub.label] = n
     exclude = set(best_row.values()) | set(best_col.values())
-    decoys = [(k, lam) for n, (_, _, k, lam) in enumerate(raw) if n not in exclude]
+    decoys = [(k, lam) for n, (_, _, k, lam, _) in enumerate(raw) if n not in exclude]
     if len(decoys) < 2:
         return 1.0
     observed = sum(k for k, _ in decoys)

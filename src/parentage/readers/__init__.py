@@ -8,6 +8,7 @@ and a hostile one cannot pick its own parser.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -73,6 +74,10 @@ def _block_size(n: int, n_blocks: int) -> int:
 class WeightSet:
     """All the weight files of one checkpoint, as one name space, with FP8 scales applied on read."""
 
+    complete = True  # every row can be read (a fingerprint's `readers.stored.StoredWeights` holds only some)
+    recorder = None  # while a fingerprint is taken: called with (name, start, rows) for every read
+    memo: dict | None = None  # identify: the query's rows, read once for all candidates
+
     def __init__(self, readers: Sequence[Reader]):
         self.readers = list(readers)
         self._owner: dict[str, Reader] = {}
@@ -97,6 +102,13 @@ class WeightSet:
 
     def names(self) -> list[str]:
         return list(self._owner)
+
+    def holds(self, name: str, start: int, stop: int) -> bool:
+        return True
+
+    def file_names(self) -> list[str]:
+        """The files, after links, or the remote names (repository, commit and file, or URL): same bytes."""
+        return sorted(os.path.realpath(r.path) if isinstance(r.path, Path) else str(r.path) for r in self.readers)
 
     def __contains__(self, name: str) -> bool:
         return name in self._owner
@@ -126,11 +138,21 @@ class WeightSet:
         return None
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        if self.memo is not None:
+            key = (name, start, stop)
+            if key not in self.memo:
+                self.memo[key] = self._read_rows(name, start, stop)
+            return self.memo[key].copy()  # callers fold norm gains in place
+        return self._read_rows(name, start, stop)
+
+    def _read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         rows = self._owner[name].read_rows(name, start, stop)
         scale_name = self.scale_for(name)
-        if scale_name is None or stop == start:
-            return rows
-        return rows * self._expand_scale(name, scale_name, start, stop)
+        if scale_name is not None and stop > start:
+            rows = rows * self._expand_scale(name, scale_name, start, stop)
+        if self.recorder is not None:
+            self.recorder(name, start, rows)
+        return rows
 
     def _expand_scale(self, name: str, scale_name: str, start: int, stop: int) -> np.ndarray:
         info, sinfo = self.info(name), self.info(scale_name)

@@ -451,6 +451,14 @@ def load_tokenizer(ref: str | Path) -> Vocab:
 
 def checkpoint_vocab(ckpt) -> Vocab | None:
     """The vocabulary shipped with a checkpoint, or None when it ships none this module reads."""
+    if ckpt.resolved.source == "fingerprint":
+        return ckpt.resolved.vocab  # stored when the model was indexed
+    if "_vocab" not in vars(ckpt):  # parsed once per checkpoint (identify compares one query many times)
+        ckpt._vocab = _load_checkpoint_vocab(ckpt)
+    return ckpt._vocab
+
+
+def _load_checkpoint_vocab(ckpt) -> Vocab | None:
     files = {p.name: p for p in ckpt.tokenizer_files()}
     for name in FOLDER_ORDER:
         if name in files:

@@ -1,0 +1,308 @@
+"""The fingerprint index: fingerprints stand in for checkpoints, the store keeps them safely, identify/verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from parentage.checkpoint import Checkpoint
+from parentage.cli import cli
+from parentage.compare import compare_checkpoints
+from parentage.errors import FormatError, IndexStoreError
+from parentage.index import add_models, open_store, take
+from parentage.index.fingerprint import Fingerprint
+from parentage.index.identify import identify
+from parentage.index.store import MIGRATIONS, SCHEMA_VERSION
+from parentage.synthetic import random_state_dict, relayered
+from tests.test_compare import SHAPE, _noisy, _obfuscate, _write
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("index-family")
+    rng = np.random.default_rng(3)
+    base = random_state_dict("llama", SHAPE, seed=10)
+    return {
+        "base": _write(root / "base", base),
+        "child": _write(root / "child", _noisy(base, rng)),
+        "hidden": _write(root / "hidden", _obfuscate(_noisy(base, rng), rng)),
+        "grown": _write(root / "grown", relayered(_noisy(base, rng), [0, 1, 1, 2, 3]), n_layers=5),
+        "stranger": _write(root / "stranger", random_state_dict("llama", SHAPE, seed=11)),
+        "other": _write(root / "other", random_state_dict("llama", SHAPE, seed=12)),
+    }
+
+
+def _verdict(doc):
+    return doc["verdict"]["label"], doc["verdict"]["log10_p"]
+
+
+def test_a_stored_fingerprint_gives_the_verdict_of_the_live_checkpoint(models):
+    for name in ("child", "hidden", "grown", "stranger"):
+        with Checkpoint.open(models["base"]) as a, Checkpoint.open(models[name]) as b:
+            stored = Fingerprint.from_bytes(take(a).to_bytes(), "test")
+            live = compare_checkpoints(a, b)
+            with stored.open() as fa:
+                replay = compare_checkpoints(fa, b)
+            assert replay["verdict"]["label"] == live["verdict"]["label"], name
+            assert replay["cost"]["per_input"][0]["bytes_read"] == 0  # nothing of A is read again
+
+
+def test_two_fingerprints_line_up_without_either_checkpoint(models):
+    with Checkpoint.open(models["base"]) as a, Checkpoint.open(models["grown"]) as b:
+        fa, fb = (Fingerprint.from_bytes(take(x).to_bytes(), "t") for x in (a, b))
+    with fa.open() as a, fb.open() as b:
+        doc = compare_checkpoints(a, b)
+    assert doc["verdict"]["label"] == "related"
+    assert "layers 4 -> 5" in doc["alignment"]["notes"]
+
+
+def test_fingerprint_size_is_bounded_and_holds_no_whole_large_tensor(models):
+    with Checkpoint.open(models["base"]) as ck:
+        fp = take(ck)
+        assert fp.n_bytes < ck.weights.bytes_total  # this model is tiny: its FFNs fit whole
+        embed = ck.get("embed")
+        held = sum(r.shape[0] for _, r in fp.spans[embed.piece.source])
+        assert held == min(embed.n_rows, 2048)
+
+
+@pytest.mark.parametrize("damage", ["magic", "truncate", "header", "shape", "nan"])
+def test_a_corrupt_fingerprint_is_one_clear_error(models, damage):
+    with Checkpoint.open(models["base"]) as ck:
+        blob = bytearray(take(ck).to_bytes())
+    n = int.from_bytes(blob[8:16], "little")
+    head = json.loads(blob[16:16 + n])
+    if damage == "magic":
+        blob[:8] = b"NOTPRINT"
+    elif damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    elif damage == "header":
+        blob[20:40] = b"\x00" * 20
+    elif damage == "shape":
+        key = next(iter(head["arrays"]))
+        head["arrays"][key][1] = [10**9, 10**9]
+    elif damage == "nan":
+        name, spans = next(iter(head["spans"].items()))
+        dtype, shape, offset = head["arrays"][spans[0][1]]
+        blob[16 + n + offset:16 + n + offset + 2] = np.array([np.nan], dtype=dtype).tobytes()
+    if damage in ("shape",):
+        raw = json.dumps(head).encode()
+        blob = blob[:8] + len(raw).to_bytes(8, "little") + raw + blob[16 + n:]
+    with pytest.raises(FormatError) as e:
+        Fingerprint.from_bytes(bytes(blob), "db [x]")
+    assert str(e.value).startswith("db [x]:") and "\n" not in str(e.value)
+
+
+# -- the store ---------------------------------------------------------------------------------------------------
+
+
+def test_add_is_idempotent_and_list_show_remove_work(models, tmp_path):
+    db = str(tmp_path / "i.sqlite")
+    first = add_models([str(models["base"]), str(models["child"])], db)
+    again = add_models([str(models["base"])], db)
+    assert [r["status"] for r in first] == ["added", "added"] and again[0]["status"] == "indexed already"
+    runner = CliRunner()
+    listed = json.loads(runner.invoke(cli, ["index", "list", "--db", db, "--format", "json"]).output)
+    assert [e["ref"] for e in listed["entries"]] == [str(models["base"]), str(models["child"])]
+    shown = runner.invoke(cli, ["index", "show", str(models["base"]), "--db", db])
+    assert shown.exit_code == 0 and "digests of" in shown.output
+    gone = runner.invoke(cli, ["index", "remove", str(models["child"]), "--db", db])
+    assert gone.exit_code == 0
+    with open_store(db) as s:
+        assert [e.ref for e in s.entries()] == [str(models["base"])]
+        assert s._run("SELECT COUNT(*) FROM blobs")[0][0] == 1  # the removed entry's blob went with it
+
+
+def test_bad_databases_are_one_line_and_exit_1(tmp_path):
+    runner = CliRunner()
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as c:
+        c.execute("CREATE TABLE users (name TEXT)")
+    newer = tmp_path / "newer.sqlite"
+    open_store(str(newer), create=True).close()
+    with sqlite3.connect(newer) as c:
+        c.execute("UPDATE parentage_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    cases = {junk: "not a usable", foreign: "not a parentage index", newer: "newer parentage",
+             tmp_path / "missing.sqlite": "no index here", tmp_path: "is a folder"}
+    for path, words in cases.items():
+        r = runner.invoke(cli, ["index", "list", "--db", str(path)])
+        assert r.exit_code == 1, (path, r.output)
+        line = r.output.strip()
+        assert "\n" not in line and str(path) in line and words in line, line
+    r = runner.invoke(cli, ["identify", str(tmp_path), "--db", "postgresql://nobody@127.0.0.1:1/none"])
+    assert r.exit_code == 1 and "cannot connect to PostgreSQL" in r.output and "\n" not in r.output.strip()
+
+
+def test_an_older_schema_is_migrated_in_place(models, tmp_path):
+    db = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE parentage_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO parentage_meta VALUES ('schema_version', '1')")
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement.format(blob="BLOB", id="INTEGER PRIMARY KEY AUTOINCREMENT", big="INTEGER"))
+    conn.commit()
+    conn.close()
+    with open_store(str(db)) as s:
+        assert s._run("SELECT value FROM parentage_meta WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION)
+    assert add_models([str(models["base"])], str(db))[0]["status"] == "added"
+
+
+WRITER = """
+import sys
+from parentage.index import open_store
+from parentage.index.fingerprint import Fingerprint
+blob = open(sys.argv[2], "rb").read()
+store = open_store(sys.argv[1], create=True)
+for i in range(100000):
+    fp = Fingerprint.from_bytes(blob, "w")
+    fp.meta["ref"], fp.meta["commit"], fp.blob = f"model-{i}", f"{i:040d}", None
+    name = next(iter(fp.spans))
+    start, rows = fp.spans[name][0]
+    rows = rows.copy()
+    rows.flat[0] = i  # a different blob each time
+    fp.spans[name][0] = (start, rows)
+    store.add(fp)
+    print(i, flush=True)
+"""
+
+
+def test_a_writer_killed_mid_insert_loses_nothing_committed_and_leaves_no_partial_entry(models, tmp_path):
+    db, blob = tmp_path / "k.sqlite", tmp_path / "fp.bin"
+    with Checkpoint.open(models["base"]) as ck:
+        blob.write_bytes(take(ck).to_bytes())
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(blob)], stdout=subprocess.PIPE, text=True)
+    committed = -1
+    while committed < 20:
+        committed = int(proc.stdout.readline())
+    # meanwhile a reader reads (WAL: it never waits for the writer)
+    with open_store(str(db)) as reader:
+        assert len(reader.entries()) >= 20
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with open_store(str(db)) as s:
+        entries = s.entries()
+        assert len(entries) >= committed + 1
+        assert [e.ref for e in entries] == [f"model-{i}" for i in range(len(entries))]
+        for e in entries[-3:]:
+            s.load(e)  # whole and matching its digest
+        assert s._run("PRAGMA integrity_check")[0][0] == "ok"
+        orphans = s._run("SELECT COUNT(*) FROM blobs WHERE digest NOT IN (SELECT digest FROM fingerprints)")
+        assert orphans[0][0] == 0
+
+
+def test_a_reader_is_not_blocked_by_an_open_write_transaction(models, tmp_path):
+    db = str(tmp_path / "w.sqlite")
+    add_models([str(models["base"])], db)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM fingerprints")
+    with open_store(db) as reader:
+        assert len(reader.entries()) == 1  # the uncommitted delete is not seen, and nothing waits
+    writer.execute("ROLLBACK")
+    writer.close()
+
+
+# -- identify and verify -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def indexed(models, tmp_path_factory):
+    db = str(tmp_path_factory.mktemp("idx") / "i.sqlite")
+    add_models([str(models[k]) for k in ("base", "stranger", "other")], db)
+    return db
+
+
+def test_identify_names_the_parent_of_every_kind_of_derived_model(models, indexed):
+    for name in ("child", "hidden", "grown"):
+        doc = identify(str(models[name]), indexed)
+        assert doc["best"] == str(models["base"]), name
+        top = doc["candidates"][0]
+        assert top["label"] == "related" and top["log10_p"] <= -6
+        assert set(doc) >= {"query", "candidates", "best", "cost"}
+    assert identify(str(models["grown"]), indexed)["candidates"][0]["relation"] == "ancestor"  # layers inserted
+
+
+def test_identify_says_none_for_an_unrelated_model(models, indexed, tmp_path):
+    lone = _write(tmp_path / "lone", random_state_dict("llama", SHAPE, seed=99))
+    doc = identify(str(lone), indexed)
+    assert doc["best"] is None
+    assert all(c["label"] != "related" for c in doc["candidates"])
+
+
+def test_the_p_value_is_corrected_for_the_number_of_candidates(models, indexed):
+    doc = identify(str(models["child"]), indexed)
+    for c in doc["candidates"]:
+        if c["log10_p_pair"] is not None and c["log10_p"] is not None and c["log10_p"] < 0:
+            assert c["log10_p"] == pytest.approx(c["log10_p_pair"] + np.log10(doc["n_candidates"]), abs=0.01)
+
+
+def test_the_query_itself_is_left_out_when_indexed(models, indexed):
+    doc = identify(str(models["base"]), indexed)
+    assert doc["n_candidates"] == 2 and doc["notes"] and doc["best"] is None
+
+
+def test_identify_in_a_process_pool_agrees_with_one_process(models, tmp_path):
+    db = str(tmp_path / "many.sqlite")
+    add_models([str(models["base"]), str(models["stranger"])], db)
+    with open_store(db) as s:  # many entries: copies of two fingerprints under other names
+        fps = [s.load(e) for e in s.entries()]
+        for i in range(60):
+            fp = Fingerprint.from_bytes(fps[i % 2].to_bytes(), "t")
+            fp.meta["ref"], fp.meta["commit"], fp.blob = f"copy-{i}", f"{i:040d}", None
+            s.add(fp)
+    one = identify(str(models["child"]), db, top=100, workers=1)
+    pool = identify(str(models["child"]), db, top=100, workers=2)
+    key = lambda d: sorted((c["ref"], c["log10_p"]) for c in d["candidates"])  # noqa: E731
+    assert key(one) == key(pool)
+
+
+def test_verify_exit_status_gates_an_upload(models, indexed, tmp_path):
+    runner = CliRunner()
+    undeclared = runner.invoke(cli, ["verify", str(models["child"]), "--db", indexed])
+    assert undeclared.exit_code == 3 and "undeclared_parent" in undeclared.output
+    honest = tmp_path / "honest"
+    honest.mkdir()
+    for f in ("model.safetensors", "config.json"):
+        (honest / f).write_bytes((models["child"] / f).read_bytes())
+    (honest / "README.md").write_text(f"---\nbase_model: {models['base'].name}\n---\n")
+    assert runner.invoke(cli, ["verify", str(honest), "--db", indexed]).exit_code == 0
+    liar = tmp_path / "liar"
+    liar.mkdir()
+    for f in ("model.safetensors", "config.json"):
+        (liar / f).write_bytes((models["child"] / f).read_bytes())
+    (liar / "README.md").write_text(f"---\nbase_model: {models['stranger'].name}\n---\n")
+    r = runner.invoke(cli, ["verify", str(liar), "--db", indexed, "--format", "json"])
+    assert r.exit_code == 4 and json.loads(r.output)["status"] == "unsupported_claim"
+
+
+def test_index_add_reports_a_bad_model_and_keeps_the_others(models, tmp_path):
+    listing = tmp_path / "models.txt"
+    listing.write_text(f"# the family\n{models['base']}\n{tmp_path / 'nothing-here'}\n\n{models['stranger']}\n")
+    db = str(tmp_path / "f.sqlite")
+    r = CliRunner().invoke(cli, ["index", "add", "--from", str(listing), "--db", db])
+    assert r.exit_code == 1 and "1 of 3 models not indexed" in r.output
+    with open_store(db) as s:
+        assert len(s.entries()) == 2
+
+
+def test_postgresql_holds_the_same_index(models, postgres):
+    url = postgres.new_database("parentage_index_test")
+    add_models([str(models[k]) for k in ("base", "stranger")], url)
+    assert add_models([str(models["base"])], url)[0]["status"] == "indexed already"
+    doc = identify(str(models["child"]), url)
+    assert doc["best"] == str(models["base"])
+    with open_store(url) as s:
+        assert s.dialect == "postgresql" and len(s.entries()) == 2
+        with pytest.raises(IndexStoreError):
+            s._run("SELECT * FROM no_such_table")
