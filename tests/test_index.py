@@ -306,3 +306,62 @@ def test_postgresql_holds_the_same_index(models, postgres):
         assert s.dialect == "postgresql" and len(s.entries()) == 2
         with pytest.raises(IndexStoreError):
             s._run("SELECT * FROM no_such_table")
+
+
+def test_indexing_on_a_local_ray_instance_stores_the_fingerprints_the_pool_does(models, tmp_path):
+    pytest.importorskip("ray", reason="ray not installed (pip install 'parentage[ray]')")
+    refs = [str(models[k]) for k in ("base", "child", "stranger")]
+    pool_db, ray_db = str(tmp_path / "pool.sqlite"), str(tmp_path / "ray.sqlite")
+    add_models(refs, pool_db, workers=2)
+    first = add_models(refs[:2], ray_db, ray="local")
+    again = add_models(refs, ray_db, ray="local")  # resumed: the two indexed models are not read again
+    assert sorted(r["status"] for r in first) == ["added", "added"]
+    assert sorted(r["status"] for r in again) == ["added", "indexed already", "indexed already"]
+    with open_store(pool_db) as p, open_store(ray_db) as r:
+        assert {(e.ref, e.digest) for e in p.entries()} == {(e.ref, e.digest) for e in r.entries()}
+
+
+def test_graph_draws_families_with_a_direction_only_where_the_evidence_gives_one(models, tmp_path):
+    db = str(tmp_path / "g.sqlite")
+    add_models([str(models[k]) for k in ("base", "child", "grown", "stranger")], db)
+    html = tmp_path / "graph.html"
+    r = CliRunner().invoke(cli, ["graph", "--db", db, "--html", str(html), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    family = sorted([str(models["base"]), str(models["child"]), str(models["grown"])])
+    assert sorted(map(sorted, doc["families"])) == sorted([family, [str(models["stranger"])]])
+    assert len(doc["edges"]) == 2 and all(e["log10_p"] <= -6 for e in doc["edges"])
+    grown = next(e for e in doc["edges"] if str(models["grown"]) in (e["a"], e["b"]))
+    assert grown["parent"] is not None and grown["parent"] != str(models["grown"])  # layers were inserted in it
+    assert "layers 4 -> 5" in grown["notes"] or "layers 5 -> 4" in grown["notes"]
+    page = html.read_text()
+    assert page.count("<svg") == 1 and "marker-end" in page and "http" not in page.replace("http://www.w3.org", "")
+
+
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_graph_page_opens_in_a_headless_browser_and_is_not_blank(models, tmp_path):
+    import matplotlib.image as mpimg
+
+    db = str(tmp_path / "g.sqlite")
+    add_models([str(models[k]) for k in ("base", "child", "grown")], db)
+    page = tmp_path / "graph.html"
+    assert CliRunner().invoke(cli, ["graph", "--db", db, "--html", str(page)]).exit_code == 0
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,900", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    pixels = mpimg.imread(shot)[..., :3]
+    assert pixels.std() > 0.05  # boxes, lines and the edge table, not a blank page
+    top = pixels[: len(pixels) // 2]
+    assert (top.reshape(-1, 3).max(axis=1) - top.reshape(-1, 3).min(axis=1)).max() > 0.1  # the coloured node boxes
+
+
+def test_graph_and_identify_refuse_an_empty_index(tmp_path):
+    db = str(tmp_path / "empty.sqlite")
+    open_store(db, create=True).close()
+    for args in (["graph", "--db", db], ["identify", str(tmp_path), "--db", db]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 1 and "holds no models" in r.output

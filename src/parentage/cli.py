@@ -545,6 +545,40 @@ def verify(model: str, db: str | None, seed: int, budget: str | None, workers: i
     sys.exit(doc["exit_status"])
 
 
+@cli.command()
+@db_option
+@debug_option
+@click.option("--html", "html_path", default=None, metavar="FILE", help="Also write a self-contained HTML page (SVG).")
+@click.option("--max-models", type=click.IntRange(2, None), default=None,
+              help="Run on an index this large (every pair is compared; default limit 400).")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def graph(db: str | None, html_path: str | None, max_models: int | None, fmt: str) -> None:
+    """The family tree of the index: which indexed models share weight ancestry, how, and which came first
+    where the evidence says so.
+
+    \b
+    Examples:
+      parentage graph
+      parentage graph --db team.sqlite --html families.html --format json
+    """
+    from .index.graph import MAX_MODELS, family_graph
+    from .report.index import graph_html, graph_human
+
+    if html_path:
+        from .report.html import check_output
+
+        check_output(html_path)  # before the work: a bad path fails fast
+    doc = family_graph(db, max_models=max_models or MAX_MODELS)
+    if html_path:
+        from .report.html import write
+
+        write(html_path, graph_html(doc))
+    if fmt == "json":
+        _emit_json(doc)
+    else:
+        _echo(graph_human(doc))
+
+
 def main() -> None:
     cli(prog_name="parentage")
 

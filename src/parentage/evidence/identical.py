@@ -59,7 +59,13 @@ class TensorIdentity:
 
 
 def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Round float32 values to a coarser storage dtype, so a bf16 export of an f32 model compares equal."""
+    """Round float32 values to a coarser storage dtype, so a bf16 export of an f32 model compares equal; for
+    GGUF block types, quantise and decode again with gguf's reference quantiser (what exports are made with)."""
+    if dtype in QUANTISED:
+        import gguf
+
+        qtype = gguf.GGMLQuantizationType[dtype]
+        return gguf.quants.dequantize(gguf.quants.quantize(values.astype(np.float32), qtype), qtype).reshape(values.shape)
     if dtype == "F16":
         return values.astype(np.float16).astype(np.float32)
     if dtype == "BF16":
@@ -74,12 +80,17 @@ def rounding(dtype: str, other: str) -> str | None:
     if dtype == other:  # one storage type: decoding is a fixed function of the stored bytes (and FP8 scales)
         return "native"
     p, q = PRECISION.get(dtype, 0), PRECISION.get(other, 0)
+    if p > 0 and other in QUANTISED:  # a float tensor against a quantised export of it: quantise it alike
+        return other
+    if q > 0 and dtype in QUANTISED:  # ... and the export as decoded
+        return "native"
     if p == 0 or q == 0:
         return None
     return other if p > q and other in ROUNDINGS else "native"
 
 
 ROUNDINGS = ("F16", "BF16")  # the coarser types a finer tensor may be rounded to (F64 -> F32 is decoding itself)
+QUANTISED = ("Q8_0", "Q4_0")  # GGUF block types whose quantiser is a fixed function (gguf.quants), per row block
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,9 @@ def prints_of_rows(rows: np.ndarray, dtype: str) -> RowPrints:
     compared in."""
     rows = rows.reshape(len(rows), -1).astype(np.float32, copy=False)
     digests, distinct, distinct_all = {}, {}, {}
-    for r in ("native",) + tuple(x for x in ROUNDINGS if PRECISION.get(dtype, 0) > PRECISION[x]):
+    p = PRECISION.get(dtype, 0)
+    quantisable = rows.shape[1] % 32 == 0  # both block types work on runs of 32 values along a row
+    for r in ("native",) + tuple(x for x in ROUNDINGS if p > PRECISION[x]) + (QUANTISED if p and quantisable else ()):
         v = _round_to(rows, r) if r != "native" else rows
         digests[r] = np.array([_digest(x) for x in v], dtype=np.uint64)
         distinct[r] = np.array([np.unique(x).size for x in v], dtype=np.int64)
@@ -181,7 +194,7 @@ def _experts_per_layer(ck: Checkpoint) -> dict[tuple[int, str], int]:
 
 
 def _castable(ta: Tensor, tb: Tensor) -> bool:
-    return ta.dtype == tb.dtype or (PRECISION.get(ta.dtype, 0) > 0 and PRECISION.get(tb.dtype, 0) > 0)
+    return rounding(ta.dtype, tb.dtype) is not None and rounding(tb.dtype, ta.dtype) is not None
 
 
 def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) -> list[TensorIdentity]:

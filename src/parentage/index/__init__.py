@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 from ..checkpoint import Checkpoint
 from ..errors import ParentageError
 from .fingerprint import Fingerprint, _meta, take
+from .pool import process_pool
 from .store import Entry, open_store
 
 __all__ = ["Entry", "Fingerprint", "add_model", "add_models", "open_store", "read_ref_list", "take"]
@@ -70,7 +71,7 @@ def add_models(refs: list[str], db: str | None = None, replace: bool = False, wo
             results.append(_add_one(job))
             done(results[-1])
         return results
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:
         for fut in as_completed([pool.submit(_add_one, job) for job in jobs]):
             results.append(fut.result())
             done(results[-1])

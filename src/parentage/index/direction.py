@@ -4,9 +4,8 @@ Shared ancestry is symmetric: continued training, fine-tuning and most edits lea
 side came first (compare says so in `direction`). A few edits do have a direction, and `identify` and `graph`
 use them to order relatives (never to decide relatedness):
 
-- a lossy export: B holds A's values at a lower precision (bf16 rounding of A in every compared tensor, or a
-  quantised GGUF whose rows sit at the same place with |cos| >= EXPORT_CLOSENESS) — nobody recovers f32 from
-  Q4_0;
+- a lossy export: B holds A's values rounded to its lower precision (bf16, or GGUF Q8_0/Q4_0 as gguf's
+  quantiser makes them) in nearly every compared tensor, bit for bit — nobody recovers f32 from Q4_0;
 - layers inserted in B (two layers of B descend from one of A: a duplicated layer, or a copy with fresh outputs);
 - experts of B that match A's dense FFNs (dense -> MoE upcycling);
 - B's vocabulary extends A's (A's tokens at their ids, new ones appended).
@@ -19,7 +18,6 @@ from __future__ import annotations
 from ..checkpoint import Checkpoint
 from ..evidence.identical import PRECISION
 
-EXPORT_CLOSENESS = 0.99  # mean in-place |cos| of FFN rows above which a lower-precision copy counts as an export
 EXPORT_IDENTICAL = 0.9  # share of compared tensors identical after rounding that makes B a rounded export of A
 
 
@@ -27,11 +25,6 @@ def precision(ck: Checkpoint) -> int:
     """The coarsest storage precision of the checkpoint's matrices: 0 for quantised types, 1 for 16-bit floats."""
     levels = [PRECISION.get(t.dtype, 0) for t in ck.tensors.values() if len(t.shape) == 2]
     return min(levels) if levels else 0
-
-
-def _closeness(doc: dict) -> float | None:
-    ev = next((e for e in doc["evidence"] if e["name"] == "ffn_neuron_order"), None)
-    return (ev or {}).get("details", {}).get("closeness")
 
 
 def growth(a: Checkpoint, b: Checkpoint, doc: dict, a_name: str = "A", b_name: str = "B") -> list[str]:
@@ -43,9 +36,9 @@ def growth(a: Checkpoint, b: Checkpoint, doc: dict, a_name: str = "A", b_name: s
     if precision(b) < precision(a):
         ident = next((e for e in doc["evidence"] if e["name"] == "identical_tensors"), None)
         n = (ident or {}).get("details", {}).get("n_compared") or 0
-        same = len((ident or {}).get("details", {}).get("identical") or [])
-        close = _closeness(doc)
-        if (n and same >= EXPORT_IDENTICAL * n) or (close is not None and close >= EXPORT_CLOSENESS):
+        details = (ident or {}).get("details", {})
+        same = len(details.get("identical") or []) + len(details.get("identical_low_information") or [])
+        if n and same >= EXPORT_IDENTICAL * n:
             out.append(f"{b_name} holds {a_name}'s values at a lower precision (an export)")
     notes = (doc.get("alignment") or {}).get("notes") or []
     if any("looks inserted" in n or "both descend from A's layer" in n for n in notes):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from ..checkpoint import Checkpoint
@@ -28,6 +27,7 @@ from ..errors import IndexStoreError
 from ..verdict import RELATED_LEVEL
 from .direction import growth
 from .fingerprint import _meta
+from .pool import process_pool
 from .store import Entry, open_store
 
 PARALLEL_MIN = 48  # candidates below this are screened in this process
@@ -96,7 +96,7 @@ def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, bud
             workers = workers or os.cpu_count() or 1
             if n >= PARALLEL_MIN and workers > 1:
                 chunks = [[e.id for e in entries[i:i + CHUNK]] for i in range(0, n, CHUNK)]
-                with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(db, query, seed, budget)) as pool:
+                with process_pool(workers, _worker_init, (db, query, seed, budget)) as pool:
                     screened = [s for part in pool.map(_worker_run, chunks) for s in part]
             else:
                 screened = [_screen_one(store, e, q, seed, budget) for e in entries]
@@ -120,6 +120,7 @@ def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, bud
         "query": query,
         "candidates": out_rows,
         "best": best["ref"] if best else None,
+        "best_relation": best["relation"] if best else None,  # ancestor, or relative (direction not determined)
         "best_alignment": (best["_doc"]["alignment"] if best and best.get("_doc") else None),
         "n_candidates": n,
         "correction": f"Bonferroni over {n} candidates: log10 p + {penalty:.2f}",
