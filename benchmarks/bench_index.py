@@ -2,6 +2,7 @@
 
     python benchmarks/bench_index.py zoo ZOO_DIR            # the must-hold table for BENCHMARKS.md
     python benchmarks/bench_index.py scale --n 1000          # 1,000 synthetic fingerprints: sizes, add, identify
+    python benchmarks/bench_index.py sizes [LAYOUT...]       # fingerprints of full-size procedural checkpoints
 
 Figures are measured in one run on this machine; nothing here is asserted.
 """
@@ -103,12 +104,56 @@ def main(argv=None) -> int:
     s = sub.add_parser("scale")
     s.add_argument("--n", type=int, default=1000)
     s.add_argument("--workers", type=int, default=None)
+    z = sub.add_parser("sizes")
+    z.add_argument("layouts", nargs="*", default=["llama-7b", "llama-3-70b", "qwen1.5-110b", "deepseek-v3"])
     a = p.parse_args(argv)
     if a.cmd == "zoo":
         zoo(a.folder, a.db)
+    elif a.cmd == "sizes":
+        sizes(a.layouts)
     else:
         scale(a.n, a.workers)
     return 0
+
+
+
+def sizes(layouts: list[str]) -> None:
+    """Fingerprints of full-size procedural checkpoints served by the loopback hub: size, bytes read, time."""
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    print(f"# fingerprint sizes at full scale (procedural weights on the loopback hub), {_machine()}")
+    print("| layout | held | fingerprint | of which rows | read to take it | seconds |")
+    print("|---|---|---|---|---|---|")
+    for layout in layouts:
+        code = f"""
+import json, os, sys, time
+from parentage.zoo import procedural as P
+from parentage.zoo.hub_emulator import HubEmulator
+from parentage.checkpoint import Checkpoint
+from parentage.index.fingerprint import take
+hub = HubEmulator().start()
+m = P.LAYOUTS[{layout!r}](1) if {layout!r} in P.LAYOUTS else P.deepseek_v3(1)
+hub.add_files("acme/m", m.files())
+os.environ["HF_ENDPOINT"] = hub.url
+t = time.perf_counter()
+with Checkpoint.open("acme/m") as ck:
+    fp = take(ck)
+    cost = ck.cost()
+rows = sum(r.nbytes for spans in fp.spans.values() for _, r in spans)
+print(json.dumps({{"held": cost["bytes_total"], "size": fp.n_bytes, "rows": rows, "read": cost["bytes_read"],
+                  "seconds": time.perf_counter() - t}}))
+"""
+        work = Path(tempfile.mkdtemp(prefix="bench-fp-"))
+        env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+        env |= {"PARENTAGE_CACHE": str(work / "cache"), "HF_HUB_CACHE": str(work / "hf")}
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        if r.returncode:
+            print(f"| {layout} | failed: {r.stderr.strip().splitlines()[-1][:200]} |")
+            continue
+        d = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"| {layout} | {d['held'] / 1e9:,.1f} GB | {d['size'] / 1e6:,.1f} MB | {d['rows'] / 1e6:,.1f} MB | "
+              f"{d['read'] / 1e6:,.0f} MB ({100 * d['read'] / d['held']:.2f}%) | {d['seconds']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def output_kept(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, i: int, j: int, s
         ta, tb = a.get(role, i), b.get(role, j)
         if ta is None or tb is None or ta.n_rows != hmap.d_a or tb.n_rows != hmap.d_b:
             continue
-        r = min(OUTPUT_ROWS, ta.prefix())
+        r = min(OUTPUT_ROWS, ta.prefix(), tb.prefix())  # a fingerprint holds leading rows only
         complete = a.weights.complete and b.weights.complete  # else a fingerprint: its leading rows
         start = int(np.random.default_rng([seed, i, j]).integers(0, ta.n_rows - r + 1)) if complete else 0
         rows_a = np.arange(start, start + r)

@@ -10,7 +10,8 @@ alone and any two fingerprints line up:
   FFN test may fit outside its block), the norm gains folded into them;
 - up to WHOLE_UNITS FFN units whole (the permutation-invariant test), when they fit WHOLE_BYTES;
 - value rows [0, VALUE_ROWS) of the first head, and HEADS whole KV heads per layer when they fit HEAD_BYTES;
-- the leading OUTPUT_ROWS rows of each output projection (which of two tied layers is the inserted copy);
+- the leading rows of each output projection, up to OUTPUT_ROWS within OUTPUT_BYTES (which of two tied layers
+  is the inserted copy);
 - digests of every tensor's sampled rows at PLAN_SEED (the identity test; values are not kept).
 
 Opened (`Fingerprint.open`), it is a `Checkpoint` over `readers.stored.StoredWeights`, so `compare` runs on it
@@ -51,9 +52,11 @@ FIRST_ROWS = 2 * FFN_ROWS  # a tested block [0, m) and a disjoint one [m, 2m) to
 MIN_TOKENS, MAX_TOKENS = 2048, 8192  # canonical tokens: 5/4 of the width (a rotation fit), within these
 WHOLE_UNITS = 2  # FFN units kept whole, spread over depth
 WHOLE_BYTES = 16 << 20  # ... when they fit this (as float16); a 7B model's FFN does not
-VALUE_ROWS = 64
+VALUE_ROWS = 32
 HEADS = MIN_HEADS  # whole KV heads per layer ...
 HEAD_BYTES = 16 << 20  # ... when all layers' fit this
+OUTPUT_BYTES = 16 << 20  # leading rows of every output projection, as many (up to OUTPUT_ROWS) as fit this
+MIN_OUTPUT_ROWS = 8  # findings.output_kept compares no fewer
 MAGIC = b"PARENTFP"
 MAX_HEADER = 64 << 20
 
@@ -302,10 +305,12 @@ def take(ck: Checkpoint) -> Fingerprint:
     try:
         vocab = checkpoint_vocab(ck)
         embed_source, token_ids = _read_plan(ck, vocab)
-        prints = {r.key: p for r in shared_roles(ck, ck)
-                  if (p := tensor_prints(ck.tensors[r], PLAN_SEED)) is not None}
     finally:
         ck.weights.recorder = None
+    # the sampled rows are kept as digests only (read after recording stops, so their values are not stored)
+    roles = shared_roles(ck, ck)
+    ck.map_reads(lambda r: tensor_prints(ck.tensors[r], PLAN_SEED), roles)
+    prints = {r.key: p for r in roles if (p := tensor_prints(ck.tensors[r], PLAN_SEED)) is not None}
     spans = {name: _merged(v) for name, v in rec.rows.items()}
     if embed_source is not None:
         spans[embed_source] = _exact(spans.get(embed_source, []), token_ids)
@@ -346,11 +351,13 @@ def _read_plan(ck: Checkpoint, vocab: Vocab | None) -> tuple[str | None, np.ndar
                 norm.read()
             for role in ("attn_k", "attn_v"):
                 ck.get(role, i).read_rows(0, n * hd)
-    for i in range(ck.summary.n_layers or 0):
-        for role in OUTPUT_ROLES:
-            t = ck.get(role, i)
-            if t is not None and len(t.shape) == 2:
-                t.read_rows(0, min(OUTPUT_ROWS, t.n_rows))
+    writers = [t for i in range(ck.summary.n_layers or 0) for role in OUTPUT_ROLES
+               if (t := ck.get(role, i)) is not None and len(t.shape) == 2]
+    per_row = sum(2 * t.shape[-1] for t in writers)  # float16 bytes of one row of every writer
+    n_out = min(OUTPUT_ROWS, OUTPUT_BYTES // max(per_row, 1))
+    if n_out >= MIN_OUTPUT_ROWS:
+        for t in writers:
+            t.read_rows(0, min(n_out, t.n_rows))
     return embed_source, ids
 
 
