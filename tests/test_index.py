@@ -365,3 +365,64 @@ def test_graph_and_identify_refuse_an_empty_index(tmp_path):
     for args in (["graph", "--db", db], ["identify", str(tmp_path), "--db", db]):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 1 and "holds no models" in r.output
+
+
+def test_a_damaged_entry_and_odd_paths_are_one_line_errors(models, tmp_path):
+    db = tmp_path / "d.sqlite"
+    add_models([str(models["base"])], str(db))
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE blobs SET data = ?", (b"garbage",))
+    runner = CliRunner()
+    for args in (["index", "show", str(models["base"]), "--db", str(db)],
+                 ["identify", str(models["child"]), "--db", str(db)],
+                 ["index", "show", "nothing-like-it", "--db", str(db)],
+                 ["index", "remove", "nothing-like-it", "--db", str(db)]):
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 1 and r.output.startswith("parentage: error: ") and "\n" not in r.output.strip(), r.output
+        assert str(db) in r.output
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = runner.invoke(cli, ["index", "list", "--db", str(fifo)])
+    assert r.exit_code == 1 and "not a regular file" in r.output
+    assert runner.invoke(cli, ["index", "add", "--db", str(db)]).exit_code == 2  # nothing to add: a usage error
+
+
+def test_mutated_fingerprints_are_refused_with_a_clear_error_or_still_compare(models):
+    """Byte flips, JSON values of the wrong type and truncations: a FormatError, never another exception."""
+    import random
+
+    from parentage.errors import ParentageError
+
+    with Checkpoint.open(models["base"]) as ck:
+        blob = take(ck).to_bytes()
+    n = int.from_bytes(blob[8:16], "little")
+    head = json.loads(blob[16:16 + n])
+    rng = random.Random(5)
+    values = [None, -1, 10**12, "x", [], {}, 1.5, True]
+
+    def mutate(x, depth=0):
+        if isinstance(x, (dict, list)) and x:
+            k = rng.choice(list(x)) if isinstance(x, dict) else rng.randrange(len(x))
+            if rng.random() < 0.3 or depth > 5:
+                x[k] = rng.choice(values)
+            else:
+                mutate(x[k], depth + 1)
+
+    with Checkpoint.open(models["child"]) as live:
+        for i in range(240):
+            b = bytearray(blob)
+            if i % 3 == 0:
+                for _ in range(rng.randint(1, 20)):
+                    b[rng.randrange(len(b))] = rng.randrange(256)
+            elif i % 3 == 1:
+                h = json.loads(json.dumps(head))
+                mutate(h)
+                raw = json.dumps(h).encode()
+                b = bytearray(blob[:8] + len(raw).to_bytes(8, "little") + raw + blob[16 + n:])
+            else:
+                b = b[: rng.randrange(len(b))]
+            try:
+                with Fingerprint.from_bytes(bytes(b), "db [x]").open() as a:
+                    compare_checkpoints(a, live, detail=False)
+            except ParentageError as e:
+                assert "\n" not in str(e)

@@ -14,7 +14,7 @@ import warnings
 import click
 
 from . import __version__
-from .errors import ParentageError, clean_text, one_line
+from .errors import IndexStoreError, ParentageError, clean_text, one_line
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -452,7 +452,7 @@ def index_show(model: str, db: str | None, fmt: str) -> None:
     with open_store(db) as store:
         found = store.find(model)
         if not found:
-            raise click.ClickException(f"{model}: not in the index at {store.where}")
+            raise IndexStoreError(store.where, f"{model!r} is not in the index (see `parentage index list`)")
         docs = [{**e.to_dict(), "fingerprint": describe(store.load(e))} for e in found]
     if fmt == "json":
         _emit_json({"entries": docs})
@@ -480,7 +480,7 @@ def index_remove(model: str, db: str | None) -> None:
     with open_store(db) as store:
         n = store.remove(model)
         if not n:
-            raise click.ClickException(f"{model}: not in the index at {store.where}")
+            raise IndexStoreError(store.where, f"{model!r} is not in the index (see `parentage index list`)")
     _echo(f"removed {n} {'entry' if n == 1 else 'entries'} for {model}")
 
 

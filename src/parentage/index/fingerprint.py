@@ -165,6 +165,10 @@ class StoredResolved(Resolved):
 
 
 ARRAY_DTYPES = {"<f2", "<f4", "<u8", "<i8", "|u1"}
+# what `Fingerprint.open` and the store rely on, checked once where a stored fingerprint enters
+META_TYPES = {"ref": str, "root": str, "commit": str, "format": str, "source": str, "tool_version": str,
+              "is_gguf": bool, "files": list, "bytes_total": int, "infos": list, "config": dict, "declared": dict,
+              "summary": dict}
 
 
 def _parse(blob: bytes, where: str) -> Fingerprint:
@@ -189,6 +193,14 @@ def _parse(blob: bytes, where: str) -> Fingerprint:
     if not isinstance(meta, dict) or meta.get("plan") != PLAN_VERSION:
         raise FormatError(where, f"fingerprint made by plan {meta.get('plan') if isinstance(meta, dict) else '?'}, "
                                  f"this parentage reads plan {PLAN_VERSION}: re-index the model")
+    for key, kind in META_TYPES.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool) is not (kind is bool):
+            raise FormatError(where, f"fingerprint field {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    if meta["hub"] is not None and not (isinstance(meta["hub"], dict)
+                                        and all(isinstance(v, (str, type(None))) for v in meta["hub"].values())):
+        raise FormatError(where, "fingerprint field 'hub' is malformed")
+    if not all(isinstance(f, str) for f in meta["files"]) or meta["bytes_total"] < 0:
+        raise FormatError(where, "fingerprint file list or size is malformed")
     if not isinstance(meta["infos"], list) or len(meta["infos"]) > MAX_TENSORS:
         raise FormatError(where, "fingerprint tensor table is malformed")
     infos = {}

@@ -94,6 +94,8 @@ def _redacted(url: str) -> str:
 def _connect_sqlite(path: Path, create: bool) -> sqlite3.Connection:
     if path.is_dir():
         raise IndexStoreError(path, "is a folder; give the index's database file")
+    if path.exists() and not path.is_file():  # a FIFO or device could block or never end
+        raise IndexStoreError(path, "is not a regular file; give the index's database file")
     if not path.exists():
         if not create:
             raise IndexStoreError(path, "no index here; add models with `parentage index add MODEL`")
