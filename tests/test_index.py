@@ -426,3 +426,18 @@ def test_mutated_fingerprints_are_refused_with_a_clear_error_or_still_compare(mo
                     compare_checkpoints(a, live, detail=False)
             except ParentageError as e:
                 assert "\n" not in str(e)
+
+
+def test_a_merge_names_its_ingredients_and_a_later_relative_is_not_named_as_the_origin(models, tmp_path):
+    rng = np.random.default_rng(8)
+    base = random_state_dict("llama", SHAPE, seed=10)
+    a, b = _noisy(base, rng, 0.3), _noisy(base, rng, 0.3)
+    sib_a, sib_b = _write(tmp_path / "sib-a", a), _write(tmp_path / "sib-b", b)
+    merged = _write(tmp_path / "merged", {k: ((a[k] + b[k]) / 2).astype(np.float32) for k in a})
+    db = str(tmp_path / "m.sqlite")
+    add_models([str(models["base"]), str(sib_a), str(sib_b)], db)
+    doc = identify(str(merged), db)
+    assert doc["best"] in (str(sib_a), str(sib_b)) and doc["best_relation"] == "ancestor"
+    assert "weighted average" in doc["candidates"][0]["basis"]
+    # the base was written before its relatives: none of them is named as what it comes from
+    assert identify(str(models["base"]), db)["best"] is None

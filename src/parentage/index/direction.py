@@ -8,12 +8,15 @@ use them to order relatives (never to decide relatedness):
   quantiser makes them) in nearly every compared tensor, bit for bit — nobody recovers f32 from Q4_0;
 - layers inserted in B (two layers of B descend from one of A: a duplicated layer, or a copy with fresh outputs);
 - experts of B that match A's dense FFNs (dense -> MoE upcycling);
-- B's vocabulary extends A's (A's tokens at their ids, new ones appended).
+- B's vocabulary extends A's (A's tokens at their ids, new ones appended);
+- B is a weighted average of two related models (a merge): both are its ancestors (`merge_weight`).
 
 `growth(a, b, doc)` lists the reasons B was made from A, from a compare document of (A, B).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..checkpoint import Checkpoint
 from ..evidence.identical import PRECISION
@@ -49,3 +52,35 @@ def growth(a: Checkpoint, b: Checkpoint, doc: dict, a_name: str = "A", b_name: s
     if tok is not None and tok["details"].get("kind") == "extension" and (b.summary.vocab_size or 0) > (a.summary.vocab_size or 0):
         out.append(f"{b_name}'s vocabulary extends {a_name}'s")
     return out
+
+
+MERGE_ROWS = 32  # leading FFN rows of every unit: what every fingerprint holds
+MERGE_RESIDUAL = 0.25  # residual of the fit, relative to the nearer ingredient, below which the query is a merge
+MERGE_WEIGHT = (0.1, 0.9)  # a weight outside this is one ingredient with a little of the other: not called a merge
+
+
+def ffn_vector(ck: Checkpoint) -> np.ndarray | None:
+    """The leading FFN rows of every unit, as one vector (norm gains folded in), or None without FFNs."""
+    from ..evidence.blocks import ffn_units, read_block
+
+    units = [u for us in ffn_units(ck).values() for u in us]
+    if not units or any(t.prefix() < min(MERGE_ROWS, t.n_rows) for u in units for t in u.matrices):
+        return None
+    return np.concatenate([r.ravel() for u in units for r in read_block(ck, u, 0, min(MERGE_ROWS, u.n_rows))])
+
+
+def merge_weight(q: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """If q is (nearly) a weighted average a x + (1 - a) y: (a, residual relative to the nearer of x and y)."""
+    if not (q.shape == x.shape == y.shape):
+        return None
+    d = x - y
+    dd = float(d @ d)
+    if dd == 0.0:
+        return None
+    a = float((q - y) @ d) / dd
+    residual = float(np.linalg.norm(q - y - a * d)) / max(min(np.linalg.norm(q - x), np.linalg.norm(q - y)), 1e-30)
+    return a, residual
+
+
+def is_merge(fit: tuple[float, float] | None) -> bool:
+    return fit is not None and MERGE_WEIGHT[0] <= fit[0] <= MERGE_WEIGHT[1] and fit[1] <= MERGE_RESIDUAL

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -395,6 +396,7 @@ def _meta(ck: Checkpoint) -> dict:
         [files, [[n, w.info(n).dtype, list(w.info(n).shape)] for n in w.names()], w.bytes_total]).encode()).hexdigest()[:40]
     config = {k: v for k, v in ck.config.items() if _jsonable(v)}
     return {
+        "created": _created(ck),
         "plan": PLAN_VERSION, "tool_version": __version__, "ref": ck.ref, "source": ck.resolved.source,
         "root": str(ck.resolved.root), "hub": hub, "commit": commit, "format": ck.format,
         "is_gguf": any(r.format == "gguf" for r in w.readers), "files": files, "bytes_total": w.bytes_total,
@@ -402,6 +404,18 @@ def _meta(ck: Checkpoint) -> dict:
         "config": config, "declared": _plain(declared_lineage(ck)),
         "summary": {k: v for k, v in vars(ck.summary).items()},
     }
+
+
+def _created(ck: Checkpoint) -> str | None:
+    """When the weights were written, as far as the files say (the earliest modification time of a local weight
+    file, UTC): circumstantial, easily faked, and only used to order relatives whose direction the weights do
+    not give. None for remote files."""
+    import datetime
+
+    times = [os.stat(p).st_mtime for p in ck.resolved.weights if isinstance(p, Path) and p.is_file()]
+    if not times or ck.resolved.source != "path":
+        return None
+    return datetime.datetime.fromtimestamp(min(times), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _jsonable(v) -> bool:

@@ -25,7 +25,7 @@ from ..checkpoint import Checkpoint
 from ..compare import compare_checkpoints
 from ..errors import IndexStoreError
 from ..verdict import RELATED_LEVEL
-from .direction import growth
+from .direction import ffn_vector, growth, is_merge, merge_weight
 from .fingerprint import _meta
 from .pool import process_pool
 from .store import Entry, open_store
@@ -42,6 +42,8 @@ class Screened:
     label: str
     summary: str
     closeness: float | None
+    created: str | None  # the candidate's file date (circumstantial)
+    same_basis: bool  # the order tests see kinship as stored: no re-parameterisation between the two
 
 
 def _closeness(doc: dict) -> float | None:
@@ -55,10 +57,21 @@ def _closeness(doc: dict) -> float | None:
 
 
 def _screen_one(store, entry: Entry, q: Checkpoint, seed: int, budget: str | None) -> Screened:
-    with store.load(entry).open() as a:
+    fp = store.load(entry)
+    with fp.open() as a:
         doc = compare_checkpoints(a, q, seed, budget, detail=False)
     v = doc["verdict"]
-    return Screened(entry.id, v["log10_p"], v["label"], v["summary"], _closeness(doc))
+    created = fp.meta.get("created") if isinstance(fp.meta.get("created"), str) else None
+    return Screened(entry.id, v["log10_p"], v["label"], v["summary"], _closeness(doc), created, _same_basis(doc))
+
+
+def _same_basis(doc: dict) -> bool:
+    """Whether the exact order tests see the kinship, i.e. hidden units kept their labels between the two. A
+    re-parameterisation (rotated residual stream, relabelled neurons) is a step of its own on the path: a
+    relative in the query's basis is nearer to it than one that needs the invariant test to be seen."""
+    by = {e["name"]: e for e in doc["evidence"]}
+    return any((by.get(n) or {}).get("log10_p") is not None and by[n]["log10_p"] <= RELATED_LEVEL
+               for n in ("hidden_dimension_order", "ffn_neuron_order"))
 
 
 # -- the worker side of the pool: one store connection and one open query per process -------------------------
@@ -87,7 +100,7 @@ def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, bud
             raise IndexStoreError(store.where, "the index holds no models; add some with `parentage index add MODEL`")
         with Checkpoint.open(query) as q:
             q.weights.memo = {}  # the canonical plan reads the same rows of the query for every candidate
-            own = _meta(q)["commit"]
+            own, q_created = _meta(q)["commit"], _meta(q)["created"]
             itself = [e for e in entries if e.commit == own]
             entries = [e for e in entries if e.commit != own]
             if not entries:
@@ -109,9 +122,13 @@ def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, bud
                 r["relation"], r["basis"], doc = _direction(store, by_id[r["_id"]], q, seed, budget)
                 best_doc = best_doc or doc
                 r["_doc"] = doc
+            _merges(store, by_id, q, significant)
+            for r in significant:
+                _date_order(r, q_created)
             ordered = sorted(significant, key=_rank) + sorted((r for r in rows if r["label"] != "related"),
                                                               key=lambda r: (r["log10_p"] is None, r["log10_p"] or 0.0))
-            best = next((r for r in ordered if r["label"] == "related" and r["relation"] != "descendant"), None)
+            # a relative written after the query (group 3) is not named as what it comes from
+            best = next((r for r in ordered if r["label"] == "related" and r["_group"] <= 2), None)
             cost = q.cost()
     notes = [f"the query itself is indexed ({', '.join(e.ref for e in itself)}) and was left out"] if itself else []
     out_rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in ordered[:max(top, 1)]]
@@ -140,15 +157,54 @@ def _row(e: Entry, s: Screened, penalty: float) -> dict:
         label = s.label
     return {"ref": e.ref, "commit": e.commit, "log10_p": None if corrected is None else round(corrected, 2),
             "log10_p_pair": s.log10_p, "label": label, "summary": s.summary, "closeness": s.closeness,
-            "relation": None, "basis": None, "_id": e.id}
+            "relation": None, "basis": None, "created": s.created, "same_basis": s.same_basis, "_id": e.id}
 
 
-RELATION_ORDER = {"ancestor": 0, "relative": 1, None: 1, "descendant": 2}
+def _date_order(r: dict, q_created: str | None) -> None:
+    """Where the weights give no direction, the file dates may (circumstantial): a relative written before the
+    query can be its ancestor, one written after cannot."""
+    r["_group"] = {"ancestor": 0, "descendant": 4}.get(r["relation"], 2)
+    if r["relation"] in ("relative", None) and r["created"] and q_created:
+        before = r["created"] < q_created
+        r["_group"] = 1 if before else 3
+        if r["relation"] == "relative":
+            r["basis"] = (f"written {r['created'][:19]}, {'before' if before else 'after'} the query "
+                          f"({q_created[:19]}): file dates are circumstantial; the weights do not say which came first")
 
 
 def _rank(r: dict) -> tuple:
+    """Ancestors, then relatives dated before the query (earliest first: a family's first member is an
+    ancestor of every later one, a sibling is not), undated ones, later ones, descendants; within each, those
+    in the query's basis first; then closeness."""
     c = r["closeness"]
-    return RELATION_ORDER[r["relation"]], c is None, -(c or 0.0), r["log10_p"]
+    early = r["created"] if r["_group"] in (0, 1) and r["created"] else "~"
+    return r["_group"], not r["same_basis"], early, c is None, -(c or 0.0), r["log10_p"]
+
+
+MERGE_CANDIDATES = 8  # significant candidates in the query's basis tried pairwise as the ingredients of a merge
+
+
+def _merges(store, by_id: dict, q: Checkpoint, significant: list[dict]) -> None:
+    """Mark the ingredients, if the query is a weighted average of two related candidates."""
+    vq = ffn_vector(q)
+    if vq is None:
+        return
+    near = [r for r in significant if r["same_basis"] and r["relation"] != "descendant"][:MERGE_CANDIDATES]
+    vectors = {}
+    for r in near:
+        with store.load(by_id[r["_id"]]).open() as ck:
+            vectors[r["ref"]] = ffn_vector(ck)
+    for i, x in enumerate(near):
+        for y in near[i + 1:]:
+            vx, vy = vectors[x["ref"]], vectors[y["ref"]]
+            fit = merge_weight(vq, vx, vy) if vx is not None and vy is not None else None
+            if is_merge(fit):
+                a, residual = fit
+                for r, w, other in ((x, a, y), (y, 1 - a, x)):
+                    r["relation"] = "ancestor"
+                    r["basis"] = (f"the query is a weighted average of this ({w:.2f}) and {other['ref']} "
+                                  f"({1 - w:.2f}), to within {residual:.0%} of its distance from either: a merge")
+                return
 
 
 def _direction(store, entry: Entry, q: Checkpoint, seed: int, budget: str | None) -> tuple[str, str | None, dict]:
