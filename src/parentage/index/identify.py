@@ -116,19 +116,12 @@ def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, bud
             by_id = {e.id: e for e in entries}
             penalty = math.log10(n)
             rows = [_row(by_id[s.entry_id], s, penalty) for s in screened]
-            significant = sorted((r for r in rows if r["label"] == "related"), key=lambda r: r["log10_p"])
-            best_doc = None
-            for r in significant[:FINALISTS]:
-                r["relation"], r["basis"], doc = _direction(store, by_id[r["_id"]], q, seed, budget)
-                best_doc = best_doc or doc
-                r["_doc"] = doc
-            _merges(store, by_id, q, significant)
-            for r in significant:
-                _date_order(r, q_created)
-            ordered = sorted(significant, key=_rank) + sorted((r for r in rows if r["label"] != "related"),
-                                                              key=lambda r: (r["log10_p"] is None, r["log10_p"] or 0.0))
-            # a relative written after the query (group 3) is not named as what it comes from
-            best = next((r for r in ordered if r["label"] == "related" and r["_group"] <= 2), None)
+            significant = [r for r in rows if r["label"] == "related"]
+            significant = order_relatives(significant, q, q_created, lambda r: store.load(by_id[r["_id"]]).open(),
+                                          seed, budget)
+            ordered = significant + sorted((r for r in rows if r["label"] != "related"),
+                                           key=lambda r: (r["log10_p"] is None, r["log10_p"] or 0.0))
+            best = next((r for r in significant if r["_group"] <= 2), None)
             cost = q.cost()
     notes = [f"the query itself is indexed ({', '.join(e.ref for e in itself)}) and was left out"] if itself else []
     out_rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in ordered[:max(top, 1)]]
@@ -160,7 +153,7 @@ def _row(e: Entry, s: Screened, penalty: float) -> dict:
             "relation": None, "basis": None, "created": s.created, "same_basis": s.same_basis, "_id": e.id}
 
 
-def _date_order(r: dict, q_created: str | None) -> None:
+def _date_order(r: dict, q_created: str | None, subject: str = "the query") -> None:
     """Where the weights give no direction, the file dates may (circumstantial): a relative written before the
     query can be its ancestor, one written after cannot."""
     r["_group"] = {"ancestor": 0, "descendant": 4}.get(r["relation"], 2)
@@ -168,7 +161,7 @@ def _date_order(r: dict, q_created: str | None) -> None:
         before = r["created"] < q_created
         r["_group"] = 1 if before else 3
         if r["relation"] == "relative":
-            r["basis"] = (f"written {r['created'][:19]}, {'before' if before else 'after'} the query "
+            r["basis"] = (f"written {r['created'][:19]}, {'before' if before else 'after'} {subject} "
                           f"({q_created[:19]}): file dates are circumstantial; the weights do not say which came first")
 
 
@@ -181,18 +174,37 @@ def _rank(r: dict) -> tuple:
     return r["_group"], not r["same_basis"], early, c is None, -(c or 0.0), r["log10_p"]
 
 
+def order_relatives(significant: list[dict], q: Checkpoint, q_created: str | None, open_candidate, seed: int,
+                    budget: str | None, subject: str = "the query") -> list[dict]:
+    """The significant candidates in the order of the module docstring, each with its relation and basis
+    (which calls the model they are relatives of `subject`). `open_candidate(row)` gives the candidate's
+    Checkpoint as a context manager."""
+    significant = sorted(significant, key=lambda r: r["log10_p"])
+    for r in significant[:FINALISTS]:
+        if r.get("relation") is None:  # graph has found it already, for every pair at once
+            with open_candidate(r) as a:
+                r["relation"], r["basis"], r["_doc"] = _direction(a, q, seed, budget)
+    _merges(open_candidate, q, significant, subject)
+    for r in significant:
+        _date_order(r, q_created, subject)
+    # a relative written after the query (group 3) sorts after those it may come from, and is never `best`
+    return sorted(significant, key=_rank)
+
+
 MERGE_CANDIDATES = 8  # significant candidates in the query's basis tried pairwise as the ingredients of a merge
 
 
-def _merges(store, by_id: dict, q: Checkpoint, significant: list[dict]) -> None:
-    """Mark the ingredients, if the query is a weighted average of two related candidates."""
+def _merges(open_candidate, q: Checkpoint, significant: list[dict], subject: str) -> None:
+    """Mark the ingredients, if the query is a weighted average of two related candidates (the earliest pair
+    that fits, so a merge is credited to the models, not to later copies of them)."""
     vq = ffn_vector(q)
     if vq is None:
         return
-    near = [r for r in significant if r["same_basis"] and r["relation"] != "descendant"][:MERGE_CANDIDATES]
+    near = [r for r in significant if r["same_basis"] and r["relation"] != "descendant"]
+    near = sorted(near, key=lambda r: (r["created"] or "~", -(r["closeness"] or 0.0)))[:MERGE_CANDIDATES]
     vectors = {}
     for r in near:
-        with store.load(by_id[r["_id"]]).open() as ck:
+        with open_candidate(r) as ck:
             vectors[r["ref"]] = ffn_vector(ck)
     for i, x in enumerate(near):
         for y in near[i + 1:]:
@@ -202,18 +214,17 @@ def _merges(store, by_id: dict, q: Checkpoint, significant: list[dict]) -> None:
                 a, residual = fit
                 for r, w, other in ((x, a, y), (y, 1 - a, x)):
                     r["relation"] = "ancestor"
-                    r["basis"] = (f"the query is a weighted average of this ({w:.2f}) and {other['ref']} "
+                    r["basis"] = (f"{subject} is a weighted average of this ({w:.2f}) and {other['ref']} "
                                   f"({1 - w:.2f}), to within {residual:.0%} of its distance from either: a merge")
                 return
 
 
-def _direction(store, entry: Entry, q: Checkpoint, seed: int, budget: str | None) -> tuple[str, str | None, dict]:
+def _direction(a: Checkpoint, q: Checkpoint, seed: int, budget: str | None) -> tuple[str, str | None, dict]:
     """The full compare both ways; which side (if any) the evidence says was made from the other."""
-    with store.load(entry).open() as a:
-        forward = compare_checkpoints(a, q, seed, budget)  # A = candidate, B = query
-        backward = compare_checkpoints(q, a, seed, budget)
-        query_from_candidate = growth(a, q, forward, "the candidate", "the query")
-        candidate_from_query = growth(q, a, backward, "the query", "the candidate")
+    forward = compare_checkpoints(a, q, seed, budget)  # A = candidate, B = query
+    backward = compare_checkpoints(q, a, seed, budget)
+    query_from_candidate = growth(a, q, forward, "the candidate", "the query")
+    candidate_from_query = growth(q, a, backward, "the query", "the candidate")
     if query_from_candidate and not candidate_from_query:
         return "ancestor", "; ".join(query_from_candidate), forward
     if candidate_from_query and not query_from_candidate:

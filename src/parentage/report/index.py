@@ -108,7 +108,8 @@ def graph_html(doc: dict) -> str:
             x1, y1, x2, y2 = x1 + NODE_W / 2 + 10, y1 + NODE_H + 10, x2 + NODE_W / 2 + 10, y2 + 10
             if y1 > y2 + NODE_H:  # drawn upwards: leave from the top, arrive at the bottom
                 y1, y2 = y1 - NODE_H, y2 + NODE_H
-            marker = ' marker-end="url(#arrow)"' if e["parent"] else ' stroke-dasharray="5,4"'
+            marker = {"weights": ' marker-end="url(#arrow)"', "dates": ' marker-end="url(#arrow)" stroke-dasharray="2,3"'
+                      }.get(e.get("direction_from"), ' stroke-dasharray="6,4"')
             svg.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#444" stroke-width="1.5"{marker}/>')
             svg.append(f'<text x="{(x1 + x2) / 2 + 6}" y="{(y1 + y2) / 2}" font-size="11" fill="#a33">'
                        f'log10 p {escape(_p(e["log10_p"]))}</text>')
@@ -120,7 +121,8 @@ def graph_html(doc: dict) -> str:
         parts.append(f"<h2>Family of {len(family)}</h2>\n" + "\n".join(svg))
     rows = []
     for e in doc["edges"]:
-        direction = f"{escape(_short(e['parent']))} came first" if e["parent"] else "not determined"
+        by = {"weights": "", "dates": " (file dates: circumstantial)"}.get(e.get("direction_from"), "")
+        direction = f"{escape(_short(e['parent']))} came first{by}" if e["parent"] else "not determined"
         notes = "<br>".join(escape(n) for n in e["notes"][:6])
         rows.append(f"<tr><td>{escape(e['a'])}</td><td>{escape(e['b'])}</td><td>{escape(_p(e['log10_p']))}</td>"
                     f"<td>{direction}<br><small>{escape(e['basis'])}</small></td><td>{notes}</td></tr>")
@@ -133,8 +135,9 @@ td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px}}
 <h1>Family tree of the index</h1>
 <p class="lead">{len(doc['nodes'])} models, {len([f for f in doc['families'] if len(f) > 1])} families of related models;
 {doc['n_related_pairs']} of {doc['n_pairs']} pairs related at log10 p &le; -6 after {escape(doc['correction'])}.
-Solid arrows point from the model the evidence says came first; dashed lines are kin whose order the weights do
-not give.</p>
+Solid arrows point from the model the weights say came first (an export, inserted layers, upcycled experts,
+an extended vocabulary, a merge); dotted arrows from the one whose files were written first (circumstantial);
+dashed lines join kin whose order neither gives.</p>
 {''.join(parts)}
 <h2>Edges</h2>
 <table><tr><th>A</th><th>B</th><th>log10 p</th><th>direction</th><th>what changed</th></tr>
