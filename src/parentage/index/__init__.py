@@ -13,7 +13,7 @@ from concurrent.futures import as_completed
 
 from ..checkpoint import Checkpoint
 from ..errors import ParentageError
-from .fingerprint import Fingerprint, _meta, take
+from .fingerprint import Fingerprint, source_meta, take
 from .pool import process_pool
 from .store import Entry, open_store
 
@@ -27,7 +27,7 @@ def add_model(ref: str, db: str | None = None, replace: bool = False, store=None
     store = store or open_store(db, create=True)
     try:
         with Checkpoint.open(ref) as ck:
-            commit = _meta(ck)["commit"]
+            commit = source_meta(ck)["commit"]
             if not replace and store.has(ck.ref, commit):
                 return {"ref": ref, "commit": commit, "status": "indexed already", "n_bytes": None, "seconds": 0.0}
             fp = take(ck)

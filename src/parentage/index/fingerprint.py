@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import __version__
 from ..checkpoint import PLAN_SEED, Checkpoint, _build
+from ..compare import WEIGHT_ROW_LAYERS
 from ..constants import MAX_DIM, MAX_TENSORS
 from ..declared import declared_lineage
 from ..errors import FormatError
@@ -48,7 +49,7 @@ from ..tokenizers import Vocab, checkpoint_vocab
 
 PLAN_VERSION = 1  # bump when the plan records other rows: older fingerprints are then re-indexed
 FFN_ROWS = 32  # leading rows of every FFN unit
-FIRST_LAYERS = 4  # layers whose first unit keeps FIRST_ROWS (compare.WEIGHT_ROW_LAYERS)
+FIRST_LAYERS = WEIGHT_ROW_LAYERS  # layers whose first unit keeps FIRST_ROWS (compare may fit a map on them)
 FIRST_ROWS = 2 * FFN_ROWS  # a tested block [0, m) and a disjoint one [m, 2m) to fit a residual map on
 MIN_TOKENS, MAX_TOKENS = 2048, 8192  # canonical tokens: 5/4 of the width (a rotation fit), within these
 WHOLE_UNITS = 2  # FFN units kept whole, spread over depth
@@ -87,8 +88,7 @@ class Fingerprint:
         """A Checkpoint over the recorded rows: compare, identify and graph run their tests on it."""
         m = self.meta
         infos = {name: TensorInfo(name, dtype, tuple(shape), m["ref"], nbytes) for name, dtype, shape, nbytes in m["infos"]}
-        weights = StoredWeights(m["ref"], m["format"], infos, self.spans, m["bytes_total"], m["files"])
-        weights.prints = self.prints
+        weights = StoredWeights(m["ref"], m["format"], infos, self.spans, m["bytes_total"], m["files"], self.prints)
         resolved = StoredResolved(m["ref"], Path(m["root"]), [Path(m["ref"])], hub=m.get("hub"), vocab=self.vocab,
                                   declared=m["declared"])
         return _build(m["ref"], resolved, weights, m["config"], is_gguf=m["is_gguf"])
@@ -310,9 +310,6 @@ def _compact(rows: np.ndarray) -> np.ndarray:
 
 def take(ck: Checkpoint) -> Fingerprint:
     """Read the canonical plan's rows of a live checkpoint: its fingerprint."""
-    from ..compare import WEIGHT_ROW_LAYERS
-
-    assert FIRST_LAYERS == WEIGHT_ROW_LAYERS
     rec = _Recorder()
     ck.weights.recorder = rec
     try:
@@ -328,7 +325,7 @@ def take(ck: Checkpoint) -> Fingerprint:
     if embed_source is not None:
         spans[embed_source] = _exact(spans.get(embed_source, []), token_ids)
     spans = {name: [(s, _compact(r)) for s, r in v] for name, v in spans.items() if v}
-    return Fingerprint(_meta(ck), spans, prints, vocab)
+    return Fingerprint(source_meta(ck), spans, prints, vocab)
 
 
 def _read_plan(ck: Checkpoint, vocab: Vocab | None) -> tuple[str | None, np.ndarray]:
@@ -388,7 +385,9 @@ def _whole_plan(ck: Checkpoint, units: list) -> list:
     return chosen if size <= WHOLE_BYTES else []
 
 
-def _meta(ck: Checkpoint) -> dict:
+def source_meta(ck: Checkpoint) -> dict:
+    """What identifies and describes a checkpoint apart from its rows (no row is read): ref, commit, file date,
+    format, tensor table, config, declared lineage, summary."""
     w = ck.weights
     hub = ck.resolved.hub or None
     files = w.file_names()

@@ -23,7 +23,7 @@ from ..compare import compare_checkpoints
 from ..errors import IndexStoreError
 from ..verdict import RELATED_LEVEL
 from .direction import growth
-from .identify import _closeness, _same_basis, order_relatives
+from .identify import order_relatives, pair_closeness, same_basis
 from .store import open_store
 
 MAX_MODELS = 400  # 80,000 pairs, about an hour on 2 cores for small models
@@ -56,8 +56,8 @@ def family_graph(db: str | None = None, seed: int = 0, max_models: int = MAX_MOD
                 corrected = None if p is None else min(0.0, p + penalty)
                 if corrected is not None and corrected <= RELATED_LEVEL:
                     d = _directions(opened[i], opened[j], seed)
-                    related[(i, j)] = {"log10_p": round(corrected, 2), "closeness": _closeness(doc),
-                                       "same_basis": _same_basis(doc), "summary": d["summary"],
+                    related[(i, j)] = {"log10_p": round(corrected, 2), "closeness": pair_closeness(doc),
+                                       "same_basis": same_basis(doc), "summary": d["summary"],
                                        "relation_of": {i: d["relation"]["a"], j: d["relation"]["b"]},
                                        "basis_of": {i: d["basis"]["a"], j: d["basis"]["b"]},
                                        "notes": {i: d["notes"]["a"], j: d["notes"]["b"]}}

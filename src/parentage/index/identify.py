@@ -26,7 +26,7 @@ from ..compare import compare_checkpoints
 from ..errors import IndexStoreError
 from ..verdict import RELATED_LEVEL
 from .direction import ffn_vector, growth, is_merge, merge_weight
-from .fingerprint import _meta
+from .fingerprint import source_meta
 from .pool import process_pool
 from .store import Entry, open_store
 
@@ -46,7 +46,7 @@ class Screened:
     same_basis: bool  # the order tests see kinship as stored: no re-parameterisation between the two
 
 
-def _closeness(doc: dict) -> float | None:
+def pair_closeness(doc: dict) -> float | None:
     """The invariant closeness when the agreement test ran, else the order test's (evidence.neurons)."""
     by = {e["name"]: e for e in doc["evidence"]}
     for name in ("ffn_neuron_agreement", "ffn_neuron_order"):
@@ -62,10 +62,10 @@ def _screen_one(store, entry: Entry, q: Checkpoint, seed: int, budget: str | Non
         doc = compare_checkpoints(a, q, seed, budget, detail=False)
     v = doc["verdict"]
     created = fp.meta.get("created") if isinstance(fp.meta.get("created"), str) else None
-    return Screened(entry.id, v["log10_p"], v["label"], v["summary"], _closeness(doc), created, _same_basis(doc))
+    return Screened(entry.id, v["log10_p"], v["label"], v["summary"], pair_closeness(doc), created, same_basis(doc))
 
 
-def _same_basis(doc: dict) -> bool:
+def same_basis(doc: dict) -> bool:
     """Whether the exact order tests see the kinship, i.e. hidden units kept their labels between the two. A
     re-parameterisation (rotated residual stream, relabelled neurons) is a step of its own on the path: a
     relative in the query's basis is nearer to it than one that needs the invariant test to be seen."""
@@ -100,7 +100,8 @@ def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, bud
             raise IndexStoreError(store.where, "the index holds no models; add some with `parentage index add MODEL`")
         with Checkpoint.open(query) as q:
             q.weights.memo = {}  # the canonical plan reads the same rows of the query for every candidate
-            own, q_created = _meta(q)["commit"], _meta(q)["created"]
+            meta = source_meta(q)
+            own, q_created = meta["commit"], meta["created"]
             itself = [e for e in entries if e.commit == own]
             entries = [e for e in entries if e.commit != own]
             if not entries:

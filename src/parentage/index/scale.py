@@ -18,11 +18,11 @@ TASK_RETRIES = 3  # a worker that dies (out of memory, node lost) is replaced an
 def _fingerprint_task(ref: str, known: frozenset) -> dict:
     """Runs on a Ray worker: the fingerprint of one model as bytes, or why it failed."""
     from ..checkpoint import Checkpoint
-    from .fingerprint import _meta, take
+    from .fingerprint import source_meta, take
 
     try:
         with Checkpoint.open(ref) as ck:
-            commit = _meta(ck)["commit"]
+            commit = source_meta(ck)["commit"]
             if (ck.ref, commit) in known:
                 return {"ref": ref, "commit": commit, "status": "indexed already"}
             return {"ref": ref, "commit": commit, "status": "taken", "blob": take(ck).to_bytes(),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -181,30 +180,17 @@ class Store:
     def _migrate(self) -> None:
         if self._version() == SCHEMA_VERSION:  # the usual case: read only, so a reader never waits on a writer
             return
-        with self._transaction():
-            tables = self._tables()
-            if "parentage_meta" not in tables:
-                if tables:
-                    raise IndexStoreError(self.where, "is a database but not a parentage index (it holds tables "
-                                                      f"{', '.join(sorted(tables)[:5])}); give another --db")
+        with self._transaction():  # create or migrate, once: another process may have done it meanwhile
+            version = self._version()
+            if version is None:
                 self.conn.execute("CREATE TABLE parentage_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 self.conn.execute(self._sql("INSERT INTO parentage_meta VALUES (?, ?)"), ("schema_version", "0"))
-            row = self.conn.execute(self._sql("SELECT value FROM parentage_meta WHERE key = ?"), ("schema_version",)).fetchone()
-            try:
-                version = int(row[0]) if row else -1
-            except ValueError:
-                version = -1
-            if version < 0:
-                raise IndexStoreError(self.where, "parentage index has no valid schema_version")
-            if version > SCHEMA_VERSION:
-                raise IndexStoreError(self.where, f"index made by a newer parentage (schema {version}; this one reads "
-                                                  f"up to {SCHEMA_VERSION}): upgrade parentage")
+                version = 0
             for k in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[k]:
                     self.conn.execute(statement.format(**DIALECTS[self.dialect]))
-            if version != SCHEMA_VERSION:
-                self.conn.execute(self._sql("UPDATE parentage_meta SET value = ? WHERE key = ?"),
-                                  (str(SCHEMA_VERSION), "schema_version"))
+            self.conn.execute(self._sql("UPDATE parentage_meta SET value = ? WHERE key = ?"),
+                              (str(SCHEMA_VERSION), "schema_version"))
 
     def close(self) -> None:
         try:
@@ -325,7 +311,3 @@ def _is_db_error(e: BaseException) -> bool:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def default_exists() -> bool:
-    return os.path.exists(index_url())

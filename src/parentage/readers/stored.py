@@ -21,11 +21,12 @@ class StoredWeights:
 
     complete = False
     remote = False
-    readers: list = []
+    readers: tuple = ()  # no files: `declared`, `circumstantial` and `inspect` find none to read
 
     def __init__(self, ref: str, fmt: str, infos: dict[str, TensorInfo], spans: dict[str, list[tuple[int, np.ndarray]]],
-                 bytes_total: int, files: list[str]):
+                 bytes_total: int, files: list[str], prints: dict | None = None):
         self.ref, self.format, self._infos, self._bytes_total, self._files = ref, fmt, infos, bytes_total, files
+        self.prints = prints or {}  # role key -> evidence.identical.RowPrints of its sampled rows
         self._spans = {name: sorted(v, key=lambda x: x[0]) for name, v in spans.items()}
         self._starts = {name: [s for s, _ in v] for name, v in self._spans.items()}
         self.stats = ReadStats()
