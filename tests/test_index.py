@@ -23,6 +23,7 @@ from parentage.index.fingerprint import Fingerprint
 from parentage.index.identify import identify
 from parentage.index.store import MIGRATIONS, SCHEMA_VERSION
 from parentage.synthetic import random_state_dict, relayered
+from tests.browser import needs_chromium, screenshot
 from tests.test_compare import SHAPE, _noisy, _obfuscate, _write
 
 
@@ -338,22 +339,13 @@ def test_graph_draws_families_with_a_direction_only_where_the_evidence_gives_one
     assert page.count("<svg") == 1 and "marker-end" in page and "http" not in page.replace("http://www.w3.org", "")
 
 
-@pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs_chromium
 def test_graph_page_opens_in_a_headless_browser_and_is_not_blank(models, tmp_path):
-    import matplotlib.image as mpimg
-
     db = str(tmp_path / "g.sqlite")
     add_models([str(models[k]) for k in ("base", "child", "grown")], db)
     page = tmp_path / "graph.html"
     assert CliRunner().invoke(cli, ["graph", "--db", db, "--html", str(page)]).exit_code == 0
-    shot = tmp_path / "shot.png"
-    proc = subprocess.run(
-        ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,900", page.as_uri()],
-        capture_output=True, text=True, timeout=120)
-    assert shot.is_file(), proc.stderr[-2000:]
-    pixels = mpimg.imread(shot)[..., :3]
+    pixels = screenshot(page, tmp_path / "shot.png", tmp_path / "profile", "1000,900")
     assert pixels.std() > 0.05  # boxes, lines and the edge table, not a blank page
     top = pixels[: len(pixels) // 2]
     assert (top.reshape(-1, 3).max(axis=1) - top.reshape(-1, 3).min(axis=1)).max() > 0.1  # the coloured node boxes

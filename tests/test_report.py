@@ -2,8 +2,6 @@
 
 import json
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from parentage.cli import cli  # noqa: E402
 from parentage.compare import compare  # noqa: E402
 from parentage.report.html import render_compare  # noqa: E402
 from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors  # noqa: E402
+from tests.browser import needs_chromium, screenshot  # noqa: E402
 
 SHAPE = Shape(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, ffn=192, vocab=384)
 
@@ -122,22 +121,13 @@ def test_every_statement_of_the_alignment_is_in_the_json_and_the_report(tmp_path
     assert "a copy of layer 2" in page  # the components table says what the inserted layer is
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs_chromium
 def test_report_opens_in_a_headless_browser_and_is_not_blank(tmp_path):
-    import matplotlib.image as mpimg
-
     a, b = _grown(tmp_path)
     report = tmp_path / "report.html"
     CliRunner().invoke(cli, ["compare", str(a), str(b), "--html", str(report)])
     assert "Findings per component" in report.read_text()
-    shot = tmp_path / "shot.png"
-    proc = subprocess.run(
-        ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,4000", report.as_uri()],
-        capture_output=True, text=True, timeout=120)
-    assert shot.is_file(), proc.stderr[-2000:]
-    pixels = mpimg.imread(shot)[..., :3]  # (h, w, 3) in [0, 1]
+    pixels = screenshot(report, tmp_path / "shot.png", tmp_path / "profile")
     assert pixels.std() > 0.05  # text, tables and plots, not a blank page
     assert (pixels.reshape(-1, 3).max(axis=1) - pixels.reshape(-1, 3).min(axis=1)).max() > 0.3  # colour: verdict box, plots
     # the new panels sit below the first screen: the lower half holds text and plots too, not a blank page

@@ -81,39 +81,23 @@ def family_graph(db: str | None = None, seed: int = 0, max_models: int = MAX_MOD
         for ck in opened.values():
             ck.close()
     # the forest: each model under its chosen parent, unless that closes a loop (two undated relatives)
-    root = {i: i for i in ids}
-
-    def find(i: int) -> int:
-        while root[i] != i:
-            root[i] = root[root[i]]
-            i = root[i]
-        return i
-
-    edges = []
+    tree, edges = _Sets(ids), []
     for n in ids:
         r = parents.get(n)
-        if r is None or find(r["_id"]) == find(n):
+        if r is None or not tree.join(r["_id"], n):
             continue
-        root[find(n)] = find(r["_id"])
         pair = related[r["_pair"]]
         kind = "weights" if r["relation"] == "ancestor" else "dates" if r["_group"] == 1 else None
         edges.append({"a": by_id[r["_id"]].ref, "b": by_id[n].ref, "log10_p": pair["log10_p"],
                       "closeness": pair["closeness"], "parent": by_id[r["_id"]].ref if kind else None,
                       "direction_from": kind, "basis": r["basis"] or "the weights do not say which came first",
                       "summary": pair["summary"], "notes": pair["notes"][r["_id"]]})
-    families: dict[int, list[int]] = {}
-    comp = {i: i for i in ids}
-
-    def cfind(i: int) -> int:
-        while comp[i] != i:
-            comp[i] = comp[comp[i]]
-            i = comp[i]
-        return i
-
+    kin = _Sets(ids)
     for i, j in related:
-        comp[cfind(i)] = cfind(j)
+        kin.join(i, j)
+    families: dict[int, list[int]] = {}
     for i in ids:
-        families.setdefault(cfind(i), []).append(i)
+        families.setdefault(kin.find(i), []).append(i)
     ref = lambda i: by_id[i].ref  # noqa: E731
     nodes = [{"id": e.id, "ref": e.ref, "commit": e.commit, "arch": e.arch, "n_layers": e.n_layers,
               "hidden_size": e.hidden_size, "n_params": e.n_params, "created": created[e.id]} for e in entries]
@@ -145,3 +129,24 @@ def _directions(a, b, seed: int) -> dict:
     return {"relation": relation, "basis": basis, "summary": forward["verdict"]["summary"],
             "notes": {"a": (forward.get("alignment") or {}).get("notes") or [],
                       "b": (backward.get("alignment") or {}).get("notes") or []}}
+
+
+class _Sets:
+    """Disjoint sets (union-find) over model ids."""
+
+    def __init__(self, ids):
+        self.up = {i: i for i in ids}
+
+    def find(self, i: int) -> int:
+        while self.up[i] != i:
+            self.up[i] = self.up[self.up[i]]
+            i = self.up[i]
+        return i
+
+    def join(self, i: int, j: int) -> bool:
+        """Put i and j in one set; False when they were already."""
+        ri, rj = self.find(i), self.find(j)
+        if ri == rj:
+            return False
+        self.up[rj] = ri
+        return True
