@@ -579,6 +579,42 @@ def graph(db: str | None, html_path: str | None, max_models: int | None, fmt: st
         _echo(graph_human(doc))
 
 
+@cli.command("bench")
+@click.argument("manifest")
+@debug_option
+@click.option("--methods", "method_list", default=None, metavar="NAMES",
+              help="Comma-separated: parentage, parentage:TEST, honestagi_std_profile, raw_cosine, phi_match, awm, "
+                   "or module:function for your own (default: all built in).")
+@click.option("--scores", "score_files", multiple=True, metavar="CSV",
+              help="An outside method's scores (columns a, b, score[, decision]); repeatable.")
+@click.option("--cache", "cache_dir", default=None, metavar="DIR", help="Per-pair results (default: beside the manifest).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["human", "json", "markdown"]), default="human", show_default=True)
+def bench_cmd(manifest: str, method_list: str | None, score_files: tuple[str, ...], cache_dir: str | None, seed: int,
+              fmt: str) -> None:
+    """Score lineage methods on every pair of MANIFEST (a zoo's manifest.json, or {"models": [{"name", "path"}],
+    "pairs": [{"a", "b", "truth", "kind"}]}): power per derivation kind, false positives, ROC AUC, cost.
+
+    Baselines whose published rule is a threshold get it from the manifest's unrelated pairs only. Per-pair
+    results are cached, so an interrupted run resumes.
+
+    \b
+    Examples:
+      parentage bench ./zoo/manifest.json
+      parentage bench manifest.json --methods parentage,phi_match,mypkg.lineage:score --format markdown
+      parentage bench manifest.json --scores their-tool.csv --format json
+    """
+    from .bench import bench
+    from .report.bench import bench_markdown
+
+    methods = [m.strip() for m in method_list.split(",") if m.strip()] if method_list else None
+    doc = bench(manifest, methods, list(score_files), cache_dir, seed, progress=sys.stderr.isatty())
+    if fmt == "json":
+        _emit_json(doc)
+    else:
+        _echo(bench_markdown(doc))
+
+
 def main() -> None:
     cli(prog_name="parentage")
 
