@@ -66,3 +66,25 @@ def test_an_unknown_method_is_named(tmp_path):
     m.write_text('{"models": [{"name": "a", "path": "a"}], "pairs": [{"a": "a", "b": "a", "truth": "related"}]}')
     r = CliRunner().invoke(cli, ["bench", str(m), "--methods", "nonsense"])
     assert r.exit_code == 1 and "no such method" in r.output
+
+
+def test_power_curves_follow_the_ladder_and_the_page_draws_them(tmp_path):
+    from parentage.bench import curves
+    from parentage.bench.methods import all_methods
+    from parentage.report.bench import bench_html
+
+    methods = {k: v for k, v in all_methods().items() if k in ("parentage", "raw_cosine")}
+    entries = {"base": {}, "other": {}, "r1": {"ladder": True, "compute": 0.1, "junk": 0.0},
+               "r3": {"ladder": True, "compute": 3.0, "junk": 0.5}}
+    row = lambda b, truth, s, d: {"a": "base", "b": b, "truth": truth, "kind": "continued",  # noqa: E731
+                                  "scores": {"parentage": s, "raw_cosine": s / 100}, "decisions": {"parentage": d},
+                                  "seconds": {"parentage": 0.1, "raw_cosine": 0.1}, "bytes_read": {}}
+    rows = [row("r1", "related", 80.0, True), row("r3", "related", 4.0, False), row("other", "unrelated", 0.3, False)]
+    out = curves(rows, methods, entries)
+    ours = next(c for c in out if c["name"] == "parentage")
+    assert [(p["compute"], p["junk"], p["detected"]) for p in ours["points"]] == [(0.1, False, 1), (3.0, True, 0)]
+    from parentage.bench import summarise
+
+    doc = {"manifest": "m.json", "methods": summarise(rows, methods), "curves": out, "pairs": rows}
+    page = bench_html(doc)
+    assert page.count("<svg") == 2 and "Power against continued-training compute" in page

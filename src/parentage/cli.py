@@ -316,8 +316,9 @@ def zoo() -> None:
 @zoo.command("build")
 @click.argument("folder", type=click.Path(file_okay=False))
 @debug_option
-@click.option("--size", type=click.Choice(["ci", "full", "tiny"]), default="ci", show_default=True,
-              help="ci: every derivation kind once, minutes; full: >= 8 independent bases; tiny: smoke tests only.")
+@click.option("--size", type=click.Choice(["ci", "full", "tiny", "ladder"]), default="ci", show_default=True,
+              help="ci: every derivation kind once, minutes; full: >= 8 independent bases and the compute ladder; "
+                   "ladder: the ci bases and only the compute ladder (power curves); tiny: smoke tests only.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same manifest and weights.")
 def zoo_build(folder: str, size: str, seed: int) -> None:
     """Train base models and derive others from them (fine-tune, continued pretraining, washing, layers
@@ -589,9 +590,10 @@ def graph(db: str | None, html_path: str | None, max_models: int | None, fmt: st
               help="An outside method's scores (columns a, b, score[, decision]); repeatable.")
 @click.option("--cache", "cache_dir", default=None, metavar="DIR", help="Per-pair results (default: beside the manifest).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--html", "html_path", default=None, metavar="FILE", help="Also write a self-contained HTML page.")
 @click.option("--format", "fmt", type=click.Choice(["human", "json", "markdown"]), default="human", show_default=True)
 def bench_cmd(manifest: str, method_list: str | None, score_files: tuple[str, ...], cache_dir: str | None, seed: int,
-              fmt: str) -> None:
+              html_path: str | None, fmt: str) -> None:
     """Score lineage methods on every pair of MANIFEST (a zoo's manifest.json, or {"models": [{"name", "path"}],
     "pairs": [{"a", "b", "truth", "kind"}]}): power per derivation kind, false positives, ROC AUC, cost.
 
@@ -608,7 +610,16 @@ def bench_cmd(manifest: str, method_list: str | None, score_files: tuple[str, ..
     from .report.bench import bench_markdown
 
     methods = [m.strip() for m in method_list.split(",") if m.strip()] if method_list else None
+    if html_path:
+        from .report.html import check_output
+
+        check_output(html_path)
     doc = bench(manifest, methods, list(score_files), cache_dir, seed, progress=sys.stderr.isatty())
+    if html_path:
+        from .report.bench import bench_html
+        from .report.html import write
+
+        write(html_path, bench_html(doc))
     if fmt == "json":
         _emit_json(doc)
     else:

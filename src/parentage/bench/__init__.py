@@ -32,8 +32,9 @@ from .methods import Method, all_methods, calibrate, ours, plugin
 TRUTHS = ("related", "unrelated")
 
 
-def load_manifest(path: str | Path) -> tuple[Path, list[dict], dict[str, Path]]:
-    """(folder, pairs, model name -> path), checked: every pair names known models and a truth."""
+def load_manifest(path: str | Path) -> tuple[Path, list[dict], dict[str, Path], dict[str, dict]]:
+    """(folder, pairs, model name -> path, model name -> its entry), checked: every pair names known models
+    and a truth."""
     path = Path(path)
     doc = read_json(path)
     if not isinstance(doc, dict) or "pairs" not in doc or "models" not in doc:
@@ -41,11 +42,12 @@ def load_manifest(path: str | Path) -> tuple[Path, list[dict], dict[str, Path]]:
     models = doc["models"]
     if isinstance(models, dict):  # a zoo's manifest: name -> {path, ...}
         models = [{"name": k, **v} for k, v in models.items() if isinstance(v, dict)]
-    paths = {}
+    paths, entries = {}, {}
     for m in models if isinstance(models, list) else []:
         if not (isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("path"), str)):
             raise FormatError(path, "every model needs a 'name' and a 'path' (strings)")
         paths[m["name"]] = (path.parent / m["path"]).resolve()
+        entries[m["name"]] = m
     pairs = []
     for k, p in enumerate(doc["pairs"] if isinstance(doc["pairs"], list) else []):
         if not (isinstance(p, dict) and p.get("a") in paths and p.get("b") in paths and p.get("truth") in TRUTHS):
@@ -53,7 +55,7 @@ def load_manifest(path: str | Path) -> tuple[Path, list[dict], dict[str, Path]]:
         pairs.append({"a": p["a"], "b": p["b"], "truth": p["truth"], "kind": str(p.get("kind") or p["truth"])})
     if not pairs:
         raise FormatError(path, "lists no pairs")
-    return path.parent, pairs, paths
+    return path.parent, pairs, paths, entries
 
 
 def _cache_key(pair: dict, paths: dict, methods: list[str]) -> str:
@@ -142,6 +144,34 @@ def summarise(rows: list[dict], methods: dict[str, Method]) -> list[dict]:
     return out
 
 
+def curves(rows: list[dict], methods: dict[str, Method], entries: dict[str, dict]) -> list[dict]:
+    """Detection and median score against continued-training compute, clean and with junk batches, over the
+    related pairs whose derived model is a rung of the zoo's compute ladder (entry `ladder`, `compute`, `junk`).
+    Empty when the manifest has no ladder."""
+    rungs: dict[tuple[float, bool], list[dict]] = {}
+    for r in rows:
+        e = entries.get(r["b"], {})
+        if r["truth"] == "related" and e.get("ladder") and isinstance(e.get("compute"), (int, float)):
+            rungs.setdefault((float(e["compute"]), bool(e.get("junk"))), []).append(r)
+    if not rungs:
+        return []
+    unrelated = [r for r in rows if r["truth"] == "unrelated"]
+    out = []
+    for name, m in methods.items():
+        threshold = calibrate(m, [r["scores"].get(name) for r in unrelated])
+        points = []
+        for (compute, junk), of in sorted(rungs.items()):
+            scores = [r["scores"].get(name) for r in of if r["scores"].get(name) is not None]
+            hit = [bool(r["decisions"].get(name)) if m.rule == "own" else
+                   (r["scores"].get(name) is not None and threshold is not None and r["scores"][name] > threshold)
+                   for r in of]
+            points.append({"compute": compute, "junk": junk, "n": len(of), "detected": sum(hit),
+                           "median_score": round(float(np.median(scores)), 4) if scores else None})
+        out.append({"name": name, "score": "-log10 p" if name.startswith("parentage") or name == "phi_match"
+                    else "raw score", "points": points})
+    return out
+
+
 def read_scores(path: str | Path) -> dict[tuple[str, str], tuple[float, bool | None]]:
     """An outside method's scores: CSV with a header a,b,score[,decision] (decision 1/0, true/false)."""
     path = Path(path)
@@ -165,7 +195,7 @@ def read_scores(path: str | Path) -> dict[tuple[str, str], tuple[float, bool | N
 
 def bench(manifest: str | Path, methods: list[str] | None = None, scores: list[str] | None = None,
           cache: str | Path | None = None, seed: int = 0, progress: bool = False) -> dict:
-    folder, pairs, paths = load_manifest(manifest)
+    folder, pairs, paths, entries = load_manifest(manifest)
     table = all_methods()
     chosen: dict[str, Method] = {}
     for name in methods or list(table):
@@ -214,4 +244,5 @@ def bench(manifest: str | Path, methods: list[str] | None = None, scores: list[s
             s, d = outside.get((r["a"], r["b"]), (None, None))
             r["scores"][name], r["decisions"][name], r["seconds"][name], r["bytes_read"][name] = s, d, 0.0, 0
     return {"schema_version": 1, "manifest": str(Path(manifest)), "methods": summarise(rows, chosen),
+            "curves": curves(rows, chosen, entries),
             "pairs": [{k: r[k] for k in ("a", "b", "truth", "kind", "scores", "decisions", "bytes_read")} for r in rows]}

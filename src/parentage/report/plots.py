@@ -136,3 +136,24 @@ def efficiency_bars(rows: list[dict]) -> str:
     ax.set_ylabel("characters per token")
     ax.legend(fontsize=7, frameon=False)
     return _svg(fig)
+
+
+def power_curves(curves: list[dict], key: str, ylabel: str, only: set[str] | None = None) -> str:
+    """One line per method (solid: clean continued training, dashed: with junk batches) against compute."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    for c in curves:
+        if only is not None and c["name"] not in only:
+            continue
+        for junk, style in ((False, "-"), (True, "--")):
+            pts = [p for p in c["points"] if p["junk"] == junk and p[key] is not None]
+            if not pts:
+                continue
+            y = [p[key] / p["n"] if key == "detected" else p[key] for p in pts]
+            ax.plot([p["compute"] for p in pts], y, style, marker="o", markersize=3,
+                    label=c["name"] + (" (junk)" if junk else ""))
+    ax.set_xscale("log")
+    ax.set_xlabel("continued-training compute (x one base's pretraining)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return _svg(fig)

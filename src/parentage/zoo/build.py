@@ -47,6 +47,8 @@ class Size:
     n_prose_bases: int
     n_code_bases: int
     second_family: bool  # apply the hardest derivations to a second base as well
+    ladder: bool = False  # continued training of the first base at every LADDER compute, with and without junk
+    only_ladder: bool = False  # the bases and the ladder, none of the other derivations (power curves quickly)
 
 
 SIZES = {
@@ -55,8 +57,12 @@ SIZES = {
     # every derivation kind once, a few minutes on 2 cores
     "ci": Size(64, 4, 4, 2, 128, 512, 64, 16, 300, 3e-3, 3, 1, False),
     # >= 8 independent bases, wider models, the hard derivations on two families
-    "full": Size(128, 6, 8, 2, 256, 1024, 64, 16, 800, 2e-3, 8, 3, True),
+    "full": Size(128, 6, 8, 2, 256, 1024, 64, 16, 800, 2e-3, 8, 3, True, ladder=True),
+    # the ci models, with only the compute ladder derived: power curves in minutes
+    "ladder": Size(64, 4, 4, 2, 128, 512, 64, 16, 300, 3e-3, 3, 1, False, ladder=True, only_ladder=True),
 }
+LADDER = (0.1, 0.3, 1.0, 3.0)  # continued-training compute, in units of one base's pretraining
+LADDER_JUNK = 0.5  # share of junk batches on the washing rungs
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class Recipe:
     tokenizer: str | None = None  # tokenizer of a base, or the new one of a tokenizer swap
     constant_lr: bool = False  # continued pretraining holds the peak lr; pretraining and fine-tunes decay it
     note: str = ""
+    ladder: bool = False  # a rung of the compute ladder (bench draws power against its compute)
 
 
 def _derivations(root: str, tag: str) -> list[Recipe]:
@@ -105,6 +112,18 @@ def _derivations(root: str, tag: str) -> list[Recipe]:
     ]
 
 
+def _ladder(root: str, tag: str) -> list[Recipe]:
+    """Continued pretraining of `root` on the other distribution at each LADDER compute, clean and washed."""
+    out = []
+    for c in LADDER:
+        for junk in (0.0, LADDER_JUNK):
+            suffix = "-junk" if junk else ""
+            out.append(Recipe(f"{tag}lad-{c:g}x{suffix}", "continued", parents=(root,), constant_lr=True, data="code",
+                              compute=c, junk=junk, ladder=True,
+                              note=f"compute ladder: continued pretraining {c:g}x" + (f", {junk:.0%} junk batches" if junk else "")))
+    return out
+
+
 def recipes(size: Size) -> list[Recipe]:
     out = []
     for i in range(size.n_prose_bases):
@@ -113,6 +132,10 @@ def recipes(size: Size) -> list[Recipe]:
                           note=f"independent base, prose, seed {i}"))
     for i in range(size.n_code_bases):
         out.append(Recipe(f"base-c{i}", "base", data="code", compute=1.0, tokenizer="code", note=f"independent base, code, seed {i}"))
+    if size.ladder:
+        out += _ladder("base-p0", "p0-")
+    if size.only_ladder:
+        return out
     out += _derivations("base-p0", "p0-")
     qwen_base = f"base-p{size.n_prose_bases - 1}"
     out.append(Recipe("q-ft", "finetune", parents=(qwen_base,), data="prose", compute=0.1, lr_mult=0.3, naming="qwen2",
@@ -382,6 +405,7 @@ class _Zoo:
         entry = {
             "recipe": r.kind, "note": r.note, "parents": list(r.parents), "root": root_of(r.name, self.by_name),
             "seed": self.model_seed(r.name), "data": r.data if r.compute else None, "compute": r.compute,
+            "ladder": r.ladder,
             "lr_mult": r.lr_mult, "arch": "mixtral" if built.cfg.n_experts else built.cfg.naming, "format": fmt,
             "path": rel, "tokenizer": built.tokenizer, "n_params": n_params(built.cfg),
             "model_config": built.cfg.to_dict(), "layer_map": built.layer_map, **trained, **built.extra,
