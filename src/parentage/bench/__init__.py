@@ -30,6 +30,7 @@ from ..safeio import read_json
 from .methods import Method, all_methods, calibrate, ours, plugin
 
 TRUTHS = ("related", "unrelated")
+CACHE_VERSION = 2  # bump when a cached pair's fields change: older entries are then computed again
 
 
 def load_manifest(path: str | Path) -> tuple[Path, list[dict], dict[str, Path], dict[str, dict]]:
@@ -65,7 +66,7 @@ def _cache_key(pair: dict, paths: dict, methods: list[str]) -> str:
         folder = paths[pair[side]]
         files = sorted(folder.rglob("*")) if folder.is_dir() else [folder]
         stamp.append([[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()])
-    raw = json.dumps([pair, stamp, sorted(methods)]).encode()
+    raw = json.dumps([CACHE_VERSION, pair, stamp, sorted(methods)]).encode()
     return hashlib.sha256(raw).hexdigest()[:24]
 
 
