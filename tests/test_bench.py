@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from parentage.bench import auc
 from parentage.cli import cli
 
-METHODS = {"parentage", "honestagi_std_profile", "raw_cosine", "phi_match", "awm"}
+METHODS = {"parentage", "honestagi_std_profile", "raw_cosine", "phi_match", "awm", "awm_shipped_null"}
 
 
 def test_auc_is_the_chance_a_related_pair_outscores_an_unrelated_one():

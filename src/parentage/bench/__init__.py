@@ -78,6 +78,7 @@ def run_pair(pair: dict, paths: dict, methods: dict[str, Method], seed: int = 0)
         seconds_ours = time.perf_counter() - t0
         compare_bytes = doc["cost"]["bytes_read"]
         scores, decisions, seconds, bytes_read = {}, {}, {}, {}
+        computed: dict = {}  # score function -> (value, seconds, bytes): two rules on one score compute it once
         for name, m in methods.items():
             t = time.perf_counter()
             before = a.cost()["bytes_read"] + b.cost()["bytes_read"]
@@ -85,16 +86,19 @@ def run_pair(pair: dict, paths: dict, methods: dict[str, Method], seed: int = 0)
                 scores[name], decisions[name] = ours(doc, name)
                 seconds[name], bytes_read[name] = seconds_ours, compare_bytes
             else:
-                value = m.score(a, b, doc)
+                if m.score not in computed:
+                    value = m.score(a, b, doc)
+                    computed[m.score] = (value, time.perf_counter() - t,
+                                         a.cost()["bytes_read"] + b.cost()["bytes_read"] - before)
+                value, spent, read = computed[m.score]
                 scores[name] = None if value is None or not np.isfinite(value) else float(value)
-                own = getattr(m, "decide", None)
+                own = m.decide
                 decisions[name] = (bool(own(scores[name])) if own and scores[name] is not None else
                                    (scores[name] >= 6.0 if m.rule == "own" and scores[name] is not None else None))
                 # the two published statistics are computed inside compare: its cost is theirs too
                 within = name in ("honestagi_std_profile", "raw_cosine")
-                seconds[name] = time.perf_counter() - t + (seconds_ours if within else 0.0)
-                bytes_read[name] = (compare_bytes if within else
-                                    a.cost()["bytes_read"] + b.cost()["bytes_read"] - before)
+                seconds[name] = spent + (seconds_ours if within else 0.0)
+                bytes_read[name] = compare_bytes if within else read
     return {**pair, "scores": scores, "decisions": decisions, "seconds": seconds, "bytes_read": bytes_read,
             "verdict": doc["verdict"]["label"]}
 

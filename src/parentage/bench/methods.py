@@ -33,6 +33,7 @@ class Method:
     rule: str  # "own" (the method decides), "quantile" or "z" (a threshold from the unrelated pairs)
     describe: str
     score: Callable | None = None  # (a, b, compare_doc) -> float | None; None: from our compare document
+    decide: Callable | None = None  # score -> bool, for an "own" rule that is not "-log10 p >= 6"
 
 
 # -- ours: the verdict and each counted test alone --------------------------------------------------------------
@@ -164,6 +165,15 @@ def awm(a: Checkpoint, b: Checkpoint, doc: dict | None = None) -> float | None:
     return float(np.mean(scores)) if scores else None
 
 
+# The negative-pair constants the AWM release ships (main.py: mean 0.00375, std 0.0028 of its Q/K CKA over 90
+# unrelated pairs of 7B-class models): what a user of the shipped version compares every score with.
+AWM_SHIPPED_MEAN, AWM_SHIPPED_STD = 0.00375, 0.0028
+
+
+def _awm_shipped_decide(score: float) -> bool:
+    return abs(score - AWM_SHIPPED_MEAN) / AWM_SHIPPED_STD >= Z_LEVEL
+
+
 BASELINES = {
     "honestagi_std_profile": Method("honestagi_std_profile", True, "quantile",
                                     "HonestAGI: Pearson r of per-layer attention std profiles", _honestagi),
@@ -172,6 +182,9 @@ BASELINES = {
                                                   "(Spearman + Fisher), -log10 p; p <= 1e-6", phi_match),
     "awm": Method("awm", True, "z", "AWM-style LAP-aligned unbiased CKA of Q/K with layer matching; z >= 3 "
                                     "against the manifest's unrelated pairs", awm),
+    "awm_shipped_null": Method("awm_shipped_null", True, "own", "the same score, z >= 3 against the null constants "
+                                                                "the AWM release ships (mean 0.00375, std 0.0028)", awm,
+                               _awm_shipped_decide),
 }
 
 
@@ -194,10 +207,8 @@ def plugin(spec: str) -> Method:
         raise ValueError(f"{spec!r}: a plug-in method is module:function")
     fn = getattr(importlib.import_module(module), attr)
     own = getattr(fn, "decide", None)
-    m = Method(spec, True, "own" if own else "quantile", getattr(fn, "__doc__", None) or spec,
-               lambda a, b, doc: fn(a, b))
-    m.decide = own
-    return m
+    return Method(spec, True, "own" if own else "quantile", getattr(fn, "__doc__", None) or spec,
+                  lambda a, b, doc: fn(a, b), own)
 
 
 def calibrate(method: Method, unrelated_scores: list[float]) -> float | None:
