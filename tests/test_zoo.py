@@ -208,3 +208,12 @@ def test_identical_tensor_evidence_finds_exactly_the_frozen_matrices(ci_zoo):
     # lands on them, the embedding is listed too (sampled rows, not the whole tensor, as the summary says).
     with Checkpoint.open(folder / "models" / "base-p0") as a, Checkpoint.open(folder / "models" / "base-p1") as b:
         assert identical_tensors(a, b)[0].details["identical"] == []
+
+
+def test_the_ladder_sizes_carry_every_compute_rung_clean_and_washed():
+    from parentage.zoo.build import LADDER
+
+    for size in ("ladder", "full"):
+        rungs = {(r.compute, r.junk > 0) for r in recipes(SIZES[size]) if r.ladder}
+        assert rungs == {(c, j) for c in LADDER for j in (False, True)}
+    assert all(r.kind in ("base", "continued") for r in recipes(SIZES["ladder"]))
