@@ -27,6 +27,7 @@ from ..checkpoint import Checkpoint
 from ..compare import compare_checkpoints
 from ..errors import FormatError, ParentageError
 from ..safeio import read_json
+from ..verdict import RELATED_LEVEL
 from .methods import Method, all_methods, calibrate, ours, plugin
 
 TRUTHS = ("related", "unrelated")
@@ -92,13 +93,13 @@ def run_pair(pair: dict, paths: dict, methods: dict[str, Method], seed: int = 0)
                                          a.cost()["bytes_read"] + b.cost()["bytes_read"] - before)
                 value, spent, read = computed[m.score]
                 scores[name] = None if value is None or not np.isfinite(value) else float(value)
-                own = m.decide
-                decisions[name] = (bool(own(scores[name])) if own and scores[name] is not None else
-                                   (scores[name] >= 6.0 if m.rule == "own" and scores[name] is not None else None))
-                # the two published statistics are computed inside compare: its cost is theirs too
-                within = name in ("honestagi_std_profile", "raw_cosine")
-                seconds[name] = spent + (seconds_ours if within else 0.0)
-                bytes_read[name] = compare_bytes if within else read
+                s = scores[name]
+                if s is None or m.rule != "own":
+                    decisions[name] = None  # a learnt threshold is applied in `summarise`
+                else:  # its own rule: a decide function, else -log10 p at our level
+                    decisions[name] = bool(m.decide(s)) if m.decide else s >= -RELATED_LEVEL
+                seconds[name] = spent + (seconds_ours if m.in_compare else 0.0)
+                bytes_read[name] = compare_bytes if m.in_compare else read
     return {**pair, "scores": scores, "decisions": decisions, "seconds": seconds, "bytes_read": bytes_read,
             "verdict": doc["verdict"]["label"]}
 

@@ -34,6 +34,7 @@ class Method:
     describe: str
     score: Callable | None = None  # (a, b, compare_doc) -> float | None; None: from our compare document
     decide: Callable | None = None  # score -> bool, for an "own" rule that is not "-log10 p >= 6"
+    in_compare: bool = False  # computed inside compare (the shown baselines): compare's cost is its cost
 
 
 # -- ours: the verdict and each counted test alone --------------------------------------------------------------
@@ -176,8 +177,10 @@ def _awm_shipped_decide(score: float) -> bool:
 
 BASELINES = {
     "honestagi_std_profile": Method("honestagi_std_profile", True, "quantile",
-                                    "HonestAGI: Pearson r of per-layer attention std profiles", _honestagi),
-    "raw_cosine": Method("raw_cosine", True, "quantile", "mean cosine of same-name tensors", _raw_cosine),
+                                    "HonestAGI: Pearson r of per-layer attention std profiles", _honestagi,
+                                    in_compare=True),
+    "raw_cosine": Method("raw_cosine", True, "quantile", "mean cosine of same-name tensors", _raw_cosine,
+                         in_compare=True),
     "phi_match": Method("phi_match", True, "own", "Zhu et al.-style neuron matching without alignment "
                                                   "(Spearman + Fisher), -log10 p; p <= 1e-6", phi_match),
     "awm": Method("awm", True, "z", "AWM-style LAP-aligned unbiased CKA of Q/K with layer matching; z >= 3 "
