@@ -84,6 +84,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
       parentage compare ./base-model ./suspect-model --html report.html
       parentage tokenizer ./base-model ./suspect-model
       parentage inspect org/name@main --format json
+      parentage index add ./models/* && parentage identify ./suspect-model
+      parentage bench ./zoo/manifest.json --html bench.html
       parentage demo
     """
     ctx.ensure_object(dict)
