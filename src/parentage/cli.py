@@ -344,6 +344,19 @@ def zoo_build(folder: str, size: str, seed: int) -> None:
                f"({n_rel} related, {len(manifest['pairs']) - n_rel} unrelated)")
 
 
+def _with_page(html_path: str | None, work, render):
+    """Run `work`, and write `render(doc)` to html_path if given; the path is checked before the work, so a bad
+    one fails fast and nothing is half-written."""
+    from .report.html import check_output, write
+
+    if html_path:
+        check_output(html_path)
+    doc = work()
+    if html_path:
+        write(html_path, render(doc))
+    return doc
+
+
 db_option = click.option("--db", default=None, metavar="URL",
                           help="The index: a SQLite file, sqlite:///path, or postgresql://user@host/db. Default: "
                                "$PARENTAGE_INDEX, else index.sqlite in the data folder.")
@@ -567,15 +580,7 @@ def graph(db: str | None, html_path: str | None, max_models: int | None, fmt: st
     from .index.graph import MAX_MODELS, family_graph
     from .report.index import graph_html, graph_human
 
-    if html_path:
-        from .report.html import check_output
-
-        check_output(html_path)  # before the work: a bad path fails fast
-    doc = family_graph(db, max_models=max_models or MAX_MODELS)
-    if html_path:
-        from .report.html import write
-
-        write(html_path, graph_html(doc))
+    doc = _with_page(html_path, lambda: family_graph(db, max_models=max_models or MAX_MODELS), graph_html)
     if fmt == "json":
         _emit_json(doc)
     else:
@@ -612,16 +617,10 @@ def bench_cmd(manifest: str, method_list: str | None, score_files: tuple[str, ..
     from .report.bench import bench_markdown
 
     methods = [m.strip() for m in method_list.split(",") if m.strip()] if method_list else None
-    if html_path:
-        from .report.html import check_output
+    from .report.bench import bench_html
 
-        check_output(html_path)
-    doc = bench(manifest, methods, list(score_files), cache_dir, seed, progress=sys.stderr.isatty())
-    if html_path:
-        from .report.bench import bench_html
-        from .report.html import write
-
-        write(html_path, bench_html(doc))
+    doc = _with_page(html_path, lambda: bench(manifest, methods, list(score_files), cache_dir, seed,
+                                               progress=sys.stderr.isatty()), bench_html)
     if fmt == "json":
         _emit_json(doc)
     else:
