@@ -159,7 +159,7 @@ def awm(a: Checkpoint, b: Checkpoint, doc: dict | None = None) -> float | None:
             if qb.shape[1] <= cols.max() or qa.shape[0] != qb.shape[0] or ka.shape[0] != kb.shape[0]:
                 continue
             # items: residual dimensions (columns), aligned; features: output rows
-            vals = [_ucka(wa[:, rows].T * 1.0, (wb[:, cols] * sign).T) for wa, wb in ((qa, qb), (ka, kb))]
+            vals = [_ucka(wa[:, rows].T, (wb[:, cols] * sign).T) for wa, wb in ((qa, qb), (ka, kb))]
             best = max(best, float(np.nanmean(vals)))
         if best > -1.0:
             scores.append(best)

@@ -5,11 +5,12 @@
    same for every candidate (the canonical plan), so they are memoised.
 2. Correct: each candidate's log10 p plus log10(number of candidates) (Bonferroni), so a 100,000-model index
    does not make chance hits; `related` needs the corrected value at or below RELATED_LEVEL.
-3. Order the significant candidates: those the evidence names as the query's ancestors first (an export, inserted
-   layers, upcycled experts, an extended vocabulary: index/direction.py), then relatives of unknown direction,
-   then the query's own descendants; within each, by closeness (how alike the paired neurons are, descriptive),
-   then by log10 p. The rest follow by log10 p. `best` is the first significant candidate that is not a
-   descendant, else null ("none").
+3. Order the significant candidates (`order_relatives`): ancestors by the weights first (the query is an
+   export of them, has layers inserted, experts upcycled, an extended vocabulary, or is a merge of two of them:
+   index/direction.py); then relatives whose files were written before the query, earliest first (file dates:
+   circumstantial); undated ones; relatives written after the query; descendants. Within each, relatives in the
+   query's basis first, then by closeness (how alike the paired neurons are, descriptive), then by log10 p. The
+   rest follow by log10 p. `best` is the first significant candidate in the first three groups, else null.
 
 Nothing is dropped before the full tests run: every candidate gets every counted test (no pre-filter).
 """
