@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parentage.compare import compare
+from parentage.pair import compare
 from parentage.zoo.truth import explanation_errors, frozen_layers_of
 
 SHAPE_7B = dict(n_layers=32, hidden=4096, ffn=11008, vocab=32000, n_heads=32, n_kv_heads=32)
@@ -227,7 +227,7 @@ def _measure(a: Path, b: Path) -> dict:
     subprocess.run(["sync"], check=False)
     cold = _drop_page_cache()
     # VmHWM, not ru_maxrss: the latter survives exec and would report the writer's memory if forked from it.
-    code = ("import json, time; from parentage.compare import compare; t=time.perf_counter(); "
+    code = ("import json, time; from parentage.pair import compare; t=time.perf_counter(); "
             f"d=compare({str(a)!r}, {str(b)!r}); d['wall']=time.perf_counter()-t; "
             "s=open('/proc/self/status').read(); d['rss_kb']=int(s.split('VmHWM:')[1].split()[0]); print(json.dumps(d))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -35,7 +35,7 @@ print(json.dumps({"inspect_70b_s": sorted(times)[len(times) // 2]}))
 DRIVER = r"""
 import json, sys, time
 from pathlib import Path
-from parentage.compare import compare
+from parentage.pair import compare
 from parentage.inspection import inspect_checkpoint
 from parentage.tokenizers.report import tokenizer_report
 zoo = Path(sys.argv[1])

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from parentage.checkpoint import Checkpoint
-from parentage.compare import compare
+from parentage.pair import compare
 from parentage.synthetic import write_safetensors
 from parentage.zoo.realfamily import fresh, llama_state_dict, obfuscate, surgeries
 from parentage.zoo.truth import explanation_errors

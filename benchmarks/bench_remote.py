@@ -81,7 +81,7 @@ class Emulator:
 
 RUNNER = """
 import json, sys
-from parentage.compare import compare
+from parentage.pair import compare
 doc = compare(sys.argv[1], sys.argv[2])
 status = open('/proc/self/status').read()
 doc['peak_rss'] = int(status.split('VmHWM:')[1].split()[0]) * 1024

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from parentage.cli import cli
-from parentage.compare import compare, parse_budget_text
+from parentage.pair import compare, parse_budget_text
 from parentage.report.terminal import format_human
 from parentage.evidence.hidden import align_hidden
 from parentage.evidence.neurons import Blocks, index_test

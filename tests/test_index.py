@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from parentage.checkpoint import Checkpoint
 from parentage.cli import cli
-from parentage.compare import compare_checkpoints
+from parentage.pair import compare_checkpoints
 from parentage.errors import FormatError, IndexStoreError
 from parentage.index import add_models, open_store, take
 from parentage.index.fingerprint import Fingerprint

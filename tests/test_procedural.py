@@ -8,7 +8,7 @@ import pytest
 
 import huggingface_hub.constants
 from parentage.checkpoint import Checkpoint
-from parentage.compare import compare
+from parentage.pair import compare
 from parentage.inspection import inspect_checkpoint
 from parentage.zoo import procedural as P
 from parentage.zoo.hub_emulator import HubEmulator

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from parentage.checkpoint import Checkpoint
-from parentage.compare import compare
+from parentage.pair import compare
 from parentage.synthetic import write_safetensors
 from parentage.zoo.realfamily import llama_state_dict, surgeries
 from parentage.zoo.truth import explanation_errors

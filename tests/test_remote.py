@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import huggingface_hub.constants
 from parentage.checkpoint import Checkpoint
 from parentage.cli import cli
-from parentage.compare import compare
+from parentage.pair import compare
 from parentage.errors import HubReferenceError, NotCachedError, RemoteError
 from parentage.remote.cache import range_cache
 from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors

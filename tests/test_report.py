@@ -11,7 +11,7 @@ pytest.importorskip("jinja2")
 pytest.importorskip("matplotlib")
 
 from parentage.cli import cli  # noqa: E402
-from parentage.compare import compare  # noqa: E402
+from parentage.pair import compare  # noqa: E402
 from parentage.report.html import render_compare  # noqa: E402
 from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors  # noqa: E402
 from tests.browser import needs_chromium, screenshot  # noqa: E402

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .assignment import linear_sum_assignment
+
 
 def procrustes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The orthogonal map R (d_x, d_y) minimising ||x R - y||_F, for paired rows x (n, d_x), y (n, d_y).
@@ -51,8 +53,6 @@ def as_signed_permutation(r: np.ndarray) -> SignedPermutation:
     A rotation by a random orthogonal matrix spreads each row's weight over all columns (dominance about
     2 ln d / d); a permutation with signs keeps it on one (dominance 1).
     """
-    from scipy.optimize import linear_sum_assignment
-
     energy = r**2  # (d_x, d_y)
     rows, cols = linear_sum_assignment(-energy)
     perm = np.full(r.shape[0], -1)
@@ -82,8 +82,6 @@ def match_rows(a: np.ndarray, b: np.ndarray, absolute: bool = True) -> tuple[np.
     Returns (rows of a, matched rows of b, their cosines). With n_a != n_b only min(n_a, n_b) pairs are made
     (a widened or pruned FFN). `absolute` ignores signs, as a neuron's sign is a free gauge for odd activations.
     """
-    from scipy.optimize import linear_sum_assignment
-
     sim = unit_rows(a) @ unit_rows(b).T  # (n_a, n_b)
     score = np.abs(sim) if absolute else sim
     ra, rb = linear_sum_assignment(-score)

@@ -292,8 +292,32 @@ class Checkpoint:
     def tensor(self, role: N.Role) -> Tensor:
         return self.tensors[role]
 
-    def get(self, role: str, layer: int | None = None, expert: int | None = None, param: str = "weight") -> Tensor | None:
+    def find(self, role: str, layer: int | None = None, expert: int | None = None, param: str = "weight") -> Tensor | None:
+        """The tensor of a canonical role, or None when the checkpoint has none."""
         return self.tensors.get(N.Role(role, layer, expert, param))
+
+    def get(self, role: str, layer: int | None = None, expert: int | None = None, param: str = "weight") -> Tensor:
+        """The tensor of a canonical role (`get("mlp_up", 3)`); KeyError naming what exists when there is none."""
+        found = self.find(role, layer, expert, param)
+        if found is None:
+            raise KeyError(self._missing(N.Role(role, layer, expert, param)))
+        return found
+
+    def _missing(self, want: N.Role) -> str:
+        roles = sorted({r.role for r in self.tensors})
+        if want.role not in roles:
+            return f"{self.ref}: no tensor of role {want.role!r}; roles held: {', '.join(roles)}"
+        same = [r for r in self.tensors if r.role == want.role]
+        layers = sorted({r.layer for r in same if r.layer is not None})
+        if want.layer is not None and want.layer not in layers:
+            span = f"layers {layers[0]}-{layers[-1]}" if layers else "no layer"
+            return f"{self.ref}: no {want.role!r} in layer {want.layer}; it is held in {span}"
+        experts = sorted({r.expert for r in same if r.layer == want.layer and r.expert is not None})
+        if want.expert is not None and want.expert not in experts:
+            held = f"experts {experts[0]}-{experts[-1]}" if experts else "no experts (a dense layer)"
+            return f"{self.ref}: no expert {want.expert} of {want.role!r} in layer {want.layer}; it has {held}"
+        params = sorted({r.param for r in same if r.layer == want.layer and r.expert == want.expert})
+        return f"{self.ref}: no {want.param!r} of {want.role!r} here; params held: {', '.join(params) or 'none'}"
 
     def layer_roles(self, layer: int) -> list[N.Role]:
         return sorted(r for r in self.tensors if r.layer == layer)

@@ -6,8 +6,6 @@ the problem; a traceback only with --debug), 2 on a usage error.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import warnings
 
@@ -67,16 +65,27 @@ def _set_debug(ctx: click.Context, param, value: bool) -> None:
         ctx.find_root().ensure_object(dict)["debug"] = True
 
 
-# Every command takes --debug too, so `parentage compare --debug A B` works as the error lines suggest.
-debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
-                            help="Show tracebacks instead of one-line errors.")
+def _set_quiet(ctx: click.Context, param, value: bool) -> None:
+    if value:
+        from . import progress
+
+        progress.set_quiet(True)
+
+
+def debug_option(f):
+    """--debug and --quiet on every command too, so `parentage compare --debug A B` works as the error lines
+    suggest."""
+    f = click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True, callback=_set_quiet,
+                     help="No progress displays on stderr (errors are still printed).")(f)
+    return click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+                        help="Show tracebacks instead of one-line errors.")(f)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="parentage")
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@debug_option
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Test whether one language-model checkpoint was derived from another, from the weights themselves.
 
     \b
@@ -89,38 +98,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
       parentage demo
     """
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = ctx.obj.get("debug") or debug
 
 
 def _emit_json(doc: dict) -> None:
-    """Strict JSON: NaN and Infinity (which a hostile config may carry) become null, text is valid UTF-8."""
-    click.echo(json.dumps(json_safe(doc), indent=2, allow_nan=False))
+    from .report.jsondoc import dumps
+
+    click.echo(dumps(doc))
 
 
 def _echo(text: str) -> None:
     click.echo(clean_text(text))
-
-
-def json_safe(obj):
-    """A value json.dumps can write as standard JSON: numpy scalars and arrays as Python values, non-finite
-    floats as null, lone surrogates replaced, anything else as its string."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {clean_text(str(k)): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        return json_safe(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, str):
-        return clean_text(obj)
-    if obj is None or isinstance(obj, (bool, int)):
-        return obj
-    return clean_text(str(obj))
 
 
 @cli.command()
@@ -153,7 +140,7 @@ def inspect(model: str, fmt: str, hash_files: bool) -> None:
 def _budget(ctx, param, value):
     if value is None:
         return None
-    from .compare import parse_budget_text
+    from .pair import parse_budget_text
 
     try:
         parse_budget_text(value, 1)
@@ -162,59 +149,110 @@ def _budget(ctx, param, value):
     return value
 
 
+FAIL_EXIT = 3  # --fail-on: the verdict is one the caller's gate refuses
+
+
 @cli.command()
-@click.argument("model_a")
-@click.argument("model_b")
-@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+@click.argument("models", nargs=-1, required=True, metavar="MODEL_A MODEL_B [MODEL ...]")
+@click.option("--format", "fmt", type=click.Choice(["human", "json", "csv"]), default="human", show_default=True,
+              help="csv: one row per pair (a, b, label, log10_p, parent, summary).")
 @debug_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Which rows are sampled; same seed, same result.")
 @click.option("--budget", callback=_budget, metavar="SIZE",
               help="Bytes each checkpoint may be read for: '1%' of the larger one, '500MB', '2GB'. "
                    "Default: 1% (at least 64 MB). More bytes read B's FFNs whole for the permutation-invariant test.")
 @click.option("--html", "html_path", default=None, metavar="FILE",
-              help="Also write a self-contained HTML report (plots inline; opens without network).")
+              help="Also write a self-contained HTML report (plots inline; opens without network). One pair only.")
 @click.option("--reference", "references", multiple=True, metavar="MODEL",
               help="A model unrelated to both, whose std profiles the report draws beside A's and B's (repeatable).")
-def compare(model_a: str, model_b: str, fmt: str, seed: int, budget: str | None, html_path: str | None,
-            references: tuple[str, ...]) -> None:
+@click.option("--output", "-o", "output", default=None, metavar="FILE",
+              help="Write the document (human, JSON or CSV) to FILE instead of stdout; written whole or not at all.")
+@click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(["related", "unrelated", "inconclusive"]),
+              help=f"Exit with status {FAIL_EXIT} when a verdict is this label (repeatable): a gate for CI.")
+def compare(models: tuple[str, ...], fmt: str, seed: int, budget: str | None, html_path: str | None,
+            references: tuple[str, ...], output: str | None, fail_on: tuple[str, ...]) -> None:
     """Test whether MODEL_B shares weight ancestry with MODEL_A, explain what changed, and say how sure.
 
     Each model is anything `parentage inspect` accepts. The verdict is `related` when the counted tests
     together reject independent initialisation at log10 p <= -6, `unrelated` when tests that could have seen
-    kinship did not, `inconclusive` otherwise. Exit status is 0 whatever the verdict.
+    kinship did not, `inconclusive` otherwise. With more than two models every pair is compared, and the
+    output is their matrix (JSON: `models`, `matrix`, `pairs` with each pair's document). Exit status is 0
+    whatever the verdict, unless --fail-on names it (then 3).
 
     \b
     Examples:
       parentage compare ./Llama-2-7b ./suspect-7b
-      parentage compare base.gguf ./finetune --format json
+      parentage compare base.gguf ./finetune --format json -o verdict.json
       parentage compare ./a ./b --budget 2GB --seed 1
+      parentage compare ./base ./ft-1 ./ft-2 ./other --format csv    # every pair
+      parentage compare ./base ./release --fail-on unrelated --fail-on inconclusive   # CI gate
       parentage compare Qwen/Qwen1.5-110B org/suspect@v1.0     # remote: range requests only
       parentage compare hf://org/a https://host/x/model.safetensors
     """
-    from .compare import add_references, compare as run
+    from . import progress
+    from .pair import add_references, compare as run, compare_all
     from .remote.ranges import show_progress
-    from .report.terminal import format_human
 
+    if len(models) < 2:
+        raise click.UsageError("compare needs two models or more")
+    if html_path and len(models) > 2:
+        raise click.UsageError("--html writes the report of one pair; give two models")
+    out_path = _checked_output(output)
     if html_path:
         from .report.html import check_output
 
         check_output(html_path)
-    progress = fmt == "human" and sys.stderr.isatty()
-    show_progress(sys.stderr.isatty())  # bytes fetched over the network, on stderr
+    show_progress(progress.wanted())  # bytes fetched over the network, on stderr
     try:
-        doc = add_references(run(model_a, model_b, seed=seed, budget=budget, progress=progress), references, seed)
+        if len(models) == 2:
+            doc = add_references(run(*models, seed=seed, budget=budget, progress=progress.wanted()), references, seed)
+        else:
+            doc = compare_all(list(models), seed=seed, budget=budget, progress=progress.wanted())
     finally:
         show_progress(False)
     if html_path:
         from .report.html import render_compare, write
 
         write(html_path, render_compare(doc))
+    _put(_compare_text(doc, fmt, html_path), out_path)
+    failed = [d for d in doc.get("pairs", [doc]) if d["verdict"]["label"] in fail_on]
+    if failed:
+        d = failed[0]
+        click.echo(f"parentage: --fail-on {d['verdict']['label']}: {d['inputs'][0]['ref']} ~ {d['inputs'][1]['ref']} is "
+                   f"{d['verdict']['label']}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""),
+                   err=True)
+        click.get_current_context().exit(FAIL_EXIT)
+
+
+def _compare_text(doc: dict, fmt: str, html_path: str | None) -> str:
+    from .report.jsondoc import dumps
+    from .report.tables import matrix_human, pairs_csv
+    from .report.terminal import format_human
+
     if fmt == "json":
-        _emit_json(doc)
-    else:
-        _echo(format_human(doc))
-        if html_path:
-            _echo(f"\nreport: {html_path}")
+        return dumps(doc)
+    if fmt == "csv":
+        return pairs_csv(doc.get("pairs", [doc]))
+    text = matrix_human(doc) if "matrix" in doc else format_human(doc)
+    return text + (f"\n\nreport: {html_path}" if html_path else "")
+
+
+def _checked_output(output: str | None):
+    if output is None:
+        return None
+    from .report.html import check_output
+
+    return check_output(output)
+
+
+def _put(text: str, out_path) -> None:
+    """stdout, or the --output file (atomically: a failed run leaves no half-written file)."""
+    if out_path is None:
+        _echo(text)
+        return
+    from .report.html import write
+
+    write(out_path, clean_text(text) + "\n")
 
 
 @cli.command()
@@ -284,7 +322,7 @@ def demo(fmt: str, zoo_dir: str | None, out_dir: str | None, quick: bool) -> Non
     """
     from pathlib import Path
 
-    from .compare import add_references, compare as run
+    from .pair import add_references, compare as run
     from .report.terminal import format_human
     from .constants import cache_dir
     from .demo import zoo_pairs
@@ -620,7 +658,7 @@ def bench_cmd(manifest: str, method_list: str | None, score_files: tuple[str, ..
     from .report.bench import bench_html
 
     doc = _with_page(html_path, lambda: bench(manifest, methods, list(score_files), cache_dir, seed,
-                                               progress=sys.stderr.isatty()), bench_html)
+                                               progress=True), bench_html)
     if fmt == "json":
         _emit_json(doc)
     else:

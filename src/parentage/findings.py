@@ -80,7 +80,7 @@ def examined_layers(tests: list[TestCells], scores: dict[str, np.ndarray], level
     """Per component, the layers of A and of B that a test able to see this pair's kinship examined."""
     out = {"ffn": {"a": set(), "b": set()}, "attention": {"a": set(), "b": set()}}
     for t in tests:
-        if not t.cells or "rank_rho" in t.cells[0].extra:  # the rank test adds no coverage of its own
+        if not t.cells or "rank_tau" in t.cells[0].extra:  # the rank test adds no coverage of its own
             continue
         if t.invariant:
             cells = [c for c in t.cells if _cell_power(c) > level]
@@ -113,7 +113,7 @@ def output_kept(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, i: int, j: int, s
         return None
     excess, norms = [], []
     for role in OUTPUT_ROLES:
-        ta, tb = a.get(role, i), b.get(role, j)
+        ta, tb = a.find(role, i), b.find(role, j)
         if ta is None or tb is None or ta.n_rows != hmap.d_a or tb.n_rows != hmap.d_b:
             continue
         r = min(OUTPUT_ROWS, ta.prefix(), tb.prefix())  # a fingerprint holds leading rows only

@@ -17,15 +17,15 @@ import csv
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .. import progress as _progress
 from ..checkpoint import Checkpoint
-from ..compare import compare_checkpoints
 from ..errors import FormatError, ParentageError
+from ..pair import compare_checkpoints
 from ..safeio import read_json
 from ..verdict import RELATED_LEVEL
 from .methods import Method, all_methods, calibrate, ours, plugin
@@ -217,11 +217,7 @@ def bench(manifest: str | Path, methods: list[str] | None = None, scores: list[s
     cache_dir = Path(cache) if cache else folder / ".bench-cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pairs), desc="bench", unit="pair", file=sys.stderr, leave=False)
+    bar = _progress.bar(len(pairs), "bench", "pair") if progress else None
     for pair in pairs:
         key = _cache_key(pair, paths, list(chosen))
         entry = cache_dir / f"{key}.json"

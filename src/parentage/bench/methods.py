@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 
 from ..checkpoint import Checkpoint
+from ..assignment import linear_sum_assignment
 from ..evidence import LOG10_P_FLOOR
 from ..verdict import RELATED_LEVEL
 
@@ -131,10 +131,10 @@ def awm(a: Checkpoint, b: Checkpoint, doc: dict | None = None) -> float | None:
     embedding columns, then per layer the unbiased CKA between A's and B's Q (and K) weights, taking for each
     layer of A its best layer of B; the score is the mean. Decision: a z-score of Z_LEVEL against the manifest's
     unrelated pairs (the paper's own null constants are not reproduced here)."""
-    from ..compare import _token_pairs
+    from ..pair import _token_pairs
     from ..tokenizers import checkpoint_vocab
 
-    ea, eb = a.get("embed") or a.get("lm_head"), b.get("embed") or b.get("lm_head")
+    ea, eb = a.find("embed") or a.find("lm_head"), b.find("embed") or b.find("lm_head")
     if ea is None or eb is None:
         return None
     pairs = _token_pairs(checkpoint_vocab(a), checkpoint_vocab(b), ea, eb, [])[:AWM_TOKENS]
@@ -146,8 +146,8 @@ def awm(a: Checkpoint, b: Checkpoint, doc: dict | None = None) -> float | None:
     rows, cols = linear_sum_assignment(-np.abs(corr))  # dimension i of A ~ dimension cols[i] of B
     sign = np.sign(corr[rows, cols])
     scores = []
-    la = [i for i in range(a.summary.n_layers or 0) if a.get("attn_q", i) is not None]
-    lb = [j for j in range(b.summary.n_layers or 0) if b.get("attn_q", j) is not None]
+    la = [i for i in range(a.summary.n_layers or 0) if a.find("attn_q", i) is not None]
+    lb = [j for j in range(b.summary.n_layers or 0) if b.find("attn_q", j) is not None]
     if not la or not lb:
         return None
     mats_b = {j: [b.get(r, j).read() for r in ("attn_q", "attn_k")] for j in lb}

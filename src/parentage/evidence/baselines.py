@@ -21,7 +21,7 @@ SAMPLE_ROWS = 16  # rows per tensor (thousands of values): std and cosine settle
 
 def _profile(ck: Checkpoint, role: str, seed: int) -> np.ndarray:
     n = ck.summary.n_layers or 0
-    tensors = [ck.get(role, i) for i in range(n)]
+    tensors = [ck.find(role, i) for i in range(n)]
     return np.array([float(t.sample_rows(SAMPLE_ROWS, seed).std()) if t is not None else np.nan for t in tensors])
 
 

@@ -57,12 +57,12 @@ def ffn_units(ck: Checkpoint) -> dict[int, list[Unit]]:
         routed = [r for r in roles if r.role == "mlp_up" and r.expert is not None]
         keep = sampled_experts(len(routed))
         roles = [r for r in roles if r.expert is None or r.role != "mlp_up" or r.expert in keep]
-        norm = ck.get("mlp_norm", layer) or ck.get("attn_norm", layer)
+        norm = ck.find("mlp_norm", layer) or ck.find("attn_norm", layer)
         units = []
         for role in sorted(roles, key=lambda r: (r.role != "mlp_up", r.expert if r.expert is not None else -1)):
             gate_role = "mlp_gate" if role.role == "mlp_up" else "shared_mlp_gate"
-            gate = ck.get(gate_role, layer, role.expert)
-            down = ck.get("mlp_down" if role.role == "mlp_up" else "shared_mlp_down", layer, role.expert)
+            gate = ck.find(gate_role, layer, role.expert)
+            down = ck.find("mlp_down" if role.role == "mlp_up" else "shared_mlp_down", layer, role.expert)
             mats = [m for m in (gate, ck.tensors[role]) if m is not None]
             if role.role == "shared_mlp_up":
                 name = "shared" if role.expert is None else f"shared {role.expert}"
@@ -78,10 +78,10 @@ def value_units(ck: Checkpoint) -> dict[int, list[Unit]]:
     hd = ck.summary.head_dim
     out = {}
     for layer in range(ck.summary.n_layers or 0):
-        v = ck.get("attn_v", layer)
+        v = ck.find("attn_v", layer)
         if v is None or not hd or v.n_rows % hd:
             continue
-        out[layer] = [Unit(layer, "value head 0", [v], ck.get("attn_norm", layer))]
+        out[layer] = [Unit(layer, "value head 0", [v], ck.find("attn_norm", layer))]
     return out
 
 

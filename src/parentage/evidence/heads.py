@@ -16,9 +16,9 @@ paired layers are independent under the null and their sum has an exact tail (`s
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..checkpoint import Checkpoint
+from ..assignment import linear_sum_assignment
 from ..stats import rencontres_pmf, sum_tail
 from . import Evidence
 from .blocks import NORM_OFFSET_FAMILIES
@@ -31,8 +31,8 @@ def head_layers(ck: Checkpoint) -> list[int]:
     s = ck.summary
     if not s.head_dim or not s.n_kv_heads:
         return []
-    return [i for i in range(s.n_layers or 0) if ck.get("attn_k", i) is not None and ck.get("attn_v", i) is not None
-            and ck.get("attn_k", i).n_rows == s.n_kv_heads * s.head_dim]
+    return [i for i in range(s.n_layers or 0) if ck.find("attn_k", i) is not None and ck.find("attn_v", i) is not None
+            and ck.find("attn_k", i).n_rows == s.n_kv_heads * s.head_dim]
 
 
 def read_head_bases(ck: Checkpoint, layers: list[int], first: int, n: int, hmap: HiddenMap | None) -> np.ndarray:
@@ -41,13 +41,13 @@ def read_head_bases(ck: Checkpoint, layers: list[int], first: int, n: int, hmap:
     hd = ck.summary.head_dim
     out = []
     for layer in layers:
-        norm = ck.get("attn_norm", layer)
+        norm = ck.find("attn_norm", layer)
         gain = norm.read().reshape(-1) if norm is not None else None
         if gain is not None and ck.family.name.startswith(NORM_OFFSET_FAMILIES):
             gain = gain + 1.0
         per_view = []
         for role in ("attn_k", "attn_v"):
-            rows = ck.get(role, layer).read_rows(first * hd, (first + n) * hd)  # (n * hd, d)
+            rows = ck.find(role, layer).read_rows(first * hd, (first + n) * hd)  # (n * hd, d)
             if gain is not None and gain.shape[0] == rows.shape[1]:
                 rows = rows * gain
             if hmap is not None:

@@ -113,29 +113,50 @@ def _digest(row: np.ndarray) -> int:
     return int.from_bytes(hashlib.blake2b((row + np.float32(0)).tobytes(), digest_size=8).digest(), "little")  # -0 == 0
 
 
-def prints_of_rows(rows: np.ndarray, dtype: str) -> RowPrints:
-    """(k, n_cols) or (k,) decoded rows of a tensor stored as `dtype` -> its prints in every rounding it may be
-    compared in."""
-    rows = rows.reshape(len(rows), -1).astype(np.float32, copy=False)
-    digests, distinct, distinct_all = {}, {}, {}
+def roundings_of(dtype: str, n_cols: int) -> tuple[str, ...]:
+    """Every rounding a tensor stored as `dtype` with rows of n_cols values may be compared in."""
     p = PRECISION.get(dtype, 0)
-    quantisable = rows.shape[1] % 32 == 0  # both block types work on runs of 32 values along a row
-    for r in ("native",) + tuple(x for x in ROUNDINGS if p > PRECISION[x]) + (QUANTISED if p and quantisable else ()):
+    quantisable = n_cols % 32 == 0  # both block types work on runs of 32 values along a row
+    return ("native",) + tuple(x for x in ROUNDINGS if p > PRECISION[x]) + (QUANTISED if p and quantisable else ())
+
+
+def prints_of_rows(rows: np.ndarray, dtype: str, roundings: tuple[str, ...] | None = None,
+                   into: RowPrints | None = None) -> RowPrints:
+    """(k, n_cols) or (k,) decoded rows of a tensor stored as `dtype` -> its prints in `roundings` (default:
+    every rounding it may be compared in), added to `into` when given."""
+    rows = rows.reshape(len(rows), -1).astype(np.float32, copy=False)
+    out = into or RowPrints({}, {}, {})
+    possible = roundings_of(dtype, rows.shape[1])
+    for r in possible if roundings is None else [r for r in roundings if r in possible]:
         v = _round_to(rows, r) if r != "native" else rows
-        digests[r] = np.array([_digest(x) for x in v], dtype=np.uint64)
-        distinct[r] = np.array([np.unique(x).size for x in v], dtype=np.int64)
-        distinct_all[r] = int(np.unique(v).size)
-    return RowPrints(digests, distinct, distinct_all)
+        out.digests[r] = np.array([_digest(x) for x in v], dtype=np.uint64)
+        out.distinct[r] = _distinct_per_row(v)
+        out.distinct_all[r] = int(np.unique(v).size)
+    return out
 
 
-def tensor_prints(t: Tensor, seed: int) -> RowPrints | None:
-    """The prints of a tensor's sampled rows (Tensor.sample_rows): computed from a live checkpoint, looked up in
-    a fingerprint (None when it did not record them)."""
+def _distinct_per_row(v: np.ndarray) -> np.ndarray:
+    """np.unique(row).size for each row of v (k, n), sorted once instead of k unique calls (NaNs count once)."""
+    s = np.sort(v, axis=1)  # NaNs sort last
+    nan = np.isnan(s)
+    new = np.ones_like(s, dtype=bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]  # -0 == 0, as in np.unique
+    return (new & ~nan).sum(axis=1).astype(np.int64) + nan.any(axis=1)
+
+
+def tensor_prints(t: Tensor, seed: int, roundings: tuple[str, ...] | None = None) -> RowPrints | None:
+    """The prints of a tensor's sampled rows (Tensor.sample_rows) in `roundings` (default: all): computed from a
+    live checkpoint, only those asked for (the quantisers are the costly part), or looked up in a fingerprint
+    (None when it did not record them)."""
     if not t.weights.complete:
         return t.weights.prints.get(t.role.key)
     key = (ROWS_PER_TENSOR, seed)
     if getattr(t, "_prints_key", None) != key:
-        t._prints_key, t._prints = key, prints_of_rows(t.sample_rows(ROWS_PER_TENSOR, seed), t.dtype)
+        t._prints_key, t._prints = key, RowPrints({}, {}, {})
+    want = roundings_of(t.dtype, t.shape[-1] if len(t.shape) > 1 else 1) if roundings is None else roundings
+    missing = tuple(r for r in want if r not in t._prints.digests)
+    if missing:  # rows are not kept: a 100B model samples thousands of tensors
+        prints_of_rows(t.sample_rows(ROWS_PER_TENSOR, seed), t.dtype, missing, into=t._prints)
     return t._prints
 
 
@@ -161,8 +182,8 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
     out, bits = [], 0.0
     roles = shared_roles(a, b)
     todo = [r for r in roles if a.tensors[r].shape == b.tensors[r].shape and _castable(a.tensors[r], b.tensors[r])]
-    for ck in (a, b):  # the sampled rows, fetched concurrently when remote (cached on each tensor)
-        ck.map_reads(lambda r: tensor_prints(ck.tensors[r], seed), todo)
+    for ck, other in ((a, b), (b, a)):  # the sampled rows, fetched concurrently when remote (prints cached)
+        ck.map_reads(lambda r: tensor_prints(ck.tensors[r], seed, _wanted(ck.tensors[r], other.tensors[r])), todo)
     for role in roles:
         ta, tb = a.tensors[role], b.tensors[role]
         if role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings):
@@ -171,7 +192,8 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
             out.append(TensorIdentity(role.key, role.role, role.layer, tb.n_rows, 0, 0, False,
                                       len(tb.shape) == 2 and min(tb.shape) > 1, comparable=False))
             continue
-        record, found_bits = _compare(ta, tb, tensor_prints(ta, seed), tensor_prints(tb, seed), role.key, role.role, role.layer)
+        record, found_bits = _compare(ta, tb, tensor_prints(ta, seed, _wanted(ta, tb)), tensor_prints(tb, seed, _wanted(tb, ta)),
+                                      role.key, role.role, role.layer)
         out.append(record)
         bits += found_bits  # one bit per distinct value in identical rows: very conservative
     return out, bits
@@ -193,6 +215,12 @@ def _experts_per_layer(ck: Checkpoint) -> dict[tuple[int, str], int]:
     return out
 
 
+def _wanted(t: Tensor, other: Tensor) -> tuple[str, ...]:
+    """The one rounding t is compared in against `other` (none when they are not comparable)."""
+    r = rounding(t.dtype, other.dtype)
+    return (r,) if r is not None else ()
+
+
 def _castable(ta: Tensor, tb: Tensor) -> bool:
     return rounding(ta.dtype, tb.dtype) is not None and rounding(tb.dtype, ta.dtype) is not None
 
@@ -206,10 +234,11 @@ def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) 
     for role in a.layer_roles(i):
         if role.expert is not None and role.expert not in sampled_experts(experts.get((j, role.role), 0)):
             continue
-        ta, tb = a.tensors[role], b.get(role.role, j, role.expert, role.param)
+        ta, tb = a.tensors[role], b.find(role.role, j, role.expert, role.param)
         if tb is None or ta.shape != tb.shape:
             continue
-        out.append(_compare(ta, tb, tensor_prints(ta, seed), tensor_prints(tb, seed), tb.role.key, role.role, j)[0])
+        out.append(_compare(ta, tb, tensor_prints(ta, seed, _wanted(ta, tb)), tensor_prints(tb, seed, _wanted(tb, ta)),
+                            tb.role.key, role.role, j)[0])
     return out
 
 

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checkpoint import Checkpoint
-from ..stats import bonferroni, fixed_points_tail, poisson_tail
-from . import LOG10_P_FLOOR, Evidence
 from ..align import unit_rows
+from ..assignment import linear_sum_assignment
+from ..checkpoint import Checkpoint
+from ..stats import bonferroni, fixed_points_tail, inversions_tail, poisson_tail
+from . import LOG10_P_FLOOR, Evidence
 from .blocks import Unit, has_two_views, read_block, view
 from .hidden import HiddenMap
 
@@ -212,8 +213,6 @@ def token_neuron_mask(raw: list[np.ndarray], token_rows: np.ndarray, rng: np.ran
 
 def _assignment(score: np.ndarray) -> np.ndarray:
     """For each row of score (m, n_b), its column under the maximum-score one-to-one assignment (n_b >= m)."""
-    from scipy.optimize import linear_sum_assignment
-
     rows, cols = linear_sum_assignment(-score)
     out = np.full(score.shape[0], -1)
     out[rows] = cols
@@ -321,39 +320,45 @@ def _rank_order(b_index: np.ndarray) -> tuple[float, int, int, dict]:
     """Do neurons both matchings agree on keep their relative order in B (pruning, interleaved widening)?
 
     b_index: B's labels for the agreed neurons, in A's order. Under the null the labels are a uniformly random
-    relabelling, so Spearman's rho has its permutation distribution; one-sided normal tail (conservative in
-    the far tail, where the exact distribution ends at 1/n!)."""
-    from scipy.stats import norm
-
+    relabelling, so the number of pairs out of order (Kendall's tau's inversions) has the exact distribution
+    `stats.inversions_tail` computes."""
     n = len(b_index)
     if n < MIN_RANK_PAIRS:
-        return 0.0, 0, n, {"rank_rho": None}
-    ranks = np.argsort(np.argsort(b_index))
-    rho = float(np.corrcoef(np.arange(n), ranks)[0, 1])
-    log10_p = max(LOG10_P_FLOOR, float(norm.logsf(rho * math.sqrt(n - 1))) / math.log(10))
-    return min(0.0, log10_p), int(round(rho * 100)), n, {"rank_rho": round(rho, 3)}
+        return 0.0, 0, n, {"rank_tau": None}
+    inversions = _inversions(np.asarray(b_index))
+    tau = 1.0 - 4.0 * inversions / (n * (n - 1))
+    return inversions_tail(inversions, n), int(round(tau * 100)), n, {"rank_tau": round(tau, 3)}
+
+
+def _inversions(x: np.ndarray) -> int:
+    """Pairs i < j with x[i] > x[j]; (rows, n) comparisons a slab at a time."""
+    n, total = len(x), 0
+    for lo in range(0, n, 1024):
+        part = x[lo:lo + 1024, None] > x[None, :]  # (rows, n): x[i] > x[j]
+        total += int(np.triu(part, k=lo + 1).sum())  # only j > i
+    return total
 
 
 def split_rank_cells(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
-    rank = [c for c in cells if "rank_rho" in c.extra]
-    return [c for c in cells if "rank_rho" not in c.extra], rank
+    rank = [c for c in cells if "rank_tau" in c.extra]
+    return [c for c in cells if "rank_tau" not in c.extra], rank
 
 
 def rank_order_test(cells: list[Cell]) -> Evidence:
     """The exact companion of the agreement test: order kept among the neurons both matchings agree on."""
-    tested = [c for c in cells if c.extra["rank_rho"] is not None]
+    tested = [c for c in cells if c.extra["rank_tau"] is not None]
     if not tested:
         return Evidence("ffn_neuron_rank_order", None, None, False,
                         f"not run: no cell with {MIN_RANK_PAIRS} or more agreed neurons", {})
     log10_p = bonferroni([c.log10_p for c in cells])
     best = min(tested, key=lambda c: c.log10_p)
-    summary = (f"agreed neurons keep their order (Spearman {best.extra['rank_rho']:.2f} over {best.n}) at "
+    summary = (f"agreed neurons keep their order (Kendall's tau {best.extra['rank_tau']:.2f} over {best.n}) at "
                f"{best.a.label} ~ {best.b.label}; survives pruning and widening that keep neuron order")
-    details = {"null": "Spearman's rho under a uniformly random relabelling of B's neurons (normal tail); "
+    details = {"null": "Kendall's inversions under a uniformly random relabelling of B's neurons (exact tail); "
                        "Bonferroni over cells",
                "max_power_log10_p": None, "cells": [c.to_dict() for c in tested if c.log10_p < -2],
                "cell_log10_p": [round(c.log10_p, 3) for c in cells]}
-    return Evidence("ffn_neuron_rank_order", log10_p, best.extra["rank_rho"], True, summary, details)
+    return Evidence("ffn_neuron_rank_order", log10_p, best.extra["rank_tau"], True, summary, details)
 
 
 def _decoy_inflation(raw: list) -> float:

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import __version__
 from ..checkpoint import PLAN_SEED, Checkpoint, _build
-from ..compare import WEIGHT_ROW_LAYERS
+from ..pair import WEIGHT_ROW_LAYERS
 from ..constants import MAX_DIM, MAX_TENSORS
 from ..declared import declared_lineage
 from ..errors import FormatError
@@ -330,7 +330,7 @@ def take(ck: Checkpoint) -> Fingerprint:
 
 def _read_plan(ck: Checkpoint, vocab: Vocab | None) -> tuple[str | None, np.ndarray]:
     """The plan's reads; returns the embedding's source tensor and the canonical token ids read from it."""
-    embed = ck.get("embed") or ck.get("lm_head")
+    embed = ck.find("embed") or ck.find("lm_head")
     embed_source, ids = None, np.zeros(0, dtype=np.int64)
     if embed is not None and len(embed.shape) == 2:
         k = int(min(MAX_TOKENS, max(MIN_TOKENS, math.ceil(1.25 * embed.shape[-1]))))
@@ -356,13 +356,13 @@ def _read_plan(ck: Checkpoint, vocab: Vocab | None) -> tuple[str | None, np.ndar
     d = ck.summary.hidden_size or 0
     if layers and n >= MIN_HEADS and 2 * n * hd * d * 2 * len(layers) <= HEAD_BYTES:
         for i in layers:
-            norm = ck.get("attn_norm", i)
+            norm = ck.find("attn_norm", i)
             if norm is not None:
                 norm.read()
             for role in ("attn_k", "attn_v"):
-                ck.get(role, i).read_rows(0, n * hd)
+                ck.find(role, i).read_rows(0, n * hd)
     writers = [t for i in range(ck.summary.n_layers or 0) for role in OUTPUT_ROLES
-               if (t := ck.get(role, i)) is not None and len(t.shape) == 2]
+               if (t := ck.find(role, i)) is not None and len(t.shape) == 2]
     per_row = sum(2 * t.shape[-1] for t in writers)  # float16 bytes of one row of every writer
     n_out = min(OUTPUT_ROWS, OUTPUT_BYTES // max(per_row, 1))
     if n_out >= MIN_OUTPUT_ROWS:

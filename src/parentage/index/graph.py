@@ -19,7 +19,7 @@ import contextlib
 import math
 import time
 
-from ..compare import compare_checkpoints
+from ..pair import compare_checkpoints
 from ..errors import IndexStoreError
 from ..verdict import RELATED_LEVEL
 from .direction import growth

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from ..checkpoint import Checkpoint
-from ..compare import compare_checkpoints
+from ..pair import compare_checkpoints
 from ..errors import IndexStoreError
 from ..verdict import RELATED_LEVEL
 from .direction import ffn_vector, growth, is_merge, merge_weight

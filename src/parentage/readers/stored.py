@@ -2,7 +2,7 @@
 
 A fingerprint (index/fingerprint.py) is the rows one checkpoint yielded under the canonical plan. Opened as a
 `Checkpoint` over `StoredWeights`, it answers `read_rows` for any span inside a recorded one, and says through
-`holds` which spans it has, so a test that can choose its rows (compare.py) chooses among those. FP8 scales
+`holds` which spans it has, so a test that can choose its rows (pair.py) chooses among those. FP8 scales
 were applied when the rows were recorded, so none is applied again.
 """
 

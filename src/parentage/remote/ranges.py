@@ -12,7 +12,6 @@ that ignores Range is refused rather than let us stream a 40 GB shard.
 from __future__ import annotations
 
 import email.utils
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -79,9 +78,9 @@ def show_progress(on: bool) -> None:
     """A byte counter on stderr while ranges are fetched (the CLI turns it on for a terminal)."""
     global _BAR
     if on and _BAR is None:
-        from tqdm import tqdm
+        from .. import progress
 
-        _BAR = tqdm(total=None, desc="fetched", unit="B", unit_scale=True, leave=False, file=sys.stderr, delay=0.5)
+        _BAR = progress.bar(None, "fetched", "B", unit_scale=True, delay=0.5)
     elif not on and _BAR is not None:
         _BAR.close()
         _BAR = None

@@ -155,7 +155,7 @@ EFFECT_UNITS = {  # what each test's effect value measures, so a bare number nev
     "ffn_neuron_order": "{:.0%} of rows in place (best cell)",
     "value_row_order": "{:.0%} of rows in place (best cell)",
     "ffn_neuron_agreement": "{:.0%} of neurons agree (best cell)",
-    "ffn_neuron_rank_order": "Spearman {:.2f}",
+    "ffn_neuron_rank_order": "Kendall's tau {:.2f}",
     "attention_head_order": "{:.0%} of heads in place",
     "identical_tensors": "{:.0%} of tensors identical",
     "tokenizer_lineage": "{:.1%} of id gaps kept",

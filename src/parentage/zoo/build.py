@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..progress import StatusLine, duration
 from ..errors import FolderNotEmptyError, FormatError
 from . import surgery, text
 from .export import save_gguf, save_hf
@@ -195,9 +196,13 @@ class Built:
 
 
 class _Zoo:
-    def __init__(self, folder: Path, size_name: str, seed: int, log):
+    def __init__(self, folder: Path, size_name: str, seed: int, log, status):
         self.folder, self.size_name, self.size, self.seed, self.log = folder, size_name, SIZES[size_name], seed, log
+        self.status = status  # status(text): a line rewritten in place while a model trains
         self.recipes = recipes(self.size)
+        self.clock = _Clock({r.name: self.train_steps(r) for r in self.recipes})
+        log(f"zoo: building {len(self.recipes)} models ({size_name} size, seed {seed}) in {folder}; "
+            f"{self.clock.total:,} training steps; training the tokenizers first")
         self.by_name = {r.name: r for r in self.recipes}
         self.corpora = {k: f() for k, f in text.CORPORA.items()}
         self.tokenizers = {k: text.train_tokenizer(v, self.size.vocab) for k, v in self.corpora.items()}
@@ -218,6 +223,9 @@ class _Zoo:
         s = self.size
         return ModelConfig(vocab=self.tokenizers[tokenizer].get_vocab_size(), hidden=s.hidden, n_layers=s.n_layers,
                            n_heads=s.n_heads, n_kv_heads=s.n_kv_heads, ffn=s.ffn, naming=naming)
+
+    def train_steps(self, r: Recipe) -> int:
+        return 0 if r.kind in UNTRAINED else self.spec(r).steps
 
     def spec(self, r: Recipe) -> TrainSpec:
         s = self.size
@@ -294,7 +302,7 @@ class _Zoo:
         return {"max_abs_logit_diff": float((a - b).abs().max()), "max_abs_logit": float(a.abs().max())}
 
     def train(self, r: Recipe, built: Built) -> dict:
-        if r.kind in ("merge", "obfuscate", "export_bf16", "export_gguf"):
+        if r.kind in UNTRAINED:
             return {"steps": 0, "final_loss": None}
         spec = self.spec(r)
         stream = self.stream(r.data, built.tokenizer)
@@ -305,7 +313,8 @@ class _Zoo:
         if r.kind == "distill":
             p = self.load(r.parents[0])
             teacher = (p.cfg, p.params)
-        loss = train_lm(built.cfg, built.params, stream, spec, seed=self.model_seed(r.name), frozen=frozen, teacher=teacher)
+        loss = train_lm(built.cfg, built.params, stream, spec, seed=self.model_seed(r.name), frozen=frozen, teacher=teacher,
+                        on_step=lambda done, steps: self.status(self.clock.line(r.name, done)))
         out = {"steps": spec.steps, "tokens": spec.steps * spec.batch * spec.seq, "lr": spec.lr, "junk": spec.junk,
                "lr_schedule": "constant after warmup" if r.constant_lr else "cosine to 10%",
                "final_loss": round(loss, 4), "eval_loss": round(eval_loss(built.cfg, built.params, stream, spec.seq), 4)}
@@ -451,29 +460,88 @@ class _Zoo:
     def build(self) -> dict:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.open_manifest()
+        done = [r.name for r in self.recipes if r.name in self.manifest["models"]]
+        if done:
+            self.log(f"zoo: resuming: {len(done)} of {len(self.recipes)} models already built")
+        self.clock.skip(done)
         for r in self.recipes:
             if r.name in self.manifest["models"]:
                 continue
             t0 = time.perf_counter()
+            self.status(self.clock.line(r.name, 0))
             built = self.make(r)
             trained = self.train(r, built)
             entry = self.write(r, built, trained, time.perf_counter() - t0)
             self.manifest["models"][r.name] = entry
             self.save_manifest(complete=False)
+            self.clock.finish(r.name)
             loss = entry.get("final_loss")
-            self.log(f"  {r.name:14s} {r.kind:18s} {entry['build_seconds']:7.1f} s" + (f"  loss {loss:.3f}" if loss else ""))
+            self.log(f"  model {self.clock.k(r.name)} of {len(self.recipes)}: {r.name:14s} {r.kind:18s} "
+                     f"{entry['build_seconds']:6.1f} s" + (f"  loss {loss:.3f}" if loss else "")
+                     + (f"  (about {duration(self.clock.eta())} left)" if self.clock.remaining else ""))
         self.save_manifest(complete=True)
         return self.manifest
 
 
-def build_zoo(folder: str | Path, size: str = "ci", seed: int = 0, log=None) -> dict:
-    """Build (or resume) a zoo in `folder`; returns the manifest."""
+UNTRAINED = ("merge", "obfuscate", "export_bf16", "export_gguf")
+
+
+class _Clock:
+    """Models and training steps done and left, for "model k of n, step s of S" and an ETA from the pace so far
+    (steps are the cost: writing a model takes a fraction of a second)."""
+
+    def __init__(self, steps: dict[str, int]):
+        self.steps, self.order = steps, list(steps)
+        self.total = sum(steps.values())
+        self.left = dict(steps)
+        self.t0, self.done_steps = time.perf_counter(), 0
+
+    def skip(self, names: list[str]) -> None:  # models a resumed build already has
+        for n in names:
+            self.left.pop(n, None)
+        self.t0, self.done_steps = time.perf_counter(), 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.left)
+
+    def k(self, name: str) -> int:
+        return self.order.index(name) + 1
+
+    def finish(self, name: str) -> None:
+        self.done_steps += self.left.pop(name, 0)
+
+    def eta(self, step: int = 0) -> float:
+        """Seconds left at the pace so far, `step` steps into the current model (NaN before the first step)."""
+        done = self.done_steps + step
+        todo = sum(self.left.values()) - step
+        return (time.perf_counter() - self.t0) / done * todo if done else float("nan")
+
+    def line(self, name: str, step: int) -> str:
+        steps = self.steps[name]
+        what = f"step {step} of {steps}" if steps else "no training"
+        eta = self.eta(step)
+        left = f", about {duration(eta)} left" if eta == eta else ""  # NaN until the first step is timed
+        return f"zoo: model {self.k(name)} of {len(self.order)} ({name}), {what}{left}"
+
+
+def build_zoo(folder: str | Path, size: str = "ci", seed: int = 0, log=None, status=None) -> dict:
+    """Build (or resume) a zoo in `folder`; returns the manifest.
+
+    log(msg): one line per event (default: stderr); status(text): the line a terminal shows while a model trains
+    (default: rewritten in place on a terminal, at most 5 times a second; nothing elsewhere)."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}")
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    line = StatusLine()
+    status = status or line.show
+    if log is None:
+        def log(msg: str) -> None:
+            line.clear()
+            print(msg, file=sys.stderr, flush=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # a fixed thread count keeps float reductions, hence the weights, reproducible
     try:
-        return _Zoo(Path(folder), size, seed, log).build()
+        return _Zoo(Path(folder), size, seed, log, status).build()
     finally:
+        line.clear()
         torch.set_num_threads(threads)

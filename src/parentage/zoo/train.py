@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,11 +52,13 @@ def train_lm(
     seed: int,
     frozen: set[str] = frozenset(),
     teacher: tuple[ModelConfig, dict[str, torch.Tensor]] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> float:
     """Train `params` in place with AdamW; return the mean loss of the last 10% of steps.
 
     With `teacher`, the loss is the KL divergence to the teacher's next-token distribution (distillation)
     instead of cross-entropy on the text. Names in `frozen` get no gradient, so they stay bit-identical.
+    `on_step(done, steps)` is called after every step (progress displays).
     """
     rng = np.random.default_rng(seed)
     # In name order, not the dict's: the gradient-norm clip sums over tensors in this order, and a parent loaded
@@ -83,6 +86,8 @@ def train_lm(
         opt.step()
         if step >= spec.steps - max(1, spec.steps // 10):
             tail.append(float(loss.detach()))
+        if on_step:
+            on_step(step + 1, spec.steps)
     for v in params.values():
         v.requires_grad_(False)
     return float(np.mean(tail)) if tail else float("nan")

@@ -12,7 +12,6 @@ Order of work (DESIGN: align, then test; read only what you need):
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 
@@ -121,7 +120,7 @@ def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: li
             ) -> tuple[HiddenMap, Evidence, np.ndarray]:
     """The residual map, its order test, and the shared-token pairs it was fitted on ((0, 2) when none)."""
     none = np.zeros((0, 2), dtype=np.int64)
-    ea, eb = a.get("embed") or a.get("lm_head"), b.get("embed") or b.get("lm_head")
+    ea, eb = a.find("embed") or a.find("lm_head"), b.find("embed") or b.find("lm_head")
     d_a, d_b = a.summary.hidden_size or 0, b.summary.hidden_size or 0
     fallback = HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b)
     if ea is None or eb is None:
@@ -178,7 +177,7 @@ def _token_mask(a: Checkpoint, pairs: np.ndarray, raw_a: list[np.ndarray], budge
                 rng: np.random.Generator) -> tuple[np.ndarray | None, str]:
     """A's token neurons in the sampled blocks (evidence.neurons.token_neuron_mask), checked against as many of
     A's shared-token embedding rows as TOKEN_NEURON_TOKENS and a tenth of the budget allow."""
-    ea = a.get("embed") or a.get("lm_head")
+    ea = a.find("embed") or a.find("lm_head")
     if ea is None or len(pairs) < MIN_SHARED_TOKENS:
         return None, "not checked: the residual map was not fitted on shared tokens"
     per_token = ea.shape[-1] * _bytes_per_value(a)
@@ -356,7 +355,7 @@ def _heads(a, b, hmap, budget: Budget, rng, ffn_cells: list) -> list[Evidence]:
     n_kv = min(sa.n_kv_heads, sb.n_kv_heads)
     per_head = 2 * sa.head_dim * max(sa.hidden_size or 1, sb.hidden_size or 1) * max(_bytes_per_value(a), _bytes_per_value(b))
     n = int(min(n_kv, budget.bytes_per_model * HEAD_SHARE // (per_head * max(len(la), len(lb)))))
-    recorded = min(ck.get(role, i).prefix() // sa.head_dim for ck, layers in ((a, la), (b, lb)) for i in layers
+    recorded = min(ck.find(role, i).prefix() // sa.head_dim for ck, layers in ((a, la), (b, lb)) for i in layers
                    for role in ("attn_k", "attn_v"))
     if recorded < n:
         n = recorded
@@ -524,12 +523,10 @@ def add_references(doc: dict, refs, seed: int = 0) -> dict:
 
 
 def _progress(on: bool):
-    """A stage-by-stage bar on stderr (the CLI turns it on for a terminal, never for JSON output)."""
-    if not on:
-        return None
-    from tqdm import tqdm
+    """A stage-by-stage bar on stderr (the CLI turns it on for a terminal, whatever the output format)."""
+    from . import progress
 
-    return tqdm(total=len(STAGES), desc="compare", unit="stage", leave=False, file=sys.stderr)
+    return progress.bar(len(STAGES), "compare", "stage") if on else None
 
 
 def compare(ref_a: str, ref_b: str, seed: int = 0, budget: str | None = None, progress: bool = False) -> dict:
@@ -538,6 +535,35 @@ def compare(ref_a: str, ref_b: str, seed: int = 0, budget: str | None = None, pr
         doc = compare_checkpoints(a, b, seed, budget, progress)
     doc["cost"]["seconds"] = round(time.perf_counter() - t0, 3)
     return doc
+
+
+def compare_all(refs: list[str], seed: int = 0, budget: str | None = None, progress: bool = False) -> dict:
+    """Every pair of several models (A B C: A~B, A~C, B~C), each checkpoint opened once: the compare documents
+    and their matrix of labels and log10 p (row model as A)."""
+    from contextlib import ExitStack
+
+    t0 = time.perf_counter()
+    n = len(refs)
+    with ExitStack() as stack:
+        cks = [stack.enter_context(Checkpoint.open(r)) for r in refs]
+        docs = []
+        for i, j in ((i, j) for i in range(n) for j in range(i + 1, n)):
+            docs.append(compare_checkpoints(cks[i], cks[j], seed, budget, progress))
+        costs = [ck.cost() for ck in cks]  # a pair's own cost counts what its models had read before it too
+    label = [[None] * n for _ in range(n)]
+    log10_p = [[None] * n for _ in range(n)]
+    k = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            v = docs[k]["verdict"]
+            label[i][j] = label[j][i] = v["label"]
+            log10_p[i][j] = log10_p[j][i] = v["log10_p"]
+            k += 1
+    return {"schema_version": 1, "tool": {"name": "parentage", "version": __version__}, "models": list(refs),
+            "matrix": {"label": label, "log10_p": log10_p}, "pairs": docs,
+            "cost": {"bytes_read": sum(c["bytes_read"] for c in costs), "bytes_total": sum(c["bytes_total"] for c in costs),
+                     "bytes_transferred": sum(c["bytes_transferred"] for c in costs), "per_input": costs,
+                     "seconds": round(time.perf_counter() - t0, 3)}}
 
 
 def _rounded(x):
