@@ -18,18 +18,19 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def ci_zoo(tmp_path_factory, pytestconfig):
-    """The ci-size zoo, built once per session (a few minutes) and shared by the zoo and compare tests. What it
-    builds is said on the terminal as it goes, past pytest's output capture."""
+def zoo(tmp_path_factory, pytestconfig):
+    """The tiny zoo (every derivation kind once; about 15 s on 2 cores), built once per session and shared by
+    the zoo, compare, index, bench and report tests. What it builds is said on the terminal as it goes, past
+    pytest's output capture. The ci zoo (minutes) is for the demo and the benchmarks."""
     pytest.importorskip("torch")
     pytest.importorskip("tokenizers")
     from parentage.zoo.build import build_zoo
 
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     say = (lambda msg: reporter.write_line(msg)) if reporter else (lambda msg: None)
-    folder = tmp_path_factory.mktemp("zoo") / "ci"
+    folder = tmp_path_factory.mktemp("zoo") / "tiny"
     say("")
-    manifest = build_zoo(folder, size="ci", seed=0, log=say, status=lambda text: None)
+    manifest = build_zoo(folder, size="tiny", seed=0, log=say, status=lambda text: None)
     return folder, manifest
 
 

@@ -18,8 +18,8 @@ def test_auc_is_the_chance_a_related_pair_outscores_an_unrelated_one():
     assert auc([None], [1]) is None
 
 
-def test_bench_on_the_ci_zoo_reports_every_method_and_kind(ci_zoo, tmp_path, monkeypatch):
-    folder, manifest = ci_zoo
+def test_bench_on_the_ci_zoo_reports_every_method_and_kind(zoo, tmp_path, monkeypatch):
+    folder, manifest = zoo
     plugin = tmp_path / "myscore.py"
     plugin.write_text("def score(a, b):\n    return float(a.summary.hidden_size == b.summary.hidden_size)\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -114,3 +114,84 @@ def test_every_command_has_help_with_examples():
     for command in ("inspect", "compare", "tokenizer", "demo"):
         code, out, _ = _run(command, "--help")
         assert code == 0 and "Example" in out
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory):
+    """Two copies of one model (the same seed: related, bit-identical) and an independent one."""
+    root = tmp_path_factory.mktemp("trio")
+    shape = Shape(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, ffn=192, vocab=384)
+    return [str(write_model(root / name, "llama", shape, seed=seed)) for name, seed in (("a", 1), ("b", 1), ("c", 2))]
+
+
+def test_compare_of_three_models_gives_every_pair_as_a_matrix(trio):
+    code, out, err = _run("compare", *trio, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["models"] == trio and len(doc["pairs"]) == 3
+    labels = doc["matrix"]["label"]
+    assert labels[0][1] == labels[1][0] == "related" and labels[0][2] == labels[1][2] == "unrelated"
+    assert labels[0][0] is None and doc["matrix"]["log10_p"][0][1] <= -6
+    code, human, _ = _run("compare", *trio)
+    assert code == 0 and "[3]" in human and "R related, U unrelated" in human
+    code, csv_text, _ = _run("compare", *trio, "--format", "csv")
+    rows = csv_text.strip().splitlines()
+    assert rows[0] == "a,b,label,log10_p,parent,summary" and len(rows) == 4
+    assert rows[1].startswith(f"{trio[0]},{trio[1]},related,")
+
+
+def test_fail_on_exits_3_only_when_a_verdict_is_the_named_label(trio):
+    a, b, c = trio
+    assert _run("compare", a, b, "--fail-on", "unrelated")[0] == 0
+    code, _, err = _run("compare", a, b, "--fail-on", "related", "--format", "json")
+    assert code == 3 and err.strip().splitlines() == [f"parentage: --fail-on related: {a} ~ {b} is related"]
+    assert _run("compare", a, b, c, "--fail-on", "unrelated", "--fail-on", "inconclusive")[0] == 3
+
+
+def test_output_writes_the_document_to_a_file_and_nothing_on_failure(trio, tmp_path):
+    a, b, _ = trio
+    out_file = tmp_path / "verdict.json"
+    code, out, err = _run("compare", a, b, "--format", "json", "--output", str(out_file))
+    assert code == 0 and out == "", err
+    assert json.loads(out_file.read_text())["verdict"]["label"] == "related"
+    missing = tmp_path / "gone.json"
+    code, _, err = _run("compare", a, str(tmp_path / "no-such-model"), "-o", str(missing))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and not missing.exists()
+    assert list(tmp_path.iterdir()) == [out_file]  # no temporary file left behind
+    code, _, err = _run("compare", a, b, "-o", str(tmp_path / "no-folder" / "x.json"))
+    assert code == 1 and "no-folder" in err
+
+
+def _stderr_on_a_terminal(args: list[str]) -> str:
+    """Run the console script with stderr on a pseudo-terminal (stdout piped, as `... > out.json`)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    exe = os.path.join(os.path.dirname(sys.executable), "parentage")
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
+            break  # exited, and nothing left to read
+    proc.wait()
+    os.close(master)
+    assert proc.returncode == 0
+    return seen.decode(errors="replace")
+
+
+def test_compare_json_on_a_terminal_shows_stage_progress_and_quiet_turns_it_off(trio):
+    a, b, _ = trio
+    assert "compare" in _stderr_on_a_terminal(["compare", a, b, "--format", "json"])
+    assert _stderr_on_a_terminal(["compare", a, b, "--format", "json", "--quiet"]) == ""
+    assert _stderr_on_a_terminal(["--quiet", "compare", a, b, "--format", "json"]) == ""

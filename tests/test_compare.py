@@ -371,8 +371,8 @@ def test_models_without_comparable_parts_are_inconclusive(tmp_path):
 # -- the ci zoo ----------------------------------------------------------------------------------------------
 
 
-def test_every_ci_zoo_pair_gets_the_right_call_and_a_true_explanation(ci_zoo):
-    folder, manifest = ci_zoo
+def test_every_ci_zoo_pair_gets_the_right_call_and_a_true_explanation(zoo):
+    folder, manifest = zoo
     wrong = []
     for pair in manifest["pairs"]:
         a, b = (folder / manifest["models"][x]["path"] for x in (pair["a"], pair["b"]))
@@ -389,8 +389,8 @@ def test_every_ci_zoo_pair_gets_the_right_call_and_a_true_explanation(ci_zoo):
     assert not wrong
 
 
-def test_upcycled_experts_are_mapped_to_the_dense_ffn(ci_zoo):
-    folder, manifest = ci_zoo
+def test_upcycled_experts_are_mapped_to_the_dense_ffn(zoo):
+    folder, manifest = zoo
     base = next(n for n, m in manifest["models"].items() if m["recipe"] == "base")
     up = next(n for n, m in manifest["models"].items() if m["recipe"] == "upcycle")
     doc = compare(str(folder / manifest["models"][base]["path"]), str(folder / manifest["models"][up]["path"]))

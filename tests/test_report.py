@@ -147,8 +147,8 @@ def test_tokenizer_report_renders(tmp_path):
     assert "unrelated" in html and "Efficiency" in html and "Health" in html and html.count("<svg") >= 1
 
 
-def test_demo_compares_a_derived_and_a_distilled_model_and_writes_both_reports(ci_zoo, tmp_path):
-    folder, _ = ci_zoo
+def test_demo_compares_a_derived_and_a_distilled_model_and_writes_both_reports(zoo, tmp_path):
+    folder, _ = zoo
     r = CliRunner().invoke(cli, ["demo", "--zoo", str(folder), "--out", str(tmp_path), "--format", "json"])
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)

@@ -376,7 +376,10 @@ def zoo_build(folder: str, size: str, seed: int) -> None:
     require_zoo_extra()
     from .zoo.build import build_zoo
 
-    manifest = build_zoo(folder, size=size, seed=seed)
+    from . import progress
+
+    silent = (lambda _: None) if progress.quiet() else None  # --quiet: no per-model lines, no status line
+    manifest = build_zoo(folder, size=size, seed=seed, log=silent, status=silent)
     n_rel = sum(p["truth"] == "related" for p in manifest["pairs"])
     click.echo(f"{folder}/manifest.json: {len(manifest['models'])} models, {len(manifest['pairs'])} pairs "
                f"({n_rel} related, {len(manifest['pairs']) - n_rel} unrelated)")

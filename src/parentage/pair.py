@@ -450,23 +450,23 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     plan = Budget.parse(budget, a, b)
     rng = np.random.default_rng(seed)
     notes: list[str] = []
-    bar = _progress(progress)
-    step = lambda: bar.update(1) if bar else None  # noqa: E731
+    stage = _Stages(progress)
+    stage.next()
     vocabs = checkpoint_vocab(a), checkpoint_vocab(b)
     hmap, ev_hidden, token_pairs = _hidden(a, b, vocabs, plan, rng, notes)
-    step()
+    stage.next()
     # its own generator, so checking A's token neurons leaves every other test's sampled rows as they were
     ev_ffn, cells_ffn, cells_k, hmap = _ffn(a, b, hmap, plan, rng, notes, token_pairs, np.random.default_rng([seed, 1]))
-    step()
+    stage.next()
     ev_val, cells_val = _values(a, b, hmap, rng)
-    step()
+    stage.next()
     ev_heads = _heads(a, b, hmap, plan, rng, cells_ffn + cells_k)
-    step()
+    stage.next()
     sample_seed = seed if _complete(a, b) else PLAN_SEED  # a fingerprint's sampled rows are the plan's
     ev_identical, identity = identical_tensors(a, b, sample_seed)
-    step()
+    stage.next()
     ev_tok = _tokenizer_evidence(*vocabs) if detail else []
-    step()
+    stage.next()
     if _complete(a, b):
         baselines = [honestagi_std_profile(a, b, seed), raw_cosine(a, b, seed)]
     else:  # shown, never counted; they need raw sampled values, of which a fingerprint keeps digests only
@@ -474,9 +474,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
                               "their values", {})
                      for name in ("baseline_honestagi_std_profile", "baseline_raw_cosine")]
     evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, ev_identical, *ev_tok, *baselines]
-    step()
-    if bar:
-        bar.close()
+    stage.done()
     verdict = decide(evidence)
     tests = [TestCells("ffn_neuron_order", cells_ffn), TestCells("value_row_order", cells_val),
              TestCells("ffn_neuron_agreement", cells_k)]
@@ -522,11 +520,23 @@ def add_references(doc: dict, refs, seed: int = 0) -> dict:
     return doc
 
 
-def _progress(on: bool):
-    """A stage-by-stage bar on stderr (the CLI turns it on for a terminal, whatever the output format)."""
-    from . import progress
+class _Stages:
+    """"compare: FFN neurons (2 of 7)" on stderr while a pair runs (the CLI turns it on for a terminal, whatever
+    the output format), cleared at the end."""
 
-    return progress.bar(len(STAGES), "compare", "stage") if on else None
+    def __init__(self, on: bool):
+        from .progress import StatusLine
+
+        self.line, self.k = (StatusLine(every=0.0) if on else None), 0
+
+    def next(self) -> None:
+        if self.line and self.k < len(STAGES):
+            self.line.show(f"compare: {STAGES[self.k]} ({self.k + 1} of {len(STAGES)})")
+        self.k += 1
+
+    def done(self) -> None:
+        if self.line:
+            self.line.clear()
 
 
 def compare(ref_a: str, ref_b: str, seed: int = 0, budget: str | None = None, progress: bool = False) -> dict:

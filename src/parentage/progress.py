@@ -16,6 +16,10 @@ def set_quiet(quiet: bool) -> None:
     _QUIET = quiet
 
 
+def quiet() -> bool:
+    return _QUIET
+
+
 def wanted() -> bool:
     """Progress goes to stderr only when a person watches it: a terminal, and no --quiet."""
     return not _QUIET and sys.stderr.isatty()

@@ -201,13 +201,14 @@ class _Zoo:
         self.status = status  # status(text): a line rewritten in place while a model trains
         self.recipes = recipes(self.size)
         self.clock = _Clock({r.name: self.train_steps(r) for r in self.recipes})
-        log(f"zoo: building {len(self.recipes)} models ({size_name} size, seed {seed}) in {folder}; "
-            f"{self.clock.total:,} training steps; training the tokenizers first")
         self.by_name = {r.name: r for r in self.recipes}
-        self.corpora = {k: f() for k, f in text.CORPORA.items()}
-        self.tokenizers = {k: text.train_tokenizer(v, self.size.vocab) for k, v in self.corpora.items()}
         self.streams: dict[tuple[str, str], np.ndarray] = {}
         self.cache: dict[str, Built] = {}
+
+    def prepare(self) -> None:
+        """The corpora and their tokenizers (the first few seconds of every build)."""
+        self.corpora = {k: f() for k, f in text.CORPORA.items()}
+        self.tokenizers = {k: text.train_tokenizer(v, self.size.vocab) for k, v in self.corpora.items()}
 
     # -- data ----------------------------------------------------------------------------------------------------
     def stream(self, data: str, tokenizer: str) -> np.ndarray:
@@ -460,6 +461,9 @@ class _Zoo:
     def build(self) -> dict:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.open_manifest()
+        self.log(f"zoo: building {len(self.recipes)} models ({self.size_name} size, seed {self.seed}) in {self.folder}; "
+                 f"{self.clock.total:,} training steps; training the tokenizers first")
+        self.prepare()
         done = [r.name for r in self.recipes if r.name in self.manifest["models"]]
         if done:
             self.log(f"zoo: resuming: {len(done)} of {len(self.recipes)} models already built")
