@@ -208,6 +208,8 @@ def compare(models: tuple[str, ...], fmt: str, seed: int, budget: str | None, ht
             doc = add_references(run(*models, seed=seed, budget=budget, progress=progress.wanted()), references, seed)
         else:
             doc = compare_all(list(models), seed=seed, budget=budget, progress=progress.wanted())
+            for pair in doc["pairs"]:
+                add_references(pair, references, seed)
     finally:
         show_progress(False)
     if html_path:
@@ -371,15 +373,20 @@ def zoo_build(folder: str, size: str, seed: int) -> None:
       parentage zoo build ./zoo
       parentage zoo build ./zoo-full --size full --seed 1
     """
-    from .zoo import require_zoo_extra
-
-    require_zoo_extra()
-    from .zoo.build import build_zoo
+    from pathlib import Path
 
     from . import progress
+    from .zoo import require_zoo_extra
+    from .zoo.recipes import first_line
+
+    require_zoo_extra()
+    line = first_line(Path(folder), size, seed)  # checks the folder; said before torch loads (about 2 s)
+    if not progress.quiet():
+        click.echo(line, err=True)
+    from .zoo.build import build_zoo
 
     silent = (lambda _: None) if progress.quiet() else None  # --quiet: no per-model lines, no status line
-    manifest = build_zoo(folder, size=size, seed=seed, log=silent, status=silent)
+    manifest = build_zoo(folder, size=size, seed=seed, log=silent, status=silent, announce=False)
     n_rel = sum(p["truth"] == "related" for p in manifest["pairs"])
     click.echo(f"{folder}/manifest.json: {len(manifest['models'])} models, {len(manifest['pairs'])} pairs "
                f"({n_rel} related, {len(manifest['pairs']) - n_rel} unrelated)")

@@ -37,7 +37,7 @@ from ..align import unit_rows
 from ..assignment import linear_sum_assignment
 from ..checkpoint import Checkpoint
 from ..stats import bonferroni, fixed_points_tail, inversions_tail, poisson_tail
-from . import LOG10_P_FLOOR, Evidence
+from . import Evidence
 from .blocks import Unit, has_two_views, read_block, view
 from .hidden import HiddenMap
 

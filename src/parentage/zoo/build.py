@@ -1,6 +1,6 @@
 """`parentage zoo build`: model families whose lineage we know because we made them.
 
-The recipe list is data (`recipes()`); `build_zoo` walks it in order, so every parent exists before its
+The recipe list is data (`recipes.py`); `build_zoo` walks it in order, so every parent exists before its
 children. Each model is written to a temporary folder and renamed into place, and the manifest is rewritten
 (atomically) after every model: an interrupted build resumes where it stopped and never lists a half-written
 model.
@@ -15,7 +15,6 @@ import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -23,165 +22,12 @@ import torch
 
 from .. import __version__
 from ..progress import StatusLine, duration
-from ..errors import FolderNotEmptyError, FormatError
 from . import surgery, text
 from .export import save_gguf, save_hf
 from .model import ModelConfig, forward, init_params, n_params
+from .recipes import (LADDER, MANIFEST, SIZES, UNTRAINED, ZOO_MARK, Recipe, Size, first_line, pairs, read_manifest,  # noqa: F401
+                      recipes, root_of, train_steps)
 from .train import TrainSpec, eval_loss, train_lm
-
-MANIFEST = "manifest.json"
-ZOO_MARK = "parentage-zoo"
-
-
-@dataclass(frozen=True)
-class Size:
-    hidden: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    ffn: int
-    vocab: int
-    seq: int
-    batch: int
-    base_steps: int  # "1x compute": one base's pretraining budget
-    lr: float
-    n_prose_bases: int
-    n_code_bases: int
-    second_family: bool  # apply the hardest derivations to a second base as well
-    ladder: bool = False  # continued training of the first base at every LADDER compute, with and without junk
-    only_ladder: bool = False  # the bases and the ladder, none of the other derivations (power curves quickly)
-
-
-SIZES = {
-    # smoke tests only: seconds, weights barely trained
-    "tiny": Size(32, 4, 4, 2, 64, 320, 32, 8, 30, 3e-3, 2, 1, False),
-    # every derivation kind once, a few minutes on 2 cores
-    "ci": Size(64, 4, 4, 2, 128, 512, 64, 16, 300, 3e-3, 3, 1, False),
-    # >= 8 independent bases, wider models, the hard derivations on two families
-    "full": Size(128, 6, 8, 2, 256, 1024, 64, 16, 800, 2e-3, 8, 3, True, ladder=True),
-    # the ci models, with only the compute ladder derived: power curves in minutes
-    "ladder": Size(64, 4, 4, 2, 128, 512, 64, 16, 300, 3e-3, 3, 1, False, ladder=True, only_ladder=True),
-}
-LADDER = (0.1, 0.3, 1.0, 3.0)  # continued-training compute, in units of one base's pretraining
-LADDER_JUNK = 0.5  # share of junk batches on the washing rungs
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    kind: str
-    parents: tuple[str, ...] = ()
-    data: str = "prose"  # distribution trained on
-    compute: float = 0.0  # in units of Size.base_steps
-    lr_mult: float = 1.0
-    junk: float = 0.0
-    naming: str = "llama"
-    tokenizer: str | None = None  # tokenizer of a base, or the new one of a tokenizer swap
-    constant_lr: bool = False  # continued pretraining holds the peak lr; pretraining and fine-tunes decay it
-    note: str = ""
-    ladder: bool = False  # a rung of the compute ladder (bench draws power against its compute)
-
-
-def _derivations(root: str, tag: str) -> list[Recipe]:
-    """Every derivation kind applied to one base `root`; names carry `tag` so two families do not collide."""
-    r = lambda name, kind, **kw: Recipe(f"{tag}{name}", kind, **kw)  # noqa: E731
-    return [
-        r("ft-a", "finetune", parents=(root,), data="prose", compute=0.1, lr_mult=0.3, note="fine-tune, 0.1x at 0.3x lr"),
-        r("ft-b", "finetune", parents=(root,), data="prose", compute=0.1, lr_mult=0.3, note="second fine-tune, other data order"),
-        r("merge", "merge", parents=(f"{tag}ft-a", f"{tag}ft-b"), note="average of two fine-tunes"),
-        r("cpt-1x", "continued", parents=(root,), constant_lr=True, data="code", compute=1.0, lr_mult=1.0,
-          note="continued pretraining on the other distribution, 1x compute, full lr"),
-        r("wash-3x", "continued", parents=(root,), constant_lr=True, data="code", compute=3.0, lr_mult=2.0, junk=0.5,
-          note="washing: 3x compute at 2x lr, half the batches junk (token-shuffled or random)"),
-        r("insert", "insert_layers", parents=(root,), data="prose", compute=0.5, note="2 layers inserted as zero-output copies, then trained"),
-        r("remove", "remove_layers", parents=(root,), data="prose", compute=0.5, note="1 layer removed, then trained"),
-        r("widen", "widen_ffn", parents=(root,), data="prose", compute=0.5, note="FFN widened 1.5x by neuron duplication, then trained"),
-        r("tokswap", "replace_tokenizer", parents=(root,), constant_lr=True, data="code", compute=1.0, tokenizer="code",
-          note="tokenizer replaced by one trained on other text; shared byte strings copied; then trained 1x"),
-        r("upcycle", "upcycle", parents=(root,), data="prose", compute=0.5, naming="mixtral",
-          note="dense -> 4-expert MoE (experts = FFN + noise, new router), then trained"),
-        r("frozen", "frozen", parents=(root,), constant_lr=True, data="code", compute=1.0, note="continued 1x with the first half of the layers frozen"),
-        r("obf", "obfuscate", parents=(root,), note="norms folded, residual rotated, heads/neurons permuted, gauges rescaled; no training"),
-        r("obf-train", "continued", parents=(f"{tag}obf",), data="prose", compute=0.5, note="the obfuscated model, then trained"),
-        r("bf16", "export_bf16", parents=(f"{tag}ft-a",), note="bf16 export of the fine-tune"),
-        r("q8", "export_gguf", parents=(f"{tag}ft-a",), note="GGUF Q8_0 export of the fine-tune"),
-        r("q4", "export_gguf", parents=(f"{tag}ft-a",), note="GGUF Q4_0 export of the fine-tune"),
-        r("combined", "combined", parents=(root,), constant_lr=True, data="code", compute=1.0, tokenizer="code",
-          note="1 layer inserted + FFN widened + tokenizer replaced + 1x continued training"),
-        r("distill", "distill", parents=(root,), data="prose", compute=1.0,
-          note="fresh initialisation trained to imitate the root's outputs: behaves alike, weights independent"),
-    ]
-
-
-def _ladder(root: str, tag: str) -> list[Recipe]:
-    """Continued pretraining of `root` on the other distribution at each LADDER compute, clean and washed."""
-    out = []
-    for c in LADDER:
-        for junk in (0.0, LADDER_JUNK):
-            suffix = "-junk" if junk else ""
-            out.append(Recipe(f"{tag}lad-{c:g}x{suffix}", "continued", parents=(root,), constant_lr=True, data="code",
-                              compute=c, junk=junk, ladder=True,
-                              note=f"compute ladder: continued pretraining {c:g}x" + (f", {junk:.0%} junk batches" if junk else "")))
-    return out
-
-
-def recipes(size: Size) -> list[Recipe]:
-    out = []
-    for i in range(size.n_prose_bases):
-        naming = "qwen2" if i == size.n_prose_bases - 1 else "llama"  # one base under qwen2 naming (q/k/v biases)
-        out.append(Recipe(f"base-p{i}", "base", data="prose", compute=1.0, naming=naming, tokenizer="prose",
-                          note=f"independent base, prose, seed {i}"))
-    for i in range(size.n_code_bases):
-        out.append(Recipe(f"base-c{i}", "base", data="code", compute=1.0, tokenizer="code", note=f"independent base, code, seed {i}"))
-    if size.ladder:
-        out += _ladder("base-p0", "p0-")
-    if size.only_ladder:
-        return out
-    out += _derivations("base-p0", "p0-")
-    qwen_base = f"base-p{size.n_prose_bases - 1}"
-    out.append(Recipe("q-ft", "finetune", parents=(qwen_base,), data="prose", compute=0.1, lr_mult=0.3, naming="qwen2",
-                      note="fine-tune of the qwen2-named base"))
-    if size.second_family:
-        keep = {"ft-a", "cpt-1x", "wash-3x", "tokswap", "upcycle", "combined", "insert", "widen", "distill", "obf", "obf-train"}
-        out += [r for r in _derivations("base-p1", "p1-") if r.name[3:] in keep]
-    return out
-
-
-def root_of(name: str, by_name: dict[str, Recipe]) -> str:
-    """The independent initialisation a model descends from (a distilled student is its own root)."""
-    r = by_name[name]
-    if r.kind in ("base", "distill") or not r.parents:
-        return name
-    return root_of(r.parents[0], by_name)
-
-
-def pairs(rs: list[Recipe]) -> list[dict]:
-    by_name = {r.name: r for r in rs}
-    roots = [r.name for r in rs if root_of(r.name, by_name) == r.name]
-    out = [{"a": a, "b": b, "truth": "unrelated", "kind": _pair_kind(by_name[a], by_name[b])} for a, b in combinations(roots, 2)]
-    for r in rs:
-        root = root_of(r.name, by_name)
-        if root == r.name:
-            continue
-        out.append({"a": root, "b": r.name, "truth": "related", "kind": r.kind})
-        other = next((b for b in roots if b != root and by_name[b].kind == "base" and by_name[b].data == by_name[root].data), None)
-        if other is not None:
-            out.append({"a": other, "b": r.name, "truth": "unrelated", "kind": f"{r.kind} vs independent base"})
-    for r in rs:
-        if r.kind == "merge":
-            out += [{"a": p, "b": r.name, "truth": "related", "kind": "merge vs one of its parents"} for p in r.parents]
-    return out
-
-
-def _pair_kind(a: Recipe, b: Recipe) -> str:
-    if "distill" in (a.kind, b.kind):
-        teacher = (b if a.kind == "distill" else a).name
-        student = a if a.kind == "distill" else b
-        if student.parents and student.parents[0] == teacher:
-            return "distillation hard negative (student vs its teacher)"
-        return "distilled student vs independent base"
-    return "independent bases, same data" if a.data == b.data else "independent bases, different data"
-
 
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -196,11 +42,12 @@ class Built:
 
 
 class _Zoo:
-    def __init__(self, folder: Path, size_name: str, seed: int, log, status):
+    def __init__(self, folder: Path, size_name: str, seed: int, log, status, announce: bool):
         self.folder, self.size_name, self.size, self.seed, self.log = folder, size_name, SIZES[size_name], seed, log
         self.status = status  # status(text): a line rewritten in place while a model trains
+        self.announce = announce  # say what will be built (False: the caller said it before importing torch)
         self.recipes = recipes(self.size)
-        self.clock = _Clock({r.name: self.train_steps(r) for r in self.recipes})
+        self.clock = _Clock({r.name: train_steps(r, self.size) for r in self.recipes})
         self.by_name = {r.name: r for r in self.recipes}
         self.streams: dict[tuple[str, str], np.ndarray] = {}
         self.cache: dict[str, Built] = {}
@@ -225,12 +72,9 @@ class _Zoo:
         return ModelConfig(vocab=self.tokenizers[tokenizer].get_vocab_size(), hidden=s.hidden, n_layers=s.n_layers,
                            n_heads=s.n_heads, n_kv_heads=s.n_kv_heads, ffn=s.ffn, naming=naming)
 
-    def train_steps(self, r: Recipe) -> int:
-        return 0 if r.kind in UNTRAINED else self.spec(r).steps
-
     def spec(self, r: Recipe) -> TrainSpec:
         s = self.size
-        return TrainSpec(steps=max(1, round(r.compute * s.base_steps)), lr=s.lr * r.lr_mult, batch=s.batch, seq=s.seq,
+        return TrainSpec(steps=train_steps(r, s), lr=s.lr * r.lr_mult, batch=s.batch, seq=s.seq,
                          warmup=max(1, min(20, round(r.compute * s.base_steps) // 10)), junk=r.junk,
                          final_lr_frac=1.0 if r.constant_lr else 0.1)
 
@@ -434,22 +278,10 @@ class _Zoo:
         os.replace(tmp, self.folder / MANIFEST)
 
     def open_manifest(self) -> None:
-        path = self.folder / MANIFEST
-        if path.is_file():
-            try:
-                m = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                raise FormatError(path, "zoo manifest is not valid JSON; remove the folder and build again") from None
-            if m.get("zoo") != ZOO_MARK:
-                raise FolderNotEmptyError(self.folder, "holds a manifest.json that is not a parentage zoo")
-            if (m.get("size"), m.get("seed")) != (self.size_name, self.seed):
-                raise FolderNotEmptyError(self.folder, f"holds a zoo built with --size {m.get('size')} --seed {m.get('seed')}; "
-                                          "use another folder or the same options")
-            # keep only models whose files are really there
+        m = read_manifest(self.folder, self.size_name, self.seed)
+        if m is not None:  # keep only models whose files are really there
             m["models"] = {k: v for k, v in m["models"].items() if (self.folder / v["path"]).exists()}
             self.manifest = m
-        elif self.folder.exists() and any(self.folder.iterdir()):
-            raise FolderNotEmptyError(self.folder, "is not empty and holds no parentage zoo; choose an empty or new folder")
         else:
             self.manifest = {"zoo": ZOO_MARK, "tool_version": __version__, "size": self.size_name, "seed": self.seed,
                              "size_params": asdict(self.size), "compute_unit": "1x = one base's pretraining: "
@@ -461,8 +293,8 @@ class _Zoo:
     def build(self) -> dict:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.open_manifest()
-        self.log(f"zoo: building {len(self.recipes)} models ({self.size_name} size, seed {self.seed}) in {self.folder}; "
-                 f"{self.clock.total:,} training steps; training the tokenizers first")
+        if self.announce:
+            self.log(first_line(self.folder, self.size_name, self.seed))
         self.prepare()
         done = [r.name for r in self.recipes if r.name in self.manifest["models"]]
         if done:
@@ -485,9 +317,6 @@ class _Zoo:
                      + (f"  (about {duration(self.clock.eta())} left)" if self.clock.remaining else ""))
         self.save_manifest(complete=True)
         return self.manifest
-
-
-UNTRAINED = ("merge", "obfuscate", "export_bf16", "export_gguf")
 
 
 class _Clock:
@@ -529,7 +358,7 @@ class _Clock:
         return f"zoo: model {self.k(name)} of {len(self.order)} ({name}), {what}{left}"
 
 
-def build_zoo(folder: str | Path, size: str = "ci", seed: int = 0, log=None, status=None) -> dict:
+def build_zoo(folder: str | Path, size: str = "ci", seed: int = 0, log=None, status=None, announce: bool = True) -> dict:
     """Build (or resume) a zoo in `folder`; returns the manifest.
 
     log(msg): one line per event (default: stderr); status(text): the line a terminal shows while a model trains
@@ -545,7 +374,7 @@ def build_zoo(folder: str | Path, size: str = "ci", seed: int = 0, log=None, sta
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # a fixed thread count keeps float reductions, hence the weights, reproducible
     try:
-        return _Zoo(Path(folder), size, seed, log, status).build()
+        return _Zoo(Path(folder), size, seed, log, status, announce).build()
     finally:
         line.clear()
         torch.set_num_threads(threads)
