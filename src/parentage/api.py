@@ -16,7 +16,7 @@ The full document is kept in `.document`, exactly as `--format json` prints it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .evidence import Evidence
@@ -41,11 +41,11 @@ class Comparison:
     """The result of `compare`: the verdict, every test's evidence, the alignment (what was changed), the cost."""
 
     verdict: Verdict
-    evidence: list[Evidence]
+    evidence: list[Evidence] = field(repr=False)
     alignment: dict | None  # layers, notes, findings per component; None when the pair is not related
     direction: dict
     cost: Cost
-    document: dict  # the whole `compare --format json` document
+    document: dict = field(repr=False)  # the whole `compare --format json` document
 
     @property
     def related(self) -> bool:
@@ -92,7 +92,7 @@ class Summary:
     vocab_size: int | None
     n_params: int
     declared: dict
-    document: dict  # the whole `inspect --format json` document
+    document: dict = field(repr=False)  # the whole `inspect --format json` document
 
     def to_json(self) -> str:
         from .report.jsondoc import dumps

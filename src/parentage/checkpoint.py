@@ -220,11 +220,12 @@ _READ_POOL = None
 
 
 def map_reads(weights: WeightSet, fn, items: list) -> list:
-    """[fn(x) for x in items], run concurrently when the weights are remote (each read waits on the network,
-    and one round trip per read would dominate); in order, and sequentially for local files (mmap is fast)."""
+    """[fn(x) for x in items], in order, run concurrently: a remote read waits on the network (one round trip
+    per read would dominate), and a local one on the disk whenever the page cache lacks its pages, which a
+    virtual disk serves several at once (the cold 7B pair: 14-16 s sequential, 10 s with 8 in flight)."""
     global _READ_POOL
     nested = threading.current_thread().name.startswith("parentage-read")  # a worker waiting on its own pool deadlocks
-    if len(items) < 2 or nested or not weights.remote:
+    if len(items) < 2 or nested:
         return [fn(x) for x in items]
     if _READ_POOL is None:
         from concurrent.futures import ThreadPoolExecutor

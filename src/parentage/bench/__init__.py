@@ -31,7 +31,7 @@ from ..verdict import RELATED_LEVEL
 from .methods import Method, all_methods, calibrate, ours, plugin
 
 TRUTHS = ("related", "unrelated")
-CACHE_VERSION = 2  # bump when a cached pair's fields change: older entries are then computed again
+CACHE_VERSION = 3  # bump when a cached pair's fields or scores change (3: the exact rank-order test)
 
 
 def load_manifest(path: str | Path) -> tuple[Path, list[dict], dict[str, Path], dict[str, dict]]:
