@@ -118,7 +118,16 @@ class MappedFile:
             with _OPEN_LOCK:  # remote-style parallel readers may race to open the map
                 if self._mm is None:
                     self._fh = open(self.path, "rb")
-                    self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+                    mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+                    if hasattr(mm, "madvise"):  # no readahead around faults: see below
+                        mm.madvise(mmap.MADV_RANDOM)
+                    self._mm = mm
+        if hasattr(self._mm, "madvise"):
+            # Ask for exactly these pages, in one request. Left to itself, a fault on a cold page reads ahead
+            # the disk's whole window (8 MB on the issue machine): the 7B pair's 204 MB of rows cost 14 GB of
+            # disk reads, 53% of the files, and 2-3x the time.
+            start = offset - offset % mmap.PAGESIZE
+            self._mm.madvise(mmap.MADV_WILLNEED, start, offset + nbytes - start)
         return np.frombuffer(self._mm, dtype=np.uint8, count=nbytes, offset=offset)
 
     def close(self) -> None:
