@@ -55,7 +55,8 @@ TOKENIZER_MAX_BYTES = 256 * 1024 * 1024
 
 # Remote weights (remote/): range requests, their retries, and the disk cache of fetched ranges.
 HTTP_PARALLEL = 8  # range requests in flight at once per checkpoint
-READ_PARALLEL = 8  # reads in flight at once on a remote checkpoint (each may itself be several range requests)
+READ_PARALLEL = 8  # reads in flight at once on a remote or large local checkpoint (each may be several range requests)
+CONCURRENT_LOCAL_BYTES = 1 << 30  # local checkpoints past this size are read concurrently (page-cache misses wait on disk)
 HTTP_RETRIES = 10  # attempts after the first, on 429, 5xx, dropped connections and short bodies
 HTTP_BACKOFF = 0.5  # seconds before the first retry, doubled each time (a Retry-After header wins)
 HTTP_MAX_WAIT = 30.0  # longest single wait, whatever Retry-After asks

@@ -20,6 +20,7 @@ import numpy as np
 from . import __version__
 from .align import align_layers, unit_rows
 from .checkpoint import PLAN_SEED, Checkpoint, Tensor
+from .readers.base import background_reads
 from .circumstantial import circumstantial
 from .declared import declared_lineage
 from .evidence import Evidence
@@ -65,6 +66,19 @@ class Budget:
 
 
 SIZE_SUFFIXES = (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1))
+
+
+class _Meter:
+    """Weight bytes one comparison has read from each checkpoint, as its budget decisions count them: what
+    opening it read (headers) and this pair's own reads; never a background test's, which land at no fixed
+    moment, nor an earlier pair's (`compare A B C` reuses open checkpoints). So a decision never depends on
+    thread timing or on which pairs came before."""
+
+    def __init__(self, *cks: Checkpoint):
+        self.base = {id(ck): ck.weights.foreground_bytes() - ck.opened_bytes for ck in cks}
+
+    def spent(self, ck: Checkpoint) -> int:
+        return ck.weights.foreground_bytes() - self.base[id(ck)]
 
 
 def parse_budget_text(text: str, held: int) -> int:
@@ -190,8 +204,8 @@ def _token_mask(a: Checkpoint, pairs: np.ndarray, raw_a: list[np.ndarray], budge
     return mask, note
 
 
-def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_rng: np.random.Generator
-         ) -> tuple[list[Evidence], list, list, HiddenMap]:
+def _ffn(a, b, hmap, budget: Budget, meter: "_Meter", rng, notes, token_pairs: np.ndarray,
+         token_rng: np.random.Generator) -> tuple[list[Evidence], list, list, HiddenMap]:
     """The FFN tests; returns the residual map they found best, which the later tests use."""
     ua = [u for units in ffn_units(a).values() for u in units]
     ub = [u for units in ffn_units(b).values() for u in units]
@@ -246,7 +260,7 @@ def _ffn(a, b, hmap, budget: Budget, rng, notes, token_pairs: np.ndarray, token_
                             "not run: one model's FFNs are gated (gate and up rows), the other's are not, so the two "
                             "descriptions of a neuron the test matches do not exist on both sides", {}))
     elif all(has_two_views(u) for u in ua + ub):
-        spent = max(a.cost()["bytes_read"], b.cost()["bytes_read"])
+        spent = max(meter.spent(a), meter.spent(b))
         # Without a verdict from the order tests, only a permutation-invariant test can tell "unrelated" from
         # "relabelled copy", so the default budget stretches to read a few of B's FFNs whole.
         decided = ev_index.log10_p is not None and ev_index.log10_p <= RELATED_LEVEL - 1
@@ -452,18 +466,27 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     notes: list[str] = []
     stage = _Stages(progress)
     stage.next()
-    vocabs = checkpoint_vocab(a), checkpoint_vocab(b)
-    hmap, ev_hidden, token_pairs = _hidden(a, b, vocabs, plan, rng, notes)
-    stage.next()
-    # its own generator, so checking A's token neurons leaves every other test's sampled rows as they were
-    ev_ffn, cells_ffn, cells_k, hmap = _ffn(a, b, hmap, plan, rng, notes, token_pairs, np.random.default_rng([seed, 1]))
-    stage.next()
-    ev_val, cells_val = _values(a, b, hmap, rng)
-    stage.next()
-    ev_heads = _heads(a, b, hmap, plan, rng, cells_ffn + cells_k)
-    stage.next()
     sample_seed = seed if _complete(a, b) else PLAN_SEED  # a fingerprint's sampled rows are the plan's
-    ev_identical, identity = identical_tensors(a, b, sample_seed)
+    # The identity test needs nothing the others compute: it runs beside them, on the second core (its rows
+    # are chosen by seed alone, so the document does not depend on the interleaving).
+    meter = _Meter(a, b)
+    identity_run = _background(identical_tensors, a, b, sample_seed)
+    try:
+        vocabs = checkpoint_vocab(a), checkpoint_vocab(b)
+        hmap, ev_hidden, token_pairs = _hidden(a, b, vocabs, plan, rng, notes)
+        stage.next()
+        # its own generator, so checking A's token neurons leaves every other test's sampled rows as they were
+        ev_ffn, cells_ffn, cells_k, hmap = _ffn(a, b, hmap, plan, meter, rng, notes, token_pairs,
+                                                np.random.default_rng([seed, 1]))
+        stage.next()
+        ev_val, cells_val = _values(a, b, hmap, rng)
+        stage.next()
+        ev_heads = _heads(a, b, hmap, plan, rng, cells_ffn + cells_k)
+        stage.next()
+    except BaseException:
+        identity_run.exception()  # let it finish before the caller closes the checkpoints under it
+        raise
+    ev_identical, identity = identity_run.result()
     stage.next()
     ev_tok = _tokenizer_evidence(*vocabs) if detail else []
     stage.next()
@@ -518,6 +541,24 @@ def add_references(doc: dict, refs, seed: int = 0) -> dict:
         out[str(ref)] = {"value": None if value is None else round(value, 4), "profiles": _rounded(prof)}
     honest["details"]["references"] = out
     return doc
+
+
+_BACKGROUND = None
+
+
+def _background(fn, *args):
+    """fn(*args) on a worker thread, its reads counted as background reads (never in a budget decision);
+    .result() returns it (or raises what it raised)."""
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="parentage-side")
+
+    def run():
+        with background_reads():
+            return fn(*args)
+    return _BACKGROUND.submit(run)
 
 
 class _Stages:

@@ -128,6 +128,10 @@ class WeightSet:
     def n_reads(self) -> int:
         return sum(r.stats.n_reads for r in self.readers)
 
+    def foreground_bytes(self) -> int:
+        """Bytes read outside background tests (`base.background_reads`): what a budget decision counts."""
+        return sum(r.stats.foreground_bytes() for r in self.readers)
+
     def scale_for(self, name: str) -> str | None:
         """The tensor holding dequantisation scales for an FP8 tensor, if the checkpoint has one."""
         if not self.info(name).dtype.startswith("F8"):

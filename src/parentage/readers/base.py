@@ -9,6 +9,7 @@ row blocks; a 1-D tensor (norm gain, bias) is a column of single-element rows an
 from __future__ import annotations
 
 import math
+import contextlib
 import mmap
 import os
 import threading
@@ -57,18 +58,45 @@ def check_row_range(path: str | Path, info: TensorInfo, start: int, stop: int) -
         raise IndexError(f"{path}: rows [{start}, {stop}) out of range for {info.name} with {info.n_rows} rows")
 
 
+_BACKGROUND = threading.local()
+
+
+@contextlib.contextmanager
+def background_reads(on: bool = True):
+    """Reads made by this thread inside the block are a background test's: counted in the cost line as every
+    read is, and also apart (`ReadStats.background_bytes`), so a budget decision taken meanwhile on another
+    thread sees only the foreground's reads, whatever the interleaving."""
+    before = getattr(_BACKGROUND, "on", False)
+    _BACKGROUND.on = on
+    try:
+        yield
+    finally:
+        _BACKGROUND.on = before
+
+
+def in_background() -> bool:
+    return getattr(_BACKGROUND, "on", False)
+
+
 @dataclass
 class ReadStats:
     """What a reader has read so far: the cost line of every report comes from here."""
 
     bytes_read: int = 0
     n_reads: int = 0
+    background_bytes: int = 0  # of bytes_read, those read inside background_reads()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, nbytes: int) -> None:
         with self._lock:  # remote checkpoints read from several threads
             self.bytes_read += nbytes
             self.n_reads += 1
+            if in_background():
+                self.background_bytes += nbytes
+
+    def foreground_bytes(self) -> int:
+        with self._lock:  # one consistent snapshot of both counters
+            return self.bytes_read - self.background_bytes
 
 
 @runtime_checkable

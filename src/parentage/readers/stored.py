@@ -51,6 +51,9 @@ class StoredWeights:
     def bytes_read(self) -> int:
         return 0  # nothing of the model itself is read: the rows were recorded when it was indexed
 
+    def foreground_bytes(self) -> int:
+        return 0
+
     @property
     def n_reads(self) -> int:
         return self.stats.n_reads
