@@ -360,7 +360,8 @@ def zoo() -> None:
 @debug_option
 @click.option("--size", type=click.Choice(["ci", "full", "tiny", "ladder"]), default="ci", show_default=True,
               help="ci: every derivation kind once, minutes; full: >= 8 independent bases and the compute ladder; "
-                   "ladder: the ci bases and only the compute ladder (power curves); tiny: smoke tests only.")
+                   "ladder: the ci bases and only the compute ladder (power curves); tiny: every kind once, barely "
+                   "trained (seconds; the tests use it).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same manifest and weights.")
 def zoo_build(folder: str, size: str, seed: int) -> None:
     """Train base models and derive others from them (fine-tune, continued pretraining, washing, layers

@@ -37,7 +37,7 @@ class Size:
 
 
 SIZES = {
-    # smoke tests only: seconds, weights barely trained
+    # every derivation kind once, barely trained, in seconds: what the test suite builds (every pair still called right)
     "tiny": Size(32, 4, 4, 2, 64, 320, 32, 8, 30, 3e-3, 2, 1, False),
     # every derivation kind once, a few minutes on 2 cores
     "ci": Size(64, 4, 4, 2, 128, 512, 64, 16, 300, 3e-3, 3, 1, False),
