@@ -1,4 +1,4 @@
-"""`parentage bench`: the table's structure on the ci zoo, plug-ins, outside scores, resuming, bad manifests."""
+"""`parentage bench`: the table's structure on the test zoo, plug-ins, outside scores, resuming, bad manifests."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_auc_is_the_chance_a_related_pair_outscores_an_unrelated_one():
     assert auc([None], [1]) is None
 
 
-def test_bench_on_the_ci_zoo_reports_every_method_and_kind(zoo, tmp_path, monkeypatch):
+def test_bench_on_the_zoo_reports_every_method_and_kind(zoo, tmp_path, monkeypatch):
     folder, manifest = zoo
     plugin = tmp_path / "myscore.py"
     plugin.write_text("def score(a, b):\n    return float(a.summary.hidden_size == b.summary.hidden_size)\n")

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from parentage.cli import cli
 from parentage.synthetic import Shape, write_model
 
+from .terminal import stderr_on_a_terminal
 from .torchzip import hostile_pickle, write_torch_zip
 
 REQUIRED_INSPECT_FIELDS = {"ref", "format", "arch", "n_layers", "hidden_size", "intermediate_size", "n_heads", "n_kv_heads",
@@ -162,36 +163,8 @@ def test_output_writes_the_document_to_a_file_and_nothing_on_failure(trio, tmp_p
     assert code == 1 and "no-folder" in err
 
 
-def _stderr_on_a_terminal(args: list[str]) -> str:
-    """Run the console script with stderr on a pseudo-terminal (stdout piped, as `... > out.json`)."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    exe = os.path.join(os.path.dirname(sys.executable), "parentage")
-    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
-    os.close(slave)
-    seen = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the child closed its end
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
-            break  # exited, and nothing left to read
-    proc.wait()
-    os.close(master)
-    assert proc.returncode == 0
-    return seen.decode(errors="replace")
-
-
 def test_compare_json_on_a_terminal_shows_stage_progress_and_quiet_turns_it_off(trio):
     a, b, _ = trio
-    assert "compare" in _stderr_on_a_terminal(["compare", a, b, "--format", "json"])
-    assert _stderr_on_a_terminal(["compare", a, b, "--format", "json", "--quiet"]) == ""
-    assert _stderr_on_a_terminal(["--quiet", "compare", a, b, "--format", "json"]) == ""
+    assert "compare" in stderr_on_a_terminal(["compare", a, b, "--format", "json"])
+    assert stderr_on_a_terminal(["compare", a, b, "--format", "json", "--quiet"]) == ""
+    assert stderr_on_a_terminal(["--quiet", "compare", a, b, "--format", "json"]) == ""

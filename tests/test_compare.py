@@ -368,10 +368,10 @@ def test_models_without_comparable_parts_are_inconclusive(tmp_path):
     assert doc["verdict"]["label"] == "inconclusive"
 
 
-# -- the ci zoo ----------------------------------------------------------------------------------------------
+# -- the zoo -------------------------------------------------------------------------------------------------
 
 
-def test_every_ci_zoo_pair_gets_the_right_call_and_a_true_explanation(zoo):
+def test_every_zoo_pair_gets_the_right_call_and_a_true_explanation(zoo):
     folder, manifest = zoo
     wrong = []
     for pair in manifest["pairs"]:

@@ -1,4 +1,4 @@
-"""The zoo: ground-truth model families. The ci-size zoo is built once per test session (conftest.zoo)."""
+"""The zoo: ground-truth model families. The tiny zoo is built once per test session (conftest.zoo)."""
 
 import json
 import shutil
@@ -217,7 +217,7 @@ def test_the_ladder_sizes_carry_every_compute_rung_clean_and_washed():
 
 
 def test_zoo_build_on_a_terminal_says_what_it_builds_then_model_and_step_and_quiet_silences_it(zoo, tmp_path):
-    from tests.test_cli import _stderr_on_a_terminal
+    from tests.terminal import stderr_on_a_terminal
 
     folder, m = zoo
     for quiet in (False, True):
@@ -228,7 +228,7 @@ def test_zoo_build_on_a_terminal_says_what_it_builds_then_model_and_step_and_qui
             del manifest["models"][name]
             shutil.rmtree(copy / "models" / name)
         (copy / "manifest.json").write_text(json.dumps(manifest))
-        seen = _stderr_on_a_terminal(["zoo", "build", str(copy), "--size", "tiny"] + (["--quiet"] if quiet else []))
+        seen = stderr_on_a_terminal(["zoo", "build", str(copy), "--size", "tiny"] + (["--quiet"] if quiet else []))
         if quiet:
             assert seen == ""
             continue

@@ -68,9 +68,10 @@ def poisson_tail(k: int, lam: float) -> float:
     span = int(40 + 12 * math.sqrt(lam))
     if k > lam:  # the upper tail directly: terms fall from j = k on
         return _clip(_log_pmf_sum(np.arange(k, k + span), lam) / LN10)
-    # the lower side holds the mass: 1 - P(X <= k-1), whose terms rise towards j = k-1
+    # k <= lam: the tail holds at least ~40% of the mass, so 1 - P(X <= k-1) loses nothing to cancellation;
+    # the cdf's terms rise towards j = k-1
     cdf = math.exp(_log_pmf_sum(np.arange(max(0, k - span), k), lam))
-    return _clip(math.log1p(-min(cdf, 1.0)) / LN10) if cdf < 1.0 else LOG10_P_FLOOR
+    return _clip(math.log1p(-cdf) / LN10)
 
 
 def _log_pmf_sum(j: np.ndarray, lam: float) -> float:

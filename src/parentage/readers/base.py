@@ -121,6 +121,16 @@ class Reader(Protocol):
 _OPEN_LOCK = threading.Lock()
 
 
+def _advise(mm: mmap.mmap, advice: int | None, *span: int) -> None:
+    """madvise where the platform has it; advice only, so a filesystem that refuses it changes nothing."""
+    if advice is None or not hasattr(mm, "madvise"):
+        return
+    try:
+        mm.madvise(advice, *span)
+    except OSError:
+        pass
+
+
 @dataclass
 class MappedFile:
     """A file read through mmap, opened on first use, every read bounds-checked and counted."""
@@ -147,15 +157,13 @@ class MappedFile:
                 if self._mm is None:
                     self._fh = open(self.path, "rb")
                     mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
-                    if hasattr(mm, "madvise"):  # no readahead around faults: see below
-                        mm.madvise(mmap.MADV_RANDOM)
+                    _advise(mm, getattr(mmap, "MADV_RANDOM", None))  # no readahead around faults: see below
                     self._mm = mm
-        if hasattr(self._mm, "madvise"):
-            # Ask for exactly these pages, in one request. Left to itself, a fault on a cold page reads ahead
-            # the disk's whole window (8 MB on the issue machine): the 7B pair's 204 MB of rows cost 14 GB of
-            # disk reads, 53% of the files, and 2-3x the time.
-            start = offset - offset % mmap.PAGESIZE
-            self._mm.madvise(mmap.MADV_WILLNEED, start, offset + nbytes - start)
+        # Ask for exactly these pages, in one request. Left to itself, a fault on a cold page reads ahead the
+        # disk's whole window (8 MB on the issue machine): the 7B pair's 204 MB of rows cost 14 GB of disk
+        # reads, 53% of the files, and 2-3x the time.
+        start = offset - offset % mmap.PAGESIZE
+        _advise(self._mm, getattr(mmap, "MADV_WILLNEED", None), start, offset + nbytes - start)
         return np.frombuffer(self._mm, dtype=np.uint8, count=nbytes, offset=offset)
 
     def close(self) -> None:
