@@ -89,6 +89,7 @@ def test_opening_reads_only_the_header(tmp_path):
 
 def test_fp8_block_scales_are_applied_on_read(tmp_path):
     from parentage.readers import WeightSet
+    from parentage.readers.quantization import attach
 
     rng = np.random.default_rng(2)
     q = rng.standard_normal((200, 300)).astype(ml_dtypes.float8_e4m3fn)
@@ -98,6 +99,8 @@ def test_fp8_block_scales_are_applied_on_read(tmp_path):
         "w.weight_scale_inv": {"dtype": "F32", "shape": [2, 3], "data_offsets": [60000, 60024]},
     }
     ws = WeightSet([SafetensorsFile(_raw_file(tmp_path / "s.safetensors", header, q.tobytes() + scale.tobytes()))])
+    assert attach(ws, {}, lambda name: None).method == "fp8"
+    assert ws.names() == ["w.weight"]
     expected = q.astype(np.float32) * np.kron(scale, np.ones((128, 128), np.float32))[:200, :300]
     np.testing.assert_allclose(ws.read_rows("w.weight", 120, 140), expected[120:140], rtol=0, atol=0)
 

@@ -26,6 +26,7 @@ from .errors import ArchitectureError, FormatError, LimitError, NoWeightsError
 from .readers import GGUFFile, WeightSet, open_file
 from .readers.base import background_reads, in_background, rows_cols
 from .readers.gguf import LazyStrings
+from .readers.quantization import attach as attach_quantization
 from .refs import Resolved, resolve
 from .safeio import read_json
 
@@ -278,6 +279,7 @@ class Checkpoint:
                 _check_index(resolved, weights)
                 resolved.side_bytes_read += resolved.index.stat().st_size
             config = _load_config(resolved, weights)
+            weights.scheme = attach_quantization(weights, config, resolved.side_file)
             ckpt = _build(str(ref), resolved, weights, config)
         except BaseException:
             weights.close()

@@ -101,6 +101,31 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+# (mantissa bits, smallest normal exponent) of each float type: the spacing of its values
+FLOAT_GRID = {"F64": (52, -1022), "F32": (23, -126), "F16": (10, -14), "BF16": (7, -126), "F8_E4M3": (3, -6),
+              "F8_E5M2": (2, -14)}
+
+
+def float_steps(dtype: str, values: np.ndarray) -> np.ndarray:
+    """The spacing of a float type's values at each of `values` (stored in that type): the gap to the next value
+    away from zero, which bounds how far rounding to the type moved a value in either direction."""
+    mant, emin = FLOAT_GRID[dtype]
+    exp = np.floor(np.log2(np.maximum(np.abs(values.astype(np.float64)), np.finfo(np.float64).tiny)))
+    return np.exp2(np.maximum(exp, emin) - mant).astype(np.float32)
+
+
+def encode_float8(values: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 values -> the uint8 codes of the nearest float8 value (saturating at the largest finite one)."""
+    table = {"F8_E4M3": _E4M3, "F8_E5M2": _E5M2}[dtype]
+    codes = np.flatnonzero(np.isfinite(table))
+    order = codes[np.argsort(table[codes], kind="stable")]
+    sorted_values = table[order]
+    v = np.asarray(values, dtype=np.float32).reshape(-1)
+    hi = np.clip(np.searchsorted(sorted_values, v), 1, len(sorted_values) - 1)
+    take_hi = np.abs(sorted_values[hi] - v) < np.abs(v - sorted_values[hi - 1])
+    return order[np.where(take_hi, hi, hi - 1)].astype(np.uint8).reshape(np.shape(values))
+
+
 def round_to_bf16(values: np.ndarray) -> np.ndarray:
     """float32 -> the uint16 bf16 codes, rounding to nearest even (what torch and ml_dtypes do)."""
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)

@@ -67,6 +67,10 @@ class UnsupportedDtypeError(FormatError):
     """A tensor is stored in a dtype we cannot decode."""
 
 
+class UnsupportedQuantizationError(FormatError):
+    """Weights are quantised by a method (or a layout of one) that parentage does not decode."""
+
+
 class UnsafePickleError(ParentageError, PermissionError):
     """A pickle asked for a global outside the allow-list; nothing was executed."""
 

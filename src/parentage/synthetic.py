@@ -263,9 +263,38 @@ def write_safetensors(path: str | Path, tensors: dict[str, np.ndarray], dtype: s
         header[name] = {"dtype": dtype, "shape": list(value.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
+    _write_file(Path(path), header, blobs)
+
+
+# numpy dtype -> safetensors dtype, for tensors written as they are (packed codes, scales, zero points)
+NUMPY_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32", "int16": "I16",
+                "int8": "I8", "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8"}
+
+
+def write_tensors(path: str | Path, tensors: dict[str, "np.ndarray | tuple[str, np.ndarray]"],
+                  metadata: dict | None = None) -> None:
+    """A safetensors file of tensors each in its own dtype: a numpy array as it is, or ("BF16", values) for a
+    dtype numpy lacks (BF16 from float32 values, rounded to nearest even; F8_E4M3/F8_E5M2 from their uint8
+    codes). Atomic, as write_safetensors."""
+    header: dict = {"__metadata__": metadata} if metadata else {}
+    blobs, offset = [], 0
+    for name, value in tensors.items():
+        if isinstance(value, tuple):
+            dtype, arr = value
+            raw = round_to_bf16(arr).tobytes() if dtype == "BF16" else np.ascontiguousarray(arr, np.uint8).tobytes()
+        else:
+            arr = np.ascontiguousarray(value)
+            dtype = NUMPY_DTYPES[arr.dtype.name]
+            raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    _write_file(Path(path), header, blobs)
+
+
+def _write_file(path: Path, header: dict, blobs: list[bytes]) -> None:
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
-    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
     try:
         with os.fdopen(fd, "wb") as f:

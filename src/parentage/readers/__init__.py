@@ -1,13 +1,14 @@
 """Format readers behind one protocol, and `WeightSet`, which joins the files of one checkpoint.
 
-One module per format (safetensors, gguf, torch_bin); each exposes a class with the verbs of `base.Reader`.
+One module per file format (safetensors, gguf, torch_bin, onnx); each exposes a class with the verbs of
+`base.Reader`. One module per quantisation method stored inside safetensors files (gptq, awq, bnb, mlx,
+compressed, fp8), behind `quantization.attach`, which reads a checkpoint's weights through its method.
 `open_file` picks the class from the file's magic bytes, not its extension, so a misnamed file still opens
 and a hostile one cannot pick its own parser.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -15,8 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from ..constants import MAX_TENSORS
+from ..dtypes import FLOAT_GRID, float_steps
 from ..errors import CheckpointNotFoundError, FormatError, LimitError
-from .base import Reader, TensorInfo, is_local, rows_cols
+from .base import Reader, TensorInfo, is_local
 from .gguf import GGUFFile
 from .safetensors import SafetensorsFile
 from .torch_bin import TorchZipFile
@@ -66,29 +68,46 @@ def open_file(source) -> Reader:
     return READERS[fmt](source)
 
 
-def _block_size(n: int, n_blocks: int) -> int:
-    """The power-of-two block edge that cuts `n` into `n_blocks` pieces (DeepSeek-V3 uses 128)."""
-    return 1 << max(0, math.ceil(math.log2(n / n_blocks))) if n_blocks else n
-
-
 class WeightSet:
-    """All the weight files of one checkpoint, as one name space, with FP8 scales applied on read."""
+    """All the weight files of one checkpoint, as one name space: stored tensors by their names, and the weights
+    of a quantisation method (`quantization.attach`) by theirs, in place of the parts they are read from."""
 
     complete = True  # every row can be read (a fingerprint's `readers.stored.StoredWeights` holds only some)
     recorder = None  # while a fingerprint is taken: called with (name, start, rows) for every read
     memo: dict | None = None  # identify: the query's rows, read once for all candidates
+    scheme = None  # quantization.Scheme when the weights are quantised
 
     def __init__(self, readers: Sequence[Reader]):
         self.readers = list(readers)
-        self._owner: dict[str, Reader] = {}
+        self.owner: dict[str, Reader] = {}  # stored name -> the file's reader
         if sum(len(r.names()) for r in self.readers) > MAX_TENSORS:
             raise LimitError(self.readers[0].path, f"the checkpoint's files hold more than {MAX_TENSORS:,} tensors; "
                                                    "no real checkpoint does")
         for r in self.readers:
             for name in r.names():
-                if name in self._owner:
-                    raise FormatError(r.path, f"tensor {name!r} also appears in {self._owner[name].path}")
-                self._owner[name] = r
+                if name in self.owner:
+                    raise FormatError(r.path, f"tensor {name!r} also appears in {self.owner[name].path}")
+                self.owner[name] = r
+        self.packed: dict = {}  # weight name -> packed.Packed
+        self._parts: set[str] = set()  # stored names read only through a packed weight
+        self._names = list(self.owner)
+
+    def join(self, packed: list) -> None:
+        """Put quantised weights in the name space in place of their parts (each where its first part was)."""
+        by_first = {w.parts[0]: w for w in packed}
+        parts = {p for w in packed for p in w.parts}
+        names = []
+        for name in self._names:
+            if name in by_first:
+                names.append(by_first[name].name)
+            elif name not in parts:
+                names.append(name)
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise FormatError(self.readers[0].path, f"weight {dup!r} is stored both whole and as quantised parts")
+        self.packed.update({w.name: w for w in packed})
+        self._parts |= parts
+        self._names = names
 
     @property
     def remote(self) -> bool:
@@ -101,7 +120,7 @@ class WeightSet:
         return formats[0] if len(formats) == 1 else "+".join(formats)
 
     def names(self) -> list[str]:
-        return list(self._owner)
+        return list(self._names)
 
     def holds(self, name: str, start: int, stop: int) -> bool:
         return True
@@ -111,10 +130,11 @@ class WeightSet:
         return sorted(os.path.realpath(r.path) if isinstance(r.path, Path) else str(r.path) for r in self.readers)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._owner
+        return name in self.packed or (name in self.owner and name not in self._parts)
 
     def info(self, name: str) -> TensorInfo:
-        return self._owner[name].info(name)
+        packed = self.packed.get(name)
+        return packed.info if packed is not None else self.owner[name].info(name)
 
     @property
     def bytes_total(self) -> int:
@@ -132,15 +152,6 @@ class WeightSet:
         """Bytes read outside background tests (`base.background_reads`): what a budget decision counts."""
         return sum(r.stats.foreground_bytes() for r in self.readers)
 
-    def scale_for(self, name: str) -> str | None:
-        """The tensor holding dequantisation scales for an FP8 tensor, if the checkpoint has one."""
-        if not self.info(name).dtype.startswith("F8"):
-            return None
-        for candidate in (f"{name}_scale_inv", f"{name}_scale"):
-            if candidate in self._owner:
-                return candidate
-        return None
-
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         if self.memo is not None:
             key = (name, start, stop)
@@ -150,28 +161,23 @@ class WeightSet:
         return self._read_rows(name, start, stop)
 
     def _read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
-        rows = self._owner[name].read_rows(name, start, stop)
-        scale_name = self.scale_for(name)
-        if scale_name is not None and stop > start:
-            rows = rows * self._expand_scale(name, scale_name, start, stop)
+        packed = self.packed.get(name)
+        rows = packed.read_rows(start, stop) if packed is not None else self.owner[name].read_rows(name, start, stop)
         if self.recorder is not None:
             self.recorder(name, start, rows)
         return rows
 
-    def _expand_scale(self, name: str, scale_name: str, start: int, stop: int) -> np.ndarray:
-        info, sinfo = self.info(name), self.info(scale_name)
-        n_rows, n_cols = rows_cols(info.shape)
-        s_rows, s_cols = rows_cols(sinfo.shape)
-        if s_rows * s_cols == 1:  # per-tensor scale
-            return self.read_rows(scale_name, 0, 1).reshape(())
-        b_row, b_col = _block_size(n_rows, s_rows), _block_size(n_cols, s_cols)
-        if -(-n_rows // b_row) != s_rows or -(-n_cols // b_col) != s_cols:
-            raise FormatError(info.file, f"scale tensor {scale_name!r} {sinfo.shape} does not tile {name!r} {info.shape}")
-        first, last = start // b_row, (stop - 1) // b_row + 1
-        scales = self.read_rows(scale_name, first, last).reshape(last - first, s_cols)
-        # (stop-start, n_cols): each element takes the scale of its block
-        expanded = scales[np.arange(start, stop) // b_row - first][:, np.arange(n_cols) // b_col]
-        return expanded.reshape(stop - start) if len(info.shape) <= 1 else expanded
+    def steps(self, name: str, start: int, stop: int) -> np.ndarray | None:
+        """The storage's step at each value of rows [start, stop): the quantiser's for a quantised weight, the
+        float type's spacing for a float tensor, None for integers (evidence/export.py measures in these)."""
+        packed = self.packed.get(name)
+        if packed is not None:
+            return packed.steps(start, stop)
+        info = self.info(name)
+        if info.dtype in FLOAT_GRID:
+            rows = self.owner[name].read_rows(name, start, stop)
+            return float_steps(info.dtype, rows).reshape(stop - start, -1)
+        return None
 
     def close(self) -> None:
         for r in self.readers:

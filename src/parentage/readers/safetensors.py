@@ -17,7 +17,7 @@ from ..constants import MAX_DIM, MAX_TENSORS, SAFETENSORS_MAX_HEADER
 from ..dtypes import DTYPES, decode
 from ..errors import FormatError, LimitError, UnsupportedDtypeError
 from ..safeio import parse_json
-from .base import FileReader, TensorInfo, check_row_range, rows_cols, shaped_rows
+from .base import FileReader, TensorInfo, check_col_range, check_row_range, shaped_rows
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -109,9 +109,29 @@ class SafetensorsFile(FileReader):
         return self._entries[name][0]
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        info = self._entries[name][0]
+        return shaped_rows(decode(info.dtype, self.raw_rows(name, start, stop).reshape(-1)), info.shape, stop - start)
+
+    def read_cols(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Columns [start, stop) of every row of the tensor's 2-D view: (n_rows, stop - start) float32."""
+        info = self._entries[name][0]
+        return decode(info.dtype, self.raw_cols(name, start, stop).reshape(-1)).reshape(info.n_rows, stop - start)
+
+    def raw_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """The stored bytes of rows [start, stop): (stop - start, row bytes) uint8, one contiguous read. Packed
+        quantised tensors are decoded from these (an int32 word is not a float32 value)."""
         info, begin = self._entries[name]
         check_row_range(self.path, info, start, stop)
-        row_bytes = rows_cols(info.shape)[1] * DTYPES[info.dtype].itemsize
-        raw = self._file.read(self._data_start + begin + start * row_bytes, (stop - start) * row_bytes)
-        return shaped_rows(decode(info.dtype, raw), info.shape, stop - start)
+        row_bytes = info.n_cols * DTYPES[info.dtype].itemsize
+        return self._file.read(self._data_start + begin + start * row_bytes, (stop - start) * row_bytes).reshape(
+            stop - start, row_bytes)
 
+    def raw_cols(self, name: str, start: int, stop: int) -> np.ndarray:
+        """The stored bytes of columns [start, stop) of every row: (n_rows, (stop - start) * itemsize) uint8, one
+        strided run per row (`base.MappedFile.read_strided`): formats that pack along the input dimension keep
+        a canonical row in a stored column."""
+        info, begin = self._entries[name]
+        check_col_range(self.path, info, start, stop)
+        size = DTYPES[info.dtype].itemsize
+        return self._file.read_strided(self._data_start + begin + start * size, (stop - start) * size,
+                                       info.n_cols * size, info.n_rows)

@@ -2,8 +2,8 @@
 
 A fingerprint (index/fingerprint.py) is the rows one checkpoint yielded under the canonical plan. Opened as a
 `Checkpoint` over `StoredWeights`, it answers `read_rows` for any span inside a recorded one, and says through
-`holds` which spans it has, so a test that can choose its rows (pair.py) chooses among those. FP8 scales
-were applied when the rows were recorded, so none is applied again.
+`holds` which spans it has, so a test that can choose its rows (pair.py) chooses among those. Rows were
+recorded decoded (quantised weights through their method, FP8 scales applied).
 """
 
 from __future__ import annotations
@@ -57,9 +57,6 @@ class StoredWeights:
     @property
     def n_reads(self) -> int:
         return self.stats.n_reads
-
-    def scale_for(self, name: str) -> None:
-        return None
 
     def _span(self, name: str, start: int, stop: int) -> tuple[int, np.ndarray] | None:
         starts = self._starts.get(name)

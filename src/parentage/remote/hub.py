@@ -30,7 +30,8 @@ from .ranges import RETRY_STATUS, Location, NetStats, RangeFile, _first_line, _n
 
 # Side files fetched whole, and the most each may hold (larger ones are refused: they would be anyway).
 SIDE_FILES = {"config.json": JSON_MAX_BYTES, "params.json": JSON_MAX_BYTES, "generation_config.json": JSON_MAX_BYTES,
-              "README.md": 64 << 20, "mergekit_config.yml": CARD_MAX_BYTES * 50, "adapter_config.json": JSON_MAX_BYTES}
+              "README.md": 64 << 20, "mergekit_config.yml": CARD_MAX_BYTES * 50, "adapter_config.json": JSON_MAX_BYTES,
+              "quantize_config.json": JSON_MAX_BYTES, "quant_config.json": JSON_MAX_BYTES}
 SIDE_GLOBS = (("*.tiktoken", TOKENIZER_MAX_BYTES), ("*.py", 8 << 20))
 URL_SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 

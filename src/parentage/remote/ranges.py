@@ -161,6 +161,42 @@ class RangeFile:
             self._fetch_gaps(out, offset, gaps)
         return out
 
+    def read_strided(self, offset: int, seg: int, stride: int, count: int) -> np.ndarray:
+        """(count, seg) bytes: `count` runs of `seg` bytes, `stride` apart (`MappedFile.read_strided`). Runs closer
+        than COALESCE_GAP are fetched in one request, as any nearby ranges are; only the runs count as read."""
+        from ..readers.base import check_strided
+
+        check_strided(self.path, self.size, offset, seg, stride, count)
+        self.stats.add(seg * count)
+        out = np.empty((count, seg), dtype=np.uint8)
+        if seg == 0 or count == 0:
+            return out
+        if stride - seg <= COALESCE_GAP:  # one span: fetched as one request, then cut into runs
+            span = np.empty(stride * (count - 1) + seg, dtype=np.uint8)
+            gaps = self._fill_from_cache(span, offset, offset + span.size)
+            if gaps:
+                self._fetch_gaps(span, offset, gaps)
+            out[:] = np.lib.stride_tricks.as_strided(span, shape=(count, seg), strides=(stride, 1))
+            return out
+        # far apart: each run its own request, all of them in flight together
+        gaps = [g for k in range(count) for g in self._fill_from_cache(out[k], offset + k * stride,
+                                                                        offset + k * stride + seg)]
+        if not gaps:
+            return out
+        if self._locate is None:
+            self._fetch_gaps(out[0], gaps[0][0], gaps[:1])  # raises the offline error line
+        requests = _merge(gaps, COALESCE_GAP)
+        results = list(pool().map(lambda r: self._fetch(*r), requests))
+        flat = out.reshape(-1)
+        for (a, b), data in zip(requests, results):
+            self.cache.store(self.key, a, data)
+            for k in range(max(0, (a - offset - seg) // stride), min(count, (b - offset) // stride + 1)):
+                lo, hi = max(a, offset + k * stride), min(b, offset + k * stride + seg)
+                if hi > lo:
+                    flat[k * seg + lo - offset - k * stride: k * seg + hi - offset - k * stride] = \
+                        np.frombuffer(data, dtype=np.uint8)[lo - a: hi - a]
+        return out
+
     def close(self) -> None:
         pass
 
