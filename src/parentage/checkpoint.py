@@ -123,23 +123,33 @@ class Tensor:
                               f"tensor {self.piece.source!r} holds NaN or Inf values (rows {start}-{stop})")
         return rows
 
-    def _read_rows(self, start: int, stop: int) -> np.ndarray:
+    def _read_rows(self, start: int, stop: int, read=None) -> np.ndarray:
+        """Canonical rows [start, stop) through `read(stored name, start, stop)` (default: the decoded values)."""
         if not 0 <= start <= stop <= self.n_rows:
             raise IndexError(f"rows [{start}, {stop}) out of range for {self.role.key} with {self.n_rows} rows")
         p, w = self.piece, self.weights
+        read = read or w.read_rows
         if p.transposed:
             # Stored (in, out): canonical rows are stored columns, so the whole tensor is read (GPT-2 sizes only).
             stored_in = w.info(p.source).shape[0]
             cols = np.arange(start, stop) if p.rows is None else p.rows[start:stop]
-            return np.ascontiguousarray(w.read_rows(p.source, 0, stored_in)[:, cols].T)
+            return np.ascontiguousarray(read(p.source, 0, stored_in)[:, cols].T)
         if p.rows is None:
-            return w.read_rows(p.source, start, stop)
+            return read(p.source, start, stop)
         src = p.rows[start:stop]
         if src.size == 0:
-            return w.read_rows(p.source, 0, 0)
+            return read(p.source, 0, 0)
         lo, hi = int(src.min()), int(src.max()) + 1
-        block = w.read_rows(p.source, lo, hi)  # one contiguous read spanning the rows we need
+        block = read(p.source, lo, hi)  # one contiguous read spanning the rows we need
         return block if hi - lo == src.size and src[0] == lo and np.all(np.diff(src) == 1) else block[src - lo]
+
+    def sample_steps(self, k: int, seed: int) -> np.ndarray | None:
+        """The quantiser's step at each value of `sample_rows(k, seed)` for a quantised weight (`packed.Packed`),
+        else None (a float type's spacing follows from the values: `dtypes.float_steps`)."""
+        if self.piece.source not in getattr(self.weights, "packed", {}):
+            return None
+        parts = map_reads(self.weights, lambda s: self._read_rows(*s, read=self.weights.steps), self.sample_spans(k, seed))
+        return np.concatenate(parts)
 
     def read(self) -> np.ndarray:
         return self.read_rows(0, self.n_rows)

@@ -167,8 +167,10 @@ FAIL_EXIT = 3  # --fail-on: the verdict is one the caller's gate refuses
               help="A model unrelated to both, whose std profiles the report draws beside A's and B's (repeatable).")
 @click.option("--output", "-o", "output", default=None, metavar="FILE",
               help="Write the document (human, JSON or CSV) to FILE instead of stdout; written whole or not at all.")
-@click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(["related", "unrelated", "inconclusive"]),
-              help=f"Exit with status {FAIL_EXIT} when a verdict is this label (repeatable): a gate for CI.")
+@click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(["related", "unrelated", "inconclusive", "altered"]),
+              help=f"Exit with status {FAIL_EXIT} when a verdict is this label (repeatable): a gate for CI. 'altered': "
+                   "one model is the other's export (a quantisation, a cast) but some tensor lies beyond that "
+                   "storage's error.")
 def compare(models: tuple[str, ...], fmt: str, seed: int, budget: str | None, html_path: str | None,
             references: tuple[str, ...], output: str | None, fail_on: tuple[str, ...]) -> None:
     """Test whether MODEL_B shares weight ancestry with MODEL_A, explain what changed, and say how sure.
@@ -176,8 +178,10 @@ def compare(models: tuple[str, ...], fmt: str, seed: int, budget: str | None, ht
     Each model is anything `parentage inspect` accepts. The verdict is `related` when the counted tests
     together reject independent initialisation at log10 p <= -6, `unrelated` when tests that could have seen
     kinship did not, `inconclusive` otherwise. With more than two models every pair is compared, and the
-    output is their matrix (JSON: `models`, `matrix`, `pairs` with each pair's document). Exit status is 0
-    whatever the verdict, unless --fail-on names it (then 3).
+    output is their matrix (JSON: `models`, `matrix`, `pairs` with each pair's document). When one model is
+    the other's export (a quantisation, a cast, a dequantised export), the document says so, names the
+    parent, and lists the tensors beyond that storage's error (`alignment.export`). Exit status is 0 whatever
+    the verdict, unless --fail-on names it (then 3).
 
     \b
     Examples:
@@ -186,6 +190,7 @@ def compare(models: tuple[str, ...], fmt: str, seed: int, budget: str | None, ht
       parentage compare ./a ./b --budget 2GB --seed 1
       parentage compare ./base ./ft-1 ./ft-2 ./other --format csv    # every pair
       parentage compare ./base ./release --fail-on unrelated --fail-on inconclusive   # CI gate
+      parentage compare ./base ./base-GPTQ --fail-on altered   # a faithful quantisation, or status 3
       parentage compare Qwen/Qwen1.5-110B org/suspect@v1.0     # remote: range requests only
       parentage compare hf://org/a https://host/x/model.safetensors
     """
@@ -217,13 +222,19 @@ def compare(models: tuple[str, ...], fmt: str, seed: int, budget: str | None, ht
 
         write(html_path, render_compare(doc))
     _put(_compare_text(doc, fmt, html_path), out_path)
-    failed = [d for d in doc.get("pairs", [doc]) if d["verdict"]["label"] in fail_on]
+    failed = [(d, label) for d in doc.get("pairs", [doc]) for label in _gate_labels(d) if label in fail_on]
     if failed:
-        d = failed[0]
-        click.echo(f"parentage: --fail-on {d['verdict']['label']}: {d['inputs'][0]['ref']} ~ {d['inputs'][1]['ref']} is "
-                   f"{d['verdict']['label']}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""),
-                   err=True)
+        d, label = failed[0]
+        click.echo(f"parentage: --fail-on {label}: {d['inputs'][0]['ref']} ~ {d['inputs'][1]['ref']} is "
+                   f"{label}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""), err=True)
         click.get_current_context().exit(FAIL_EXIT)
+
+
+def _gate_labels(doc: dict) -> list[str]:
+    """The labels --fail-on can refuse in one compare document: the verdict, and "altered" when one model is
+    the other's export with tensors beyond that storage's error."""
+    export = (doc.get("alignment") or {}).get("export") or {}
+    return [doc["verdict"]["label"]] + (["altered"] if export.get("relation") and export.get("altered") else [])
 
 
 def _compare_text(doc: dict, fmt: str, html_path: str | None) -> str:

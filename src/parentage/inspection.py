@@ -12,7 +12,8 @@ from .declared import declared_lineage
 from .readers import GGUFFile
 from .readers.gguf import LazyStrings
 
-SIDE_FILES = ("config.json", "params.json", "generation_config.json", "README.md", "mergekit_config.yml")
+SIDE_FILES = ("config.json", "params.json", "generation_config.json", "README.md", "mergekit_config.yml",
+              "quantize_config.json", "quant_config.json")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 24) -> str:
@@ -79,6 +80,7 @@ def inspect_checkpoint(ref: str, hash_files: bool = False) -> dict:
             "tied_embeddings": s.tied_embeddings,
             "n_params": s.n_params,
             "dtypes": sorted({ckpt.weights.info(n).dtype for n in ckpt.weights.names()}),
+            "quantization": quantization(ckpt),
             "n_tensors": len(ckpt.weights.names()),
             "roles": _role_counts(ckpt),
             "unmapped": ckpt.unmapped[:50],
@@ -93,6 +95,36 @@ def inspect_checkpoint(ref: str, hash_files: bool = False) -> dict:
             cost["bytes_read"] += sum(f["size"] for f in doc["files"])
         doc["cost"] = {**cost, "seconds": round(time.perf_counter() - t0, 4)}
     return doc
+
+
+def quantization(ckpt: Checkpoint) -> dict | None:
+    """How the weights are quantised: the method, its layout, bits, group sizes, how many tensors, and which
+    matrices are kept in full precision; for GGUF, the block types and how many tensors each holds. None for
+    plain float weights."""
+    scheme = ckpt.weights.scheme
+    if scheme is not None:
+        return {**scheme.to_dict(), "summary": scheme.describe()}
+    if ckpt.format != "gguf":
+        return None
+    types: dict[str, int] = {}
+    for n in ckpt.weights.names():
+        info = ckpt.weights.info(n)
+        if len(info.shape) >= 2:
+            types[info.dtype] = types.get(info.dtype, 0) + 1
+    kept = [n for n in ckpt.weights.names() if len(ckpt.weights.info(n).shape) >= 2
+            and ckpt.weights.info(n).dtype in FLOAT_TYPES]
+    quantised = {t: k for t, k in types.items() if t not in FLOAT_TYPES}
+    if not quantised:
+        return None
+    return {"method": "gguf", "layout": "/".join(sorted(quantised)), "bits": None, "group_sizes": None,
+            "symmetric": None, "n_quantized": sum(quantised.values()), "kept": kept, "config_source": "GGUF types",
+            "types": dict(sorted(types.items())),
+            "summary": f"GGUF {', '.join(f'{t} ({k})' for t, k in sorted(quantised.items()))}: "
+                       f"{sum(quantised.values())} matrices quantised"
+                       + (f"; {len(kept)} kept in full precision" if kept else "")}
+
+
+FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
 
 
 def _role_counts(ckpt: Checkpoint) -> dict[str, int]:
@@ -126,6 +158,12 @@ def format_human(doc: dict) -> str:
         for source, fields in declared.items():
             text = ", ".join(f"{k}={v}" for k, v in fields.items()) if isinstance(fields, dict) else ", ".join(map(str, fields))
             lines.append(f"    {source}: {text[:200]}")
+    q = doc.get("quantization")
+    if q:
+        lines.append(f"  quantised: {q['summary']}")
+        if q["kept"]:
+            shown = ", ".join(q["kept"][:6]) + (f", ... ({len(q['kept'])} in all)" if len(q["kept"]) > 6 else "")
+            lines.append(f"    kept in full precision: {shown}")
     tok = doc["tokenizer"]
     if tok["files"] or tok["gguf_embedded"]:
         emb = tok["gguf_embedded"]

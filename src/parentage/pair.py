@@ -28,6 +28,7 @@ from .evidence.baselines import honestagi_std_profile, raw_cosine
 from .evidence.blocks import ffn_units, has_two_views, read_block, value_units, view
 from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_bases
 from .evidence.hidden import HiddenMap, align_hidden
+from .evidence.export import export_check
 from .evidence.identical import identical_tensors
 from .findings import SHAPE_FIELDS, TestCells, explain
 from .report.words import shape_value
@@ -414,11 +415,21 @@ def _tokenizer_evidence(va, vb) -> list[Evidence]:
 
 
 
-def _direction(a: Checkpoint, b: Checkpoint, label: str) -> dict:
+def _identity_and_export(a: Checkpoint, b: Checkpoint, seed: int):
+    """The identity test, then the export check on the same sampled rows (read once)."""
+    ev, identity = identical_tensors(a, b, seed)
+    return (ev, identity), export_check(a, b, seed, identity)
+
+
+def _direction(a: Checkpoint, b: Checkpoint, label: str, export: dict | None = None) -> dict:
     """Weights show shared ancestry, not its direction: growing A into B (layers inserted, FFN widened, experts
-    upcycled) and pruning B into A leave the same trace. So no parent is named; the basis says what differs."""
+    upcycled) and pruning B into A leave the same trace. So no parent is named, except where one checkpoint is
+    the other's export (a quantisation, a cast, a dequantised export: evidence/export.py); the basis says what
+    differs."""
     if label != "related":
         return {"parent": None, "basis": "no shared ancestry shown"}
+    if export and export["parent"]:
+        return {"parent": export["parent"], "basis": export["summary"]}
     changes = [f"{what} {shape_value(getattr(a.summary, f), f)} in A, {shape_value(getattr(b.summary, f), f)} in B"
                for what, f in SHAPE_FIELDS if getattr(a.summary, f) != getattr(b.summary, f)]
     if not changes:
@@ -470,7 +481,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     # The identity test needs nothing the others compute: it runs beside them, on the second core (its rows
     # are chosen by seed alone, so the document does not depend on the interleaving).
     meter = _Meter(a, b)
-    identity_run = _background(identical_tensors, a, b, sample_seed)
+    identity_run = _background(_identity_and_export, a, b, sample_seed)
     try:
         vocabs = checkpoint_vocab(a), checkpoint_vocab(b)
         hmap, ev_hidden, token_pairs = _hidden(a, b, vocabs, plan, rng, notes)
@@ -486,7 +497,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     except BaseException:
         identity_run.exception()  # let it finish before the caller closes the checkpoints under it
         raise
-    ev_identical, identity = identity_run.result()
+    (ev_identical, identity), export = identity_run.result()
     stage.next()
     ev_tok = _tokenizer_evidence(*vocabs) if detail else []
     stage.next()
@@ -503,6 +514,10 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
              TestCells("ffn_neuron_agreement", cells_k)]
     alignment = explain(a, b, tests, hmap, identity, ev_hidden, verdict.label == "related", notes, RELATED_LEVEL,
                         sample_seed) if detail else None
+    if alignment is not None:
+        alignment["export"] = export if export and (export["relation"] or verdict.label == "related") else None
+        if alignment["export"]:
+            alignment["notes"].insert(0, alignment["export"]["summary"])
     ca, cb = a.cost(), b.cost()
     return {
         "schema_version": 1,
@@ -511,7 +526,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
         "verdict": verdict.to_dict(),
         "evidence": [_rounded(e.to_dict()) for e in evidence],
         "alignment": alignment,
-        "direction": _direction(a, b, verdict.label),
+        "direction": _direction(a, b, verdict.label, export),
         "declared": {"A": declared_lineage(a), "B": declared_lineage(b)},
         "circumstantial": circumstantial(a, b, verdict.label) if detail else None,
         "same_checkpoint": _same_files(a, b),

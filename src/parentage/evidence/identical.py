@@ -30,6 +30,8 @@ MIN_DISTINCT = 16  # fewer distinct values than this: a constant or a tiny codeb
 ROWS_PER_TENSOR = 16  # in Tensor.sample_rows' spread blocks: the rows the baselines read too
 # bigger = finer; GGUF and FP8 types rank below all, and compare only with their own type
 PRECISION = {"F64": 3, "F32": 2, "F16": 1, "BF16": 1}
+ROUNDINGS = ("F16", "BF16")  # the coarser types a finer tensor may be rounded to (F64 -> F32 is decoding itself)
+QUANTISED = ("Q8_0", "Q4_0")  # GGUF block types whose quantiser is a fixed function (gguf.quants), per row block
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class TensorIdentity:
     informative: bool  # enough elements and distinct values to count as evidence
     matrix: bool = True  # a weight matrix, not a gain or bias vector
     comparable: bool = True  # False: held by both but not comparable (shapes differ, quantised storage)
+    child: str | None = None  # "A" or "B": whose values are the other's rounded onto its storage (identical rows)
 
     @property
     def whole(self) -> bool:
@@ -73,24 +76,42 @@ def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
     return values
 
 
-def rounding(dtype: str, other: str) -> str | None:
-    """How a tensor stored as `dtype` is compared with one stored as `other`: as decoded ("native"), rounded to
-    the other's coarser float type, or not at all (two different quantised storages: equality is not defined by
-    a cast)."""
-    if dtype == other:  # one storage type: decoding is a fixed function of the stored bytes (and FP8 scales)
-        return "native"
-    p, q = PRECISION.get(dtype, 0), PRECISION.get(other, 0)
-    if p > 0 and other in QUANTISED:  # a float tensor against a quantised export of it: quantise it alike
-        return other
-    if q > 0 and dtype in QUANTISED:  # ... and the export as decoded
-        return "native"
-    if p == 0 or q == 0:
-        return None
-    return other if p > q and other in ROUNDINGS else "native"
+def comparisons(da: str, db: str) -> list[tuple[str, str]]:
+    """How a tensor stored as `da` (in A) is compared with one stored as `db` (in B): the roundings (A's, B's) to
+    try, in order, each "native" (as decoded) or a storage type the side's values are rounded to. Rounding the
+    finer float to the coarser finds a cast; a float quantised by gguf's own quantiser finds a GGUF export; a
+    quantised tensor's decoded values rounded to the other's float type find a dequantised export. Two different
+    quantised storages have no comparison: equality is not defined by a cast."""
+    if da == db:  # one storage type: decoding is a fixed function of the stored bytes (and scales)
+        return [("native", "native")]
+    p, q = PRECISION.get(da, 0), PRECISION.get(db, 0)
+    if p and q:
+        coarse = db if p > q else da
+        r = coarse if coarse in ROUNDINGS else "native"
+        return [(r, "native")] if p > q else [("native", r)]
+    if not p and not q:
+        return []
+    swap = not p  # put the float side first
+    f, qt = (db, da) if swap else (da, db)
+    out = [(qt, "native")] if qt in QUANTISED else []  # f quantised by gguf's quantiser: a GGUF export
+    out.append(("native", f if f in ROUNDINGS else "native"))  # q decoded, rounded to f's type: a dequantised export
+    return [(y, x) for x, y in out] if swap else out
 
 
-ROUNDINGS = ("F16", "BF16")  # the coarser types a finer tensor may be rounded to (F64 -> F32 is decoding itself)
-QUANTISED = ("Q8_0", "Q4_0")  # GGUF block types whose quantiser is a fixed function (gguf.quants), per row block
+def child_of(ra: str, rb: str, pa: "RowPrints", pb: "RowPrints", da: str, db: str) -> str | None:
+    """For rows identical under roundings (ra, rb): which side is the other's values on its own storage. The
+    rounded side lost nothing when it already lay on the target's grid (a float upcast of the other): then it is
+    the child; otherwise its rounding is what the other holds, and the other is the child. Lower precision alone
+    is no direction."""
+    if ra == rb == "native":  # equal values in two storages: the finer (a float beside a quantised grid) is the copy
+        if da == db:
+            return None
+        return "A" if PRECISION.get(da, 0) > PRECISION.get(db, 0) else "B"
+    side, r, prints, dtype = ("A", ra, pa, da) if ra != "native" else ("B", rb, pb, db)
+    other = "B" if side == "A" else "A"
+    already = PRECISION.get(dtype, 0) > 0 and "native" in prints.digests and np.array_equal(
+        prints.digests["native"], prints.digests[r])
+    return side if already else other
 
 
 @dataclass(frozen=True)
@@ -114,10 +135,14 @@ def _digest(row: np.ndarray) -> int:
 
 
 def roundings_of(dtype: str, n_cols: int) -> tuple[str, ...]:
-    """Every rounding a tensor stored as `dtype` with rows of n_cols values may be compared in."""
+    """Every rounding a tensor stored as `dtype` with rows of n_cols values may be compared in: a float in each
+    coarser float type and in gguf's block types; a quantised tensor's decoded values in the 16-bit floats (what a
+    dequantised export holds)."""
     p = PRECISION.get(dtype, 0)
+    if not p:
+        return ("native",) + ROUNDINGS
     quantisable = n_cols % 32 == 0  # both block types work on runs of 32 values along a row
-    return ("native",) + tuple(x for x in ROUNDINGS if p > PRECISION[x]) + (QUANTISED if p and quantisable else ())
+    return ("native",) + tuple(x for x in ROUNDINGS if p > PRECISION[x]) + (QUANTISED if quantisable else ())
 
 
 def prints_of_rows(rows: np.ndarray, dtype: str, roundings: tuple[str, ...] | None = None,
@@ -163,18 +188,22 @@ def tensor_prints(t: Tensor, seed: int, roundings: tuple[str, ...] | None = None
 def _compare(ta: Tensor, tb: Tensor, pa: RowPrints | None, pb: RowPrints | None, key: str, role, layer
              ) -> tuple[TensorIdentity, int]:
     """One tensor pair on the same sampled rows: its identity record and the distinct values its identical rows
-    carry (0 unless informative)."""
+    carry (0 unless informative). Of several ways to compare (`comparisons`), the first that makes every row
+    identical, else the one that makes most rows identical."""
     matrix = len(ta.shape) == 2 and min(ta.shape) > 1
-    ra, rb = rounding(ta.dtype, tb.dtype), rounding(tb.dtype, ta.dtype)
-    if ra is None or pa is None or pb is None or ra not in pa.digests or rb not in pb.digests \
-            or pa.sampled != pb.sampled:
+    tried = [(ra, rb) for ra, rb in comparisons(ta.dtype, tb.dtype)
+             if pa is not None and pb is not None and ra in pa.digests and rb in pb.digests and pa.sampled == pb.sampled]
+    if not tried:
         return TensorIdentity(key, role, layer, ta.n_rows, 0, 0, False, matrix, comparable=False), 0
+    ra, rb = max(tried, key=lambda r: int((pa.digests[r[0]] == pb.digests[r[1]]).sum()))
     same = pa.digests[ra] == pb.digests[rb]  # (sampled,)
     informative = math.prod(ta.shape) >= MIN_ELEMENTS and pa.distinct_all[ra] >= MIN_DISTINCT
     # distinct values the identical rows carry: over all rows when all agree, else (a lower bound) the most in one
     distinct = pa.distinct_all[ra] if same.all() else int(pa.distinct[ra][same].max()) if same.any() else 0
     bits = distinct if informative and distinct >= MIN_DISTINCT else 0
-    return TensorIdentity(key, role, layer, ta.n_rows, pa.sampled, int(same.sum()), informative, matrix), bits
+    child = child_of(ra, rb, pa, pb, ta.dtype, tb.dtype) if same.all() else None
+    return TensorIdentity(key, role, layer, ta.n_rows, pa.sampled, int(same.sum()), informative, matrix,
+                          child=child), bits
 
 
 def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[TensorIdentity], float]:
@@ -183,7 +212,7 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
     roles = shared_roles(a, b)
     todo = [r for r in roles if a.tensors[r].shape == b.tensors[r].shape and _castable(a.tensors[r], b.tensors[r])]
     for ck, other in ((a, b), (b, a)):  # the sampled rows, fetched concurrently when remote (prints cached)
-        ck.map_reads(lambda r: tensor_prints(ck.tensors[r], seed, _wanted(ck.tensors[r], other.tensors[r])), todo)
+        ck.map_reads(lambda r: tensor_prints(ck.tensors[r], seed, _wanted(ck.tensors[r], other.tensors[r], ck is a)), todo)
     for role in roles:
         ta, tb = a.tensors[role], b.tensors[role]
         if role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings):
@@ -192,7 +221,7 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
             out.append(TensorIdentity(role.key, role.role, role.layer, tb.n_rows, 0, 0, False,
                                       len(tb.shape) == 2 and min(tb.shape) > 1, comparable=False))
             continue
-        record, found_bits = _compare(ta, tb, tensor_prints(ta, seed, _wanted(ta, tb)), tensor_prints(tb, seed, _wanted(tb, ta)),
+        record, found_bits = _compare(ta, tb, tensor_prints(ta, seed, _wanted(ta, tb, True)), tensor_prints(tb, seed, _wanted(tb, ta, False)),
                                       role.key, role.role, role.layer)
         out.append(record)
         bits += found_bits  # one bit per distinct value in identical rows: very conservative
@@ -215,14 +244,18 @@ def _experts_per_layer(ck: Checkpoint) -> dict[tuple[int, str], int]:
     return out
 
 
-def _wanted(t: Tensor, other: Tensor) -> tuple[str, ...]:
-    """The one rounding t is compared in against `other` (none when they are not comparable)."""
-    r = rounding(t.dtype, other.dtype)
-    return (r,) if r is not None else ()
+def _wanted(t: Tensor, other: Tensor, first: bool) -> tuple[str, ...]:
+    """The roundings t is compared in against `other` (`first`: t is A's), and native for a float (whether it
+    already lies on a coarser grid says which side of an identical pair is the copy)."""
+    pairs = comparisons(t.dtype, other.dtype) if first else [(b, a) for a, b in comparisons(other.dtype, t.dtype)]
+    want = {r for r, _ in pairs}
+    if want and PRECISION.get(t.dtype, 0):
+        want.add("native")
+    return tuple(sorted(want))
 
 
 def _castable(ta: Tensor, tb: Tensor) -> bool:
-    return rounding(ta.dtype, tb.dtype) is not None and rounding(tb.dtype, ta.dtype) is not None
+    return bool(comparisons(ta.dtype, tb.dtype))
 
 
 def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) -> list[TensorIdentity]:
@@ -237,7 +270,7 @@ def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) 
         ta, tb = a.tensors[role], b.find(role.role, j, role.expert, role.param)
         if tb is None or ta.shape != tb.shape:
             continue
-        out.append(_compare(ta, tb, tensor_prints(ta, seed, _wanted(ta, tb)), tensor_prints(tb, seed, _wanted(tb, ta)),
+        out.append(_compare(ta, tb, tensor_prints(ta, seed, _wanted(ta, tb, True)), tensor_prints(tb, seed, _wanted(tb, ta, False)),
                             tb.role.key, role.role, j)[0])
     return out
 
@@ -271,5 +304,9 @@ def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evid
         details={"identical": identical, "identical_low_information": low_info,
                  "partly_identical": [r.to_dict() for r in partly], "n_compared": n,
                  "n_not_comparable": len(all_records) - n, "rows_per_tensor": ROWS_PER_TENSOR,
+                 # informative identical tensors whose copy side the storages say (a cast, a GGUF export, a
+                 # dequantised export: index/direction.py orders relatives by it)
+                 "copies": {side: sum(1 for r in records if r.all_identical and r.informative and r.child == side)
+                            for side in ("A", "B")},
                  "blocks_per_tensor": SAMPLE_BLOCKS, "bits_counted": bits},
     ), all_records

@@ -4,8 +4,10 @@ Shared ancestry is symmetric: continued training, fine-tuning and most edits lea
 side came first (compare says so in `direction`). A few edits do have a direction, and `identify` and `graph`
 use them to order relatives (never to decide relatedness):
 
-- a lossy export: B holds A's values rounded to its lower precision (bf16, or GGUF Q8_0/Q4_0 as gguf's
-  quantiser makes them) in nearly every compared tensor, bit for bit — nobody recovers f32 from Q4_0;
+- an export: B is A's quantisation, cast or dequantised export (`alignment.export`, evidence/export.py), or,
+  on a fingerprint, B holds A's values on its own storage grid in nearly every compared tensor, bit for bit
+  (A's floats rounded to B's type or quantised as gguf's quantiser does; A's quantised values rounded to B's
+  float type). Lying on the other's grid is direction; lower precision alone is not;
 - layers inserted in B (two layers of B descend from one of A: a duplicated layer, or a copy with fresh outputs);
 - experts of B that match A's dense FFNs (dense -> MoE upcycling);
 - B's vocabulary extends A's (A's tokens at their ids, new ones appended);
@@ -19,15 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..checkpoint import Checkpoint
-from ..evidence.identical import PRECISION
 
 EXPORT_IDENTICAL = 0.9  # share of compared tensors identical after rounding that makes B a rounded export of A
-
-
-def precision(ck: Checkpoint) -> int:
-    """The coarsest storage precision of the checkpoint's matrices: 0 for quantised types, 1 for 16-bit floats."""
-    levels = [PRECISION.get(t.dtype, 0) for t in ck.tensors.values() if len(t.shape) == 2]
-    return min(levels) if levels else 0
 
 
 def growth(a: Checkpoint, b: Checkpoint, doc: dict, a_name: str = "A", b_name: str = "B") -> list[str]:
@@ -36,13 +31,17 @@ def growth(a: Checkpoint, b: Checkpoint, doc: dict, a_name: str = "A", b_name: s
     if doc["verdict"]["label"] != "related":
         return []
     out = []
-    if precision(b) < precision(a):
-        ident = next((e for e in doc["evidence"] if e["name"] == "identical_tensors"), None)
-        n = (ident or {}).get("details", {}).get("n_compared") or 0
-        details = (ident or {}).get("details", {})
+    export = (doc.get("alignment") or {}).get("export") or {}
+    if export.get("relation"):
+        if export["child"] == "B":
+            out.append(f"{b_name} is {a_name}'s {export['relation'].replace('_', '-')} ({export['method']})")
+    else:
+        details = next((e for e in doc["evidence"] if e["name"] == "identical_tensors"), {}).get("details", {})
+        n = details.get("n_compared") or 0
         same = len(details.get("identical") or []) + len(details.get("identical_low_information") or [])
-        if n and same >= EXPORT_IDENTICAL * n:
-            out.append(f"{b_name} holds {a_name}'s values at a lower precision (an export)")
+        copies = details.get("copies") or {}
+        if n and same >= EXPORT_IDENTICAL * n and copies.get("B", 0) > copies.get("A", 0):
+            out.append(f"{b_name} holds {a_name}'s values on its own storage grid (a cast or an export)")
     notes = (doc.get("alignment") or {}).get("notes") or []
     if any("looks inserted" in n or "both descend from A's layer" in n for n in notes):
         out.append(f"layers inserted in {b_name} (two of its layers descend from one of {a_name}'s)")

@@ -48,6 +48,10 @@ class Scheme:
                 "symmetric": self.symmetric, "n_quantized": self.n_quantized, "kept": self.kept,
                 "config_source": self.config_source}
 
+    def short(self) -> str:
+        """"GPTQ 4-bit": the method and width, for sentences."""
+        return f"{NAMES[self.method]} {'/'.join(map(str, self.bits))}-bit"
+
     def describe(self) -> str:
         bits = "/".join(map(str, self.bits))
         groups = ", ".join("per row" if g == 0 else f"groups of {g}" for g in self.group_sizes)

@@ -236,6 +236,41 @@ def quantize_fp8(w: np.ndarray) -> Quantised:
                      decode("F8_E4M3", codes.reshape(-1)).reshape(w.shape) * scale)
 
 
+def awq_scales(sd: dict[str, np.ndarray], stats: dict[str, dict], group_size: int, grid: int = 10
+               ) -> dict[str, np.ndarray]:
+    """AWQ's activation-aware scaling, applied: for each group of linear layers that read one input (q, k, v
+    after the attention norm; gate and up after the FFN norm; down after up), the scale s = mean|x|^alpha per
+    input channel whose quantised W * s gives the least output error on the calibration inputs (alpha on a
+    grid), multiplied into the layers' columns and divided out of what feeds them (the norm's gain, or up's
+    rows). The function is unchanged; the weights a quantiser then sees are W * s."""
+    out = {k: v.astype(np.float32).copy() for k, v in sd.items()}
+    layers = sorted({int(k.split(".")[2]) for k in sd if k.startswith("model.layers.")})
+    for i in layers:
+        p = f"model.layers.{i}."
+        groups = [([p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"],
+                   p + "input_layernorm.weight", "gain"),
+                  ([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], p + "post_attention_layernorm.weight", "gain"),
+                  ([p + "mlp.down_proj.weight"], p + "mlp.up_proj.weight", "rows")]
+        for linears, before, how in groups:
+            if not all(n in out and n in stats for n in linears) or before not in out:
+                continue
+            x = stats[linears[0]]["sample"].astype(np.float64)  # (n, in) what the group reads
+            mean_abs = np.maximum(stats[linears[0]]["mean_abs"], 1e-8)
+            best = None
+            for alpha in np.arange(grid) / grid:
+                s = mean_abs ** alpha
+                s = s / np.sqrt(s.max() * s.min())
+                err = sum(float(np.square(x @ (quantize_awq(out[n], group_size, input_scale=s).values / s - out[n]).T).sum())
+                          for n in linears)
+                if best is None or err < best[0]:
+                    best = (err, s.astype(np.float32))
+            s = best[1]
+            for n in linears:
+                out[n] = out[n] * s[None, :]
+            out[before] = out[before] / (s if how == "gain" else s[:, None])
+    return out
+
+
 # -- whole checkpoints -------------------------------------------------------------------------------------------
 
 # method -> (quantiser, the config its tools write)
