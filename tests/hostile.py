@@ -622,6 +622,59 @@ def gen_hub_cache(rng: random.Random, folder: Path, good: str) -> list[str]:
     return _model_command(rng, ref, good)
 
 
+QUANTISED_EXPORTS = [("gptq", 4, 16, {}), ("gptq", 3, 32, {"v1": False}), ("gptq", 8, 16, {"act_order": True}),
+                     ("awq", 4, 16, {}), ("awq", 4, 16, {"version": "gemv"}), ("nf4", 4, 64, {}),
+                     ("int8", 8, 0, {}), ("mlx", 4, 16, {}), ("mlx", 3, 32, {}), ("compressed", 4, 16, {}),
+                     ("compressed", 4, 16, {"sym": False}), ("fp8", 8, 0, {})]
+
+
+def gen_quantised(rng: random.Random, folder: Path, good: str) -> list[str]:
+    """A quantised checkpoint (each method's parts, written by zoo/quantize.py) with a hostile part, config,
+    quant-state blob or byte."""
+    from parentage.zoo.quantize import Export, export_model
+
+    src = good_model(folder / "src")
+    method, bits, group, options = rng.choice(QUANTISED_EXPORTS)
+    m = folder / "m"
+    sd = random_state_dict("llama", SMALL, 0)
+    export_model(src, m, Export(method, bits, group, dict(options)), sd)
+    path = m / "model.safetensors"
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    parts = [k for k in header if k != "__metadata__" and not k.endswith(("norm.weight", "embed_tokens.weight"))]
+    r = rng.random()
+    if r < 0.3:  # a part's dtype, shape or offsets made hostile, lengths kept consistent
+        name = rng.choice(parts)
+        field = rng.choice(["dtype", "shape", "shape", "data_offsets"])
+        header[name][field] = hostile_value(rng) if rng.random() < 0.5 else rng.choice(
+            {"dtype": ["I32", "U8", "F32", "I64", "BF16", "F8_E4M3"], "shape": [[1], [3, 5], [0, 4], [2, 2, 2]],
+             "data_offsets": [[0, 4], [0, 0]]}[field])
+        text = json.dumps(header, allow_nan=True).encode()
+        text += b" " * (-len(text) % 8)
+        path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + n:])
+    elif r < 0.5:  # a hostile quantisation config
+        cfg = json.loads((m / "config.json").read_text())
+        key = "quantization" if "quantization" in cfg else "quantization_config"
+        if rng.random() < 0.5 and isinstance(cfg.get(key), dict):
+            qc = cfg[key]
+            qc[rng.choice(list(qc) + ["bits", "group_size", "checkpoint_format", "version", "format", "mode"])] = \
+                hostile_value(rng) if rng.random() < 0.6 else rng.choice([1, 5, 7, 16, -1, 0, "marlin", "gemv_fast"])
+            (m / "config.json").write_text(json.dumps(cfg, allow_nan=True))
+        else:
+            (m / "config.json").write_text(mutate_json(cfg, rng), encoding="utf-8", errors="surrogatepass")
+    elif r < 0.6:  # a part dropped or renamed (half a weight)
+        name = rng.choice(parts)
+        header[name.rsplit(".", 1)[0] + "." + rng.choice(["qzeros", "g_idx", "scales", "absmax", "SCB", "biases",
+                                                          "weight_zero_point", "weight_shape"])] = header.pop(name)
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + n:])
+    else:  # bytes: codes, scales, group indices, the bitsandbytes blob
+        path.write_bytes(mutate_bytes(data, rng, protect=8 + n if rng.random() < 0.7 else 0))
+    return _model_command(rng, str(m), good)
+
+
 def gen_special(rng: random.Random, folder: Path, good: str) -> list[str]:
     """FIFOs, devices and links where files are expected, at inputs and at output paths."""
     choice = rng.randrange(7)
@@ -663,5 +716,5 @@ def gen_special(rng: random.Random, folder: Path, good: str) -> list[str]:
 GENERATORS = {
     "safetensors": gen_safetensors, "shards": gen_shards, "gguf": gen_gguf, "torch": gen_torch, "config": gen_config,
     "tokenizer_json": gen_tokenizer_json, "sentencepiece": gen_sentencepiece, "tiktoken": gen_tiktoken,
-    "vocab_merges": gen_vocab_merges, "hub_cache": gen_hub_cache, "special": gen_special,
+    "vocab_merges": gen_vocab_merges, "hub_cache": gen_hub_cache, "special": gen_special, "quantised": gen_quantised,
 }

@@ -425,6 +425,35 @@ def test_a_gated_ffn_model_compares_with_an_ungated_one(tmp_path, ungated):
     assert agreement["log10_p"] is None and "gated" in agreement["summary"]
 
 
+@pytest.mark.parametrize("shape", [(256, 0), (0, 64)])
+def test_a_zero_width_embedding_is_left_out_with_a_warning_not_a_crash(tmp_path, shape):
+    sd = random_state_dict("llama", Shape(), 0)
+    sd["model.embed_tokens.weight"] = np.zeros(shape, np.float32)
+    (tmp_path / "z").mkdir()
+    write_safetensors(tmp_path / "z" / "model.safetensors", sd)
+    (tmp_path / "z" / "config.json").write_text(json.dumps(config_for("llama", Shape())))
+    ok = write_model(tmp_path / "ok", "llama", Shape(), seed=1)
+    for a, b in ((ok, tmp_path / "z"), (tmp_path / "z", ok)):
+        code, out, err = _run("compare", str(a), str(b), "--format", "json", "-q")
+        assert code == 0 and not err, err
+        assert json.loads(out)["verdict"]["label"] != "related"
+    with Checkpoint.open(tmp_path / "z") as ck:
+        assert ck.find("embed") is None and any("zero-size dimension" in w for w in ck.warnings)
+
+
+def test_a_parentage_cache_listing_nested_thousands_deep_is_ignored_not_a_crash(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    (cache / "remote").mkdir(parents=True)
+    deep = "[" * 5000 + "1" + "]" * 5000
+    (cache / "remote" / "org--name.json").write_text(
+        '{"refs": {"main": "%s"}, "commits": {"%s": {"files": %s}}}' % (COMMIT, COMMIT, deep))
+    monkeypatch.setenv("PARENTAGE_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    code, _, err = _run("inspect", "org/name")
+    assert code == 1
+    _one_error_line(err, "org/name", "never resolved online")
+
+
 def test_debug_works_after_the_subcommand_too(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "parentage.cli", "inspect", "--debug", str(tmp_path / "missing")],
                           capture_output=True, text=True)

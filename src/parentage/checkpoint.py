@@ -502,8 +502,9 @@ def _split(weights: WeightSet, name: str, target: str, n: int, dims: N.Dims) -> 
     return parts
 
 
-def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.Piece], list[str]]:
-    pieces, unmapped = [], []
+def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.Piece], list[str], list[str]]:
+    """(canonical pieces, stored names no table accounts for, stored tensors with a zero-size dimension)."""
+    pieces, unmapped, empty = [], [], []
     for name in weights.names():
         m = N.match_name(family, name)
         if m == "drop":
@@ -515,6 +516,9 @@ def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.
             raise LimitError(weights.info(name).file, f"tensor {name!r} names layer {m.layer} or expert {m.expert}, "
                                                       f"beyond any real model ({MAX_LAYERS:,} layers, {MAX_EXPERTS:,} experts)")
         shape = weights.info(name).shape
+        if 0 in shape:  # a tensor with no values says nothing, and every test would have to guard against it
+            empty.append(name)
+            continue
         transposed = m.transposed and len(shape) == 2
         canon = (shape[1], shape[0]) if transposed else shape
         if m.target.startswith("split:"):
@@ -534,7 +538,7 @@ def _pieces(family: N.Family, weights: WeightSet, dims: N.Dims) -> tuple[list[N.
                 pieces.append(N.Piece(N.Role(m.target[8:], m.layer, e, m.param), name, shape[1:], rows))
         else:
             pieces.append(N.Piece(N.Role(m.target, m.layer, m.expert, m.param), name, canon, None, transposed))
-    return pieces, unmapped
+    return pieces, unmapped, empty
 
 
 def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict, is_gguf: bool | None = None) -> Checkpoint:
@@ -550,7 +554,10 @@ def _build(ref: str, resolved: Resolved, weights: WeightSet, config: dict, is_gg
         raise ArchitectureError(resolved.weights[0], e.problem) from None
     warnings: list[str] = []
     nums = config_numbers(config, warnings)
-    pieces, unmapped = _pieces(family, weights, _dims(config, nums))
+    pieces, unmapped, empty = _pieces(family, weights, _dims(config, nums))
+    if empty:
+        warnings.append(f"{len(empty)} tensors have a zero-size dimension and are left out (e.g. {empty[0]!r} "
+                        f"{list(weights.info(empty[0]).shape)})")
     tensors: dict[N.Role, Tensor] = {}
     for p in pieces:
         if p.role in tensors:

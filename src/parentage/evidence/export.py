@@ -111,7 +111,8 @@ def detect_grid(values: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     rounds d * code by up to 2^-8 of it) in at least GRID_BLOCKS of them. The smallest g of 32..256 that shows
     it, then the largest that keeps one grid with no more codes (a group of 128 seen through blocks of 64).
     Returns (the grid's step at each value, g, the most codes a block uses), or None. Values drawn from a
-    continuous distribution fail at once: g distinct values in every block."""
+    continuous distribution fail at once: g distinct values in every block. Groups that are not contiguous
+    (GPTQ's act-order) and codebooks (NF4) leave no such blocks: they are not found, and nothing is claimed."""
     k, n = values.shape
 
     def grid(g: int) -> tuple[np.ndarray, int] | None:

@@ -85,7 +85,7 @@ class NF4Weight(Packed):
         if self.blocksize not in BLOCK_SIZES:
             raise UnsupportedQuantizationError(where, f"{name}: block size {self.blocksize} is not one bitsandbytes uses")
         numel = math.prod(shape)
-        data = stored.info(name)
+        data = need(stored, name, tuple(DTYPES), (1, 2), "a bitsandbytes 4-bit weight", where)
         self.itemsize = DTYPES[data.dtype].itemsize
         expect(data.n_cols == 1 and data.nbytes >= -(-numel // 2), where,
                f"{name}: {data.dtype}{list(data.shape)} cannot hold the {numel} 4-bit codes of a {shape} weight")

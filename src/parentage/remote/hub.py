@@ -25,6 +25,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from ..constants import (CARD_MAX_BYTES, HTTP_RETRIES, HTTP_TIMEOUT, JSON_MAX_BYTES, TOKENIZER_MAX_BYTES, cache_dir,
                          hf_cache_dir, hf_endpoint, hf_offline, http_backoff)
 from ..errors import CheckpointNotFoundError, HubReferenceError, NotCachedError, ParentageError, RemoteError
+from ..safeio import read_json
 from .cache import range_cache
 from .ranges import RETRY_STATUS, Location, NetStats, RangeFile, _first_line, _normal_etag, _origin
 
@@ -56,11 +57,17 @@ def _manifest_path(repo_id: str) -> Path:
 
 
 def _load_manifest(repo_id: str) -> dict:
+    """What an online run learned of a repository (refs, commits, file listings), or an empty one when there
+    is none or it is damaged: bounded in size and depth like any JSON parentage reads (a cache file can be
+    edited by anyone who can write the cache)."""
+    empty = {"refs": {}, "commits": {}}
     try:
-        data = json.loads(_manifest_path(repo_id).read_text())
-    except (OSError, ValueError):
-        return {"refs": {}, "commits": {}}
-    return data if isinstance(data, dict) and {"refs", "commits"} <= data.keys() else {"refs": {}, "commits": {}}
+        data = read_json(_manifest_path(repo_id))
+    except (OSError, ParentageError):
+        return empty
+    if not (isinstance(data, dict) and isinstance(data.get("refs"), dict) and isinstance(data.get("commits"), dict)):
+        return empty
+    return data
 
 
 def _save_manifest(repo_id: str, revision: str, commit: str, files: dict) -> None:
@@ -108,10 +115,15 @@ def _listing(ref: str, repo_id: str, revision: str | None, endpoint: str) -> tup
     if hf_offline():
         manifest = _load_manifest(repo_id)
         commit = rev if rev in manifest["commits"] else manifest["refs"].get(rev)
-        if commit is None or commit not in manifest["commits"]:
+        entry = manifest["commits"].get(commit) if isinstance(commit, str) else None
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if not isinstance(files, dict):
             raise NotCachedError(ref, f"HF_HUB_OFFLINE is set and revision {rev!r} of this repository was never "
                                       f"resolved online (no entry in {_manifest_path(repo_id)})")
-        return commit, manifest["commits"][commit]["files"]
+        # the listing is a cache file: keep only entries of the shape an online run writes
+        return commit, {name: v for name, v in files.items() if isinstance(name, str) and isinstance(v, list)
+                        and len(v) == 2 and isinstance(v[0], int) and not isinstance(v[0], bool) and v[0] >= 0
+                        and (v[1] is None or isinstance(v[1], str))}
     from huggingface_hub import HfApi
 
     try:

@@ -11,7 +11,7 @@ def format_human(doc: dict) -> str:
     p = "n/a" if v["log10_p"] is None else f"{v['log10_p']:.1f}"
     a, b = doc["inputs"]
     same = doc.get("same_checkpoint") or a["ref"] == b["ref"]
-    lines = [f"{v['label'].upper()}  (combined log10 p = {p}, p {_bound(v['log10_p'])})", f"  {v['summary']}",
+    lines = [f"{v['label'].upper()}  (combined log10 p = {p}, {_bound(v['log10_p'])})", f"  {v['summary']}",
              f"  A: {shorten_path(a['ref'])}  ({a['arch']}, {a['n_layers']} layers, hidden {a['hidden_size']})",
              f"  B: {shorten_path(b['ref'])}  ({b['arch']}, {b['n_layers']} layers, hidden {b['hidden_size']})"
              + ("  [the same checkpoint as A]" if same else "")]
@@ -64,5 +64,6 @@ def _unit_lines(units: list[dict], limit: int = 6) -> list[str]:
 
 
 def _bound(log10_p: float | None) -> str:
+    """'p ≤ 10⁻⁸⁸', or 'p = 0.74' near 1, or 'p n/a'."""
     text = p_value(log10_p)
-    return text if text.startswith(("p =", "n/a")) else f"\u2264 {text}"
+    return text if text.startswith("p =") else f"p {text}" if text == "n/a" else f"p \u2264 {text}"
