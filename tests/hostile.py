@@ -675,6 +675,43 @@ def gen_quantised(rng: random.Random, folder: Path, good: str) -> list[str]:
     return _model_command(rng, str(m), good)
 
 
+def gen_onnx(rng: random.Random, folder: Path, good: str) -> list[str]:
+    """An ONNX export (zoo/onnx_export.py) with a byte of its protobuf or external data mutated, an external data
+    location pointing away, or a tensor re-encoded with hostile dims, type or offsets."""
+    from parentage.zoo.onnx_export import export_onnx, f_bytes, f_int, tensor_proto
+
+    m = folder / "m"
+    weights = rng.choice(["F32", "F16", "int8", "nbits4"])
+    export_onnx(m, random_state_dict("llama", SMALL, 0), SMALL.n_layers, weights, rng.choice(["torch", "genai", "anonymous"]),
+                external=rng.random() < 0.5)
+    (m / "config.json").write_text(json.dumps(config_for("llama", SMALL)))
+    model = m / "model.onnx"
+    r = rng.random()
+    if r < 0.5:
+        model.write_bytes(mutate_bytes(model.read_bytes(), rng))
+    elif r < 0.65 and (m / "model.onnx_data").exists():
+        data = m / "model.onnx_data"
+        data.write_bytes(mutate_bytes(data.read_bytes(), rng))
+    elif r < 0.8:  # a tensor appended to the graph with hostile fields, consumed by a MatMul
+        dims = rng.choice([(1 << 40, 1 << 40), (0, 4), (4,), (2, 2, 2), (3, 5), (1 << 62, 2)])
+        raw = b"\0" * rng.choice([0, 4, 64, 60])
+        external = rng.choice([None, ("../secret", 0), ("/etc/passwd", 0), ("model.onnx_data", 1 << 50),
+                               ("model.onnx_data", -4), ("\0", 0)])
+        try:
+            t = tensor_proto("w_hostile", rng.choice(["F32", "I8", "U8", "F16", "I64"]), dims, raw, external)
+        except (ValueError, OverflowError):
+            t = tensor_proto("w_hostile", "F32", (4, 4), raw)
+        node = f_bytes(1, "x") + f_bytes(1, "w_hostile") + f_bytes(2, "y") + f_bytes(3, "/model/layers.0/mlp/up_proj/MatMul") \
+            + f_bytes(4, rng.choice(["MatMul", "Gemm", "Gather", "MatMulNBits", "DequantizeLinear"]))
+        graph = f_bytes(1, node) + f_bytes(5, t)
+        model.write_bytes(f_int(1, 10) + f_bytes(7, graph))
+    else:  # nesting, a huge claimed length, a wire type ONNX never uses
+        model.write_bytes(rng.choice([f_int(1, 10) + b"\x3a" + b"\xff" * 9 + b"\x01",
+                                      f_int(1, 10) + b"\x3a\x05" + b"\x0a\x03" * 40,
+                                      f_int(1, 10) + bytes([0x3b]) + b"\x00" * 16, f_int(1, 10) + b"\x0f" * 64]))
+    return _model_command(rng, str(m if rng.random() < 0.7 else model), good)
+
+
 def gen_special(rng: random.Random, folder: Path, good: str) -> list[str]:
     """FIFOs, devices and links where files are expected, at inputs and at output paths."""
     choice = rng.randrange(7)
@@ -717,4 +754,5 @@ GENERATORS = {
     "safetensors": gen_safetensors, "shards": gen_shards, "gguf": gen_gguf, "torch": gen_torch, "config": gen_config,
     "tokenizer_json": gen_tokenizer_json, "sentencepiece": gen_sentencepiece, "tiktoken": gen_tiktoken,
     "vocab_merges": gen_vocab_merges, "hub_cache": gen_hub_cache, "special": gen_special, "quantised": gen_quantised,
+    "onnx": gen_onnx,
 }

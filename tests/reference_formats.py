@@ -88,8 +88,85 @@ def compressed(folder: Path, strategy: str, sym: str, bits: str) -> None:
     _save(folder, {f"l.{k}": v for k, v in stored.items()}, {"quantization_config": qc}, {"l.weight": expected})
 
 
+def _float_matmul(k: int, n: int, seed: int):
+    """An onnx.helper model: one MatMul by a (k, n) float32 initializer, named as torch.onnx names it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(seed).standard_normal((k, n)).astype(np.float32)
+    node = helper.make_node("MatMul", ["x", "onnx::MatMul_7"], ["y"], name="/model/layers.0/mlp/up_proj/MatMul")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])],
+                              [numpy_helper.from_array(w, "onnx::MatMul_7")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), w
+
+
+def _run_identity(model_path: Path, k: int) -> np.ndarray:
+    """What onnxruntime computes for x = I (k, k): the weight the graph multiplies by, as (k, n)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": np.eye(k, dtype=np.float32)})[0]
+
+
+def onnx_nbits(folder: Path, bits: str, block: str, sym: str) -> None:
+    """onnxruntime's own MatMulNBits quantiser, saved with external data; its dequantised weight by running it."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model, _ = _float_matmul(256, 96, 5)
+    q = MatMulNBitsQuantizer(model, bits=int(bits), block_size=int(block), is_symmetric=sym == "sym")
+    q.process()
+    onnx.save_model(q.model.model, str(folder / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
+    np.savez(folder / "expected.npz", **{"model.layers.0.mlp.up_proj.weight": _run_identity(folder / "model.onnx", 256).T})
+    (folder / "config.json").write_text("{}")
+
+
+def onnx_qdq(folder: Path, signed: str) -> None:
+    """int8 weights through DequantizeLinear (one scale and zero point per output channel), run by onnxruntime."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(6)
+    k, n = 128, 48
+    dtype = np.int8 if signed == "int8" else np.uint8
+    lo, hi = (-128, 127) if signed == "int8" else (0, 255)
+    q = rng.integers(lo, hi + 1, size=(k, n)).astype(dtype)
+    scale = rng.uniform(0.001, 0.02, size=n).astype(np.float32)
+    zero = rng.integers(lo, hi + 1, size=n).astype(dtype)
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], axis=1,
+                              name="/model/layers.0/self_attn/v_proj/DequantizeLinear"),
+             helper.make_node("MatMul", ["x", "w"], ["y"], name="/model/layers.0/self_attn/v_proj/MatMul")]
+    inits = [numpy_helper.from_array(q, "w_q"), numpy_helper.from_array(scale, "w_scale"), numpy_helper.from_array(zero, "w_zero")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])], inits)
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(folder / "model.onnx"))
+    np.savez(folder / "expected.npz", **{"model.layers.0.self_attn.v_proj.weight": _run_identity(folder / "model.onnx", k).T})
+    (folder / "config.json").write_text("{}")
+
+
+def onnx_float(folder: Path, dtype: str) -> None:
+    """A float MatMul weight saved by onnx with external data; what onnx's numpy helpers load, transposed."""
+    import onnx
+    from onnx import numpy_helper
+
+    model, w = _float_matmul(64, 80, 7)
+    if dtype == "f16":
+        init = model.graph.initializer[0]
+        init.CopyFrom(numpy_helper.from_array(w.astype(np.float16), init.name))
+        model.graph.node.insert(0, onnx.helper.make_node("Cast", [init.name], ["w16"], to=1, name="/cast"))
+        model.graph.node[1].input[1] = "w16"
+    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    loaded = onnx.load(str(folder / "model.onnx"), load_external_data=True)
+    values = numpy_helper.to_array(loaded.graph.initializer[0]).astype(np.float32)
+    np.savez(folder / "expected.npz", **{"model.layers.0.mlp.up_proj.weight": values.T})
+    (folder / "config.json").write_text("{}")
+
+
 CASES = {"mlx": ("mlx.core", mlx), "bnb4": ("bitsandbytes", bnb4), "bnb8": ("bitsandbytes", bnb8),
-         "compressed": ("compressed_tensors", compressed)}
+         "compressed": ("compressed_tensors", compressed), "onnx_nbits": ("onnxruntime", onnx_nbits),
+         "onnx_qdq": ("onnxruntime", onnx_qdq), "onnx_float": ("onnx", onnx_float)}
 
 
 def main() -> None:
@@ -101,7 +178,7 @@ def main() -> None:
         case, *args = spec.split(":")
         module, make = CASES[case]
         if importlib.util.find_spec(module.split(".")[0]) is None or (
-                case != "mlx" and importlib.util.find_spec("torch") is None):
+                module in ("bitsandbytes", "compressed_tensors") and importlib.util.find_spec("torch") is None):
             print(f"skip: {module} not installed (the formats extra)")
             return
         folder = Path(root) / "_".join([case, *args])

@@ -9,6 +9,9 @@ Checked against what (README, "What it reads"):
   transformers does, against its dequantize_4bit.
 - MLX: files mlx.core.quantize and mlx.core.save_safetensors write, against mlx.core.dequantize.
 - compressed-tensors: its own compressors' output against their decompress.
+- ONNX: onnxruntime's own MatMulNBits quantiser and DequantizeLinear graphs, run by onnxruntime on the identity;
+  float initializers with external data as onnx's numpy helpers load them (tests/test_readers_onnx.py: the
+  project's writer, hostile files).
 """
 
 import json
@@ -154,6 +157,8 @@ REFERENCE_CASES = {
     "compressed-tensors": [f"compressed:{s}:{y}:{b}" for s, y, b in (("group", "sym", 4), ("group", "asym", 4),
                                                                       ("channel", "sym", 8), ("group", "sym", 3),
                                                                       ("channel", "asym", 4))],
+    "onnx": ["onnx_nbits:4:32:asym", "onnx_nbits:4:128:sym", "onnx_nbits:8:32:asym", "onnx_qdq:int8", "onnx_qdq:uint8",
+             "onnx_float:f32", "onnx_float:f16"],
 }
 
 
@@ -180,7 +185,8 @@ def _reference(references, library: str, *case: str):
     if isinstance(root, str):
         pytest.skip(root)
     folder = root / "_".join(case)
-    ws, scheme = _weights(folder / "model.safetensors", json.loads((folder / "config.json").read_text()))
+    weights = folder / ("model.onnx" if (folder / "model.onnx").exists() else "model.safetensors")
+    ws, scheme = _weights(weights, json.loads((folder / "config.json").read_text()))
     return ws, scheme, dict(np.load(folder / "expected.npz"))
 
 
@@ -216,6 +222,16 @@ def test_compressed_tensors_decodes_as_its_own_decompressor(references, strategy
     ws, scheme, expected = _reference(references, "compressed-tensors", "compressed", strategy, sym, bits)
     assert scheme.method == "compressed-tensors" and scheme.bits == [int(bits)]
     np.testing.assert_allclose(ws.read_rows("l.weight", 0, 48), expected["l.weight"], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", REFERENCE_CASES["onnx"])
+def test_onnx_weights_decode_as_onnxruntime_and_onnx_compute_them(references, case):
+    ws, scheme, expected = _reference(references, "onnx", *case.split(":"))
+    assert scheme is None and ws.format == "onnx"  # ONNX decodes its own quantisation: no safetensors method
+    name, values = next(iter(expected.items()))
+    assert ws.names() == [name]
+    np.testing.assert_allclose(ws.read_rows(name, 0, values.shape[0]), values, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ws.read_rows(name, 7, 19), values[7:19], rtol=1e-6, atol=1e-6)
 
 
 # -- what is refused, in one line --------------------------------------------------------------------------------

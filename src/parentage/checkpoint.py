@@ -146,7 +146,7 @@ class Tensor:
     def sample_steps(self, k: int, seed: int) -> np.ndarray | None:
         """The quantiser's step at each value of `sample_rows(k, seed)` for a quantised weight (`packed.Packed`),
         else None (a float type's spacing follows from the values: `dtypes.float_steps`)."""
-        if self.piece.source not in getattr(self.weights, "packed", {}):
+        if not (hasattr(self.weights, "has_steps") and self.weights.has_steps(self.piece.source)):
             return None
         parts = map_reads(self.weights, lambda s: self._read_rows(*s, read=self.weights.steps), self.sample_spans(k, seed))
         return np.concatenate(parts)
@@ -278,7 +278,7 @@ class Checkpoint:
         readers = []
         try:
             for path in resolved.weights:
-                readers.append(open_file(path))
+                readers.append(open_file(path, resolved.siblings))
             weights = WeightSet(readers)
         except BaseException:
             for r in readers:

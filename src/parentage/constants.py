@@ -25,6 +25,13 @@ GGUF_MAX_KEYS = 1 << 16  # metadata keys (real files: a few dozen)
 GGUF_MAX_TENSORS = 1 << 18  # tensor entries (DeepSeek-V3 with unstacked experts: about 50,000)
 GGUF_MAX_NESTING = 4  # arrays of arrays
 
+# An ONNX model is parsed field by field; these bound what a small hostile file can make that cost.
+ONNX_MAX_FIELDS = 1 << 24  # protobuf fields parsed in one model (a 7B export with its graph: about a million)
+ONNX_MAX_NODES = 1 << 20  # graph nodes
+ONNX_MAX_ATTRIBUTES = 64  # attributes of one node
+ONNX_MAX_STRING = 1 << 16  # bytes of one name or attribute string
+ONNX_MAX_SMALL_ELEMENTS = 1 << 22  # values of a tensor stored as varints (int32_data): decoded whole, so small only
+
 # A torch pickle's tensor table: nested dicts are flattened with dots; shared references could make a few
 # hundred bytes describe 2^60 paths, so the walk is capped (real state dicts: a few thousand tensors).
 TORCH_MAX_ENTRIES = 1 << 20

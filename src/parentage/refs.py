@@ -19,7 +19,8 @@ from .safeio import is_inside, read_json, regular_file
 
 # Weight files in order of preference: the first pattern that matches in a folder wins.
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-WEIGHT_GLOBS = ("model.safetensors", "*.safetensors", "pytorch_model.bin", "pytorch_model-*.bin", "consolidated*.pth", "*.gguf", "*.bin", "*.pt", "*.pth")
+WEIGHT_GLOBS = ("model.safetensors", "*.safetensors", "pytorch_model.bin", "pytorch_model-*.bin", "consolidated*.pth", "*.gguf", "*.bin", "*.pt", "*.pth",
+                "model.onnx", "*.onnx")
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
     "merges.txt", "vocab.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
@@ -43,6 +44,7 @@ class Resolved:
     confine: Path | None = None  # every file read must resolve inside this folder (a hub repo's cache)
     net: object = None  # remote.ranges.NetStats when the weights are read over the network
     url: str | None = None  # the URL typed, for URL references
+    siblings: object = None  # name -> byte source of another file of a remote checkpoint (ONNX external data)
 
     @property
     def source(self) -> str:
@@ -120,6 +122,8 @@ def choose_weights(names: list[str], where) -> tuple[str, list[str]]:
         files = [n for n in names if fnmatch.fnmatchcase(n, pattern) and not n.startswith("adapter_model.")]
         if not files:
             continue
+        if pattern == "*.onnx" and len(files) > 1:
+            raise FormatError(where, f"holds {len(files)} ONNX models ({', '.join(files[:4])}); name the one to read")
         if pattern == "*.gguf":
             sets = {tuple(_gguf_split_names(n, where)) for n in files}
             if len(sets) > 1:
@@ -177,7 +181,10 @@ def resolve(ref: str) -> Resolved:
             shards, weight_map = _shards_from_index(path)
             return Resolved(ref, path.parent, shards, path, weight_map=weight_map)
         weights = _gguf_split_set(path) if path.suffix == ".gguf" else [path]
-        return Resolved(ref, path.parent, weights)
+        root = path.parent
+        if path.suffix == ".onnx" and not (root / "config.json").is_file() and (root.parent / "config.json").is_file():
+            root = root.parent  # optimum and transformers.js keep the ONNX files in onnx/, the config above them
+        return Resolved(ref, root, weights)
     m = _HUB_ID.match(ref)
     if m and not ref.startswith((".", "/", "~")):
         return _resolve_hub(ref, m.group("repo"), m.group("rev"))

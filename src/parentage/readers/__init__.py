@@ -18,13 +18,16 @@ import numpy as np
 from ..constants import MAX_TENSORS
 from ..errors import CheckpointNotFoundError, FormatError, LimitError
 from .base import Reader, TensorInfo, is_local
+from . import onnx
 from .gguf import GGUFFile
+from .onnx import ONNXFile
 from .safetensors import SafetensorsFile
 from .torch_bin import TorchZipFile
 
-__all__ = ["Reader", "TensorInfo", "WeightSet", "open_file", "sniff_format", "GGUFFile", "SafetensorsFile", "TorchZipFile"]
+__all__ = ["Reader", "TensorInfo", "WeightSet", "open_file", "sniff_format", "GGUFFile", "ONNXFile", "SafetensorsFile",
+           "TorchZipFile"]
 
-READERS = {"safetensors": SafetensorsFile, "gguf": GGUFFile, "torch": TorchZipFile}
+READERS = {"safetensors": SafetensorsFile, "gguf": GGUFFile, "torch": TorchZipFile, "onnx": ONNXFile}
 
 
 def sniff_format(source) -> str:
@@ -50,13 +53,17 @@ def sniff_format(source) -> str:
         return "safetensors"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "torch"  # a bare pickle: torch's legacy format, refused by the torch reader with a clear line
+    if onnx.sniff(head):
+        return "onnx"
     if len(head) < 9 and str(where).endswith(".safetensors"):
         return "safetensors"  # let the safetensors parser explain the truncation
-    raise FormatError(where, "not a weights file parentage knows (safetensors, GGUF or a torch zip checkpoint)")
+    raise FormatError(where, "not a weights file parentage knows (safetensors, GGUF, ONNX or a torch zip checkpoint)")
 
 
-def open_file(source) -> Reader:
-    """A reader for a local path or a byte source with the verbs of `base.MappedFile` (a remote file)."""
+def open_file(source, siblings=None) -> Reader:
+    """A reader for a local path or a byte source with the verbs of `base.MappedFile` (a remote file);
+    `siblings(name)` opens another file of the same checkpoint (an ONNX model's external data) when it is not
+    beside a local file."""
     if isinstance(source, str):
         source = Path(source)
     fmt = sniff_format(source)
@@ -64,6 +71,8 @@ def open_file(source) -> Reader:
         raise FormatError(source.path, "a torch checkpoint is read only from disk (its zip directory sits at the "
                                        "end and its pickle must be read whole); ask for the safetensors files, or "
                                        "download it")
+    if fmt == "onnx":
+        return ONNXFile(source, siblings)
     return READERS[fmt](source)
 
 
@@ -166,10 +175,19 @@ class WeightSet:
             self.recorder(name, start, rows)
         return rows
 
+    def has_steps(self, name: str) -> bool:
+        """Whether a weight is stored quantised with a step per value (`steps`)."""
+        if name in self.packed:
+            return True
+        owner = self.owner.get(name)
+        return hasattr(owner, "has_steps") and owner.has_steps(name)
+
     def steps(self, name: str, start: int, stop: int) -> np.ndarray:
         """The quantiser's step at each value of rows [start, stop) of a quantised weight (evidence/export.py
         measures errors in these)."""
-        return self.packed[name].steps(start, stop)
+        if name in self.packed:
+            return self.packed[name].steps(start, stop)
+        return self.owner[name].steps(name, start, stop)
 
     def close(self) -> None:
         for r in self.readers:
