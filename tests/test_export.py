@@ -1,7 +1,6 @@
 """The export relation: which checkpoint is the other's quantisation, cast or dequantised export, and which
 tensors lie beyond that storage's error (evidence/export.py)."""
 
-import json
 import shutil
 
 import numpy as np
@@ -83,7 +82,7 @@ def test_a_quantisation_is_named_as_the_child_of_what_it_quantises(family, fmt, 
     assert (export["relation"], export["child"], export["parent"]) == ("quantization", "B", "A")
     assert export["method"] == method and not export["altered"]
     assert export["n_within"] == export["n_compared"] > 10
-    assert doc["direction"]["parent"] == "A" and export["summary"].startswith(f"B is a") and method in export["summary"]
+    assert doc["direction"]["parent"] == "A" and export["summary"].startswith("B is a") and method in export["summary"]
 
 
 def test_the_direction_follows_the_grid_not_the_argument_order(family):
