@@ -257,3 +257,37 @@ def test_a_complete_hub_cache_snapshot_is_read_from_disk_with_the_same_judgement
     _same_judgement(remote, local)
     assert local["inputs"][0]["commit"] == commit and local["cost"]["per_input"][0]["bytes_transferred"] == 0
     assert hub.counters.cdn_bytes == served  # B's ranges came from the range cache, A's from the snapshot
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, models):
+    """The first model exported as hub derivatives are: GPTQ (packed along the input: strided reads), MLX, and
+    ONNX int8 with its weights in an external data file."""
+    from parentage.zoo.onnx_export import export_onnx
+    from parentage.zoo.quantize import Export, export_model
+
+    root = tmp_path_factory.mktemp("remote-exports")
+    sd = random_state_dict("llama", SHAPE, seed=1)
+    export_model(models["a"], root / "gptq", Export("gptq", 4, 32), sd)
+    export_model(models["a"], root / "mlx", Export("mlx", 4, 32), sd)
+    export_onnx(root / "onnx", sd, SHAPE.n_layers, "int8", "torch", external=True)
+    shutil.copy2(models["a"] / "config.json", root / "onnx" / "config.json")
+    return {name: root / name for name in ("gptq", "mlx", "onnx")}
+
+
+@pytest.mark.parametrize("fmt", ["gptq", "mlx", "onnx"])
+def test_quantised_and_onnx_exports_judge_remotely_as_locally(online, monkeypatch, models, exports, fmt):
+    hub = _hub(monkeypatch, {**models, fmt: exports[fmt]})
+    try:
+        local = compare(str(models["a"]), str(exports[fmt]))
+        remote = compare("acme/a", f"acme/{fmt}")
+        _same_judgement(local, remote)
+        assert remote["verdict"]["label"] == "related" and remote["alignment"]["export"]["relation"] == "quantization"
+        cost = remote["cost"]["per_input"][1]
+        # a tiny model is read almost whole; coalescing nearby ranges may fetch a cached byte twice, never more
+        assert 0 < cost["bytes_transferred"] <= 1.5 * cost["bytes_total"]
+        if fmt == "onnx":  # by URL too: the external data file is found beside the model on the server
+            by_url = compare(str(models["a"]), f"{hub.url}/acme/onnx/resolve/main/model.onnx")
+            assert by_url["verdict"] == local["verdict"]
+    finally:
+        hub.stop()

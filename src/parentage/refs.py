@@ -44,7 +44,7 @@ class Resolved:
     confine: Path | None = None  # every file read must resolve inside this folder (a hub repo's cache)
     net: object = None  # remote.ranges.NetStats when the weights are read over the network
     url: str | None = None  # the URL typed, for URL references
-    siblings: object = None  # name -> byte source of another file of a remote checkpoint (ONNX external data)
+    siblings: object = None  # (name, stats) -> byte source of another file of a remote checkpoint (ONNX external data)
 
     @property
     def source(self) -> str:

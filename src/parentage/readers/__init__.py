@@ -62,8 +62,8 @@ def sniff_format(source) -> str:
 
 def open_file(source, siblings=None) -> Reader:
     """A reader for a local path or a byte source with the verbs of `base.MappedFile` (a remote file);
-    `siblings(name)` opens another file of the same checkpoint (an ONNX model's external data) when it is not
-    beside a local file."""
+    `siblings(name, stats)` opens another file of the same checkpoint (an ONNX model's external data) when it is
+    not beside a local file, its reads counted in `stats`."""
     if isinstance(source, str):
         source = Path(source)
     fmt = sniff_format(source)

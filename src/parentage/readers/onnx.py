@@ -607,7 +607,7 @@ class ONNXFile(FileReader):
                                          "file name beside the model")
         if location not in self._external:
             if self._siblings_open is not None:
-                src = self._siblings_open(location)
+                src = self._siblings_open(location, self.stats)
                 if src is None:
                     raise FormatError(self.path, f"external data file {location!r} is not in the repository")
             else:

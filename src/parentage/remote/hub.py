@@ -20,7 +20,7 @@ import posixpath
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from ..constants import (CARD_MAX_BYTES, HTTP_RETRIES, HTTP_TIMEOUT, JSON_MAX_BYTES, TOKENIZER_MAX_BYTES, cache_dir,
                          hf_cache_dir, hf_endpoint, hf_offline, http_backoff)
@@ -220,16 +220,23 @@ def resolve_hub(ref: str, repo_id: str, revision: str | None):
         if missing:
             raise HubReferenceError(ref, f"{chosen[0]} names shard {missing[0]}, which the repository does not hold")
         chosen = shards
-    weights = []
-    for name in chosen:
+    def remote_file(name: str, stats=None) -> RangeFile:
         size, etag = files[name]
         if not isinstance(size, int):
             raise RemoteError(ref, f"the hub's listing gives no size for {name}")
         key = "\0".join(("hub", endpoint, repo_id, commit, name, str(etag)))
-        weights.append(RangeFile(f"hf://{repo_id}@{commit[:10]}/{name}", size, key, range_cache(), net,
-                                 locate=None if hf_offline() else _locator(ref, repo_id, commit, name, endpoint),
-                                 content_sha256=etag if _is_sha256(etag) else None))
-    return Resolved(ref, root, weights, index, hub=hub, weight_map=weight_map, confine=repo_dir, net=net)
+        return RangeFile(f"hf://{repo_id}@{commit[:10]}/{name}", size, key, range_cache(), net, stats=stats,
+                         locate=None if hf_offline() else _locator(ref, repo_id, commit, name, endpoint),
+                         content_sha256=etag if _is_sha256(etag) else None)
+
+    def sibling(name: str, stats) -> RangeFile | None:  # an ONNX model's external data, beside it in the repository
+        folder = posixpath.dirname(chosen[0]) if chosen else ""
+        full = posixpath.join(folder, name) if folder else name
+        return remote_file(full, stats) if full in files else None
+
+    weights = [remote_file(name) for name in chosen]
+    return Resolved(ref, root, weights, index, hub=hub, weight_map=weight_map, confine=repo_dir, net=net,
+                    siblings=sibling)
 
 
 # -- URLs ------------------------------------------------------------------------------------------------------
@@ -318,7 +325,7 @@ def resolve_url(ref: str):
     net = NetStats()
     name = unquote(posixpath.basename(urlsplit(ref).path))
     if not name:
-        raise CheckpointNotFoundError(ref, "the URL names no file (expected a .safetensors or .gguf file, or a "
+        raise CheckpointNotFoundError(ref, "the URL names no file (expected a .safetensors, .gguf or .onnx file, or a "
                                            "*.index.json shard index)")
     folder = cache_dir() / "urls" / hashlib.sha256(urljoin(ref, ".").encode()).hexdigest()[:32]
     folder.mkdir(parents=True, exist_ok=True)
@@ -337,13 +344,17 @@ def resolve_url(ref: str):
     else:
         choose_weights([name], ref)  # refuses what is not a weights file by name
         urls = [ref]
-    weights = []
-    for url in urls:
+    def remote_file(url: str, stats=None) -> RangeFile:
         size, etag, final = _head(url, endpoint, net)
         key = "\0".join(("url", url, str(etag), str(size)))
         loc = Location(final, _headers_for(final, endpoint), None)
-        weights.append(RangeFile(url, size, key, range_cache(), net, locate=lambda loc=loc: loc))
-    return Resolved(ref, folder, weights, index, weight_map=weight_map, net=net, url=ref)
+        return RangeFile(url, size, key, range_cache(), net, stats=stats, locate=lambda loc=loc: loc)
+
+    def sibling(name: str, stats) -> RangeFile:  # an ONNX model's external data, beside it on the server
+        return remote_file(urljoin(ref, quote(name)), stats)
+
+    weights = [remote_file(url) for url in urls]
+    return Resolved(ref, folder, weights, index, weight_map=weight_map, net=net, url=ref, siblings=sibling)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

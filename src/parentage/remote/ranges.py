@@ -139,6 +139,8 @@ class RangeFile:
         self.stats = stats if stats is not None else ReadStats()
         self._locate, self._location = locate, None
         self._located = threading.Lock()
+        self._flight = threading.Lock()
+        self._inflight: dict[tuple[int, int], threading.Event] = {}  # spans being fetched now
         self._seen_etag: str | None = None
         self.offline_hint = offline_hint
         self.content_sha256 = content_sha256  # as the hub lists it (LFS), None when unknown
@@ -183,13 +185,9 @@ class RangeFile:
                                                                         offset + k * stride + seg)]
         if not gaps:
             return out
-        if self._locate is None:
-            self._fetch_gaps(out[0], gaps[0][0], gaps[:1])  # raises the offline error line
         requests = _merge(gaps, COALESCE_GAP)
-        results = list(pool().map(lambda r: self._fetch(*r), requests))
         flat = out.reshape(-1)
-        for (a, b), data in zip(requests, results):
-            self.cache.store(self.key, a, data)
+        for (a, b), data in zip(requests, self._fetch_all(requests)):
             for k in range(max(0, (a - offset - seg) // stride), min(count, (b - offset) // stride + 1)):
                 lo, hi = max(a, offset + k * stride), min(b, offset + k * stride + seg)
                 if hi > lo:
@@ -225,22 +223,62 @@ class RangeFile:
             gaps.append((cursor, hi))
         return _merge(gaps, 0)
 
+    def _uncached(self, lo: int, hi: int) -> bool:
+        """Whether some byte of [lo, hi) is in no cached piece (a piece may still go before it is read)."""
+        cursor = lo
+        for start, end in sorted(self.cache.pieces(self.key)):
+            if start > cursor:
+                break
+            cursor = max(cursor, end)
+            if cursor >= hi:
+                return False
+        return cursor < hi
+
     # -- network ------------------------------------------------------------------------------------------------
 
     def _fetch_gaps(self, out: np.ndarray, lo: int, gaps: list[tuple[int, int]]) -> None:
-        if self._locate is None:
-            a, b = gaps[0]
-            raise NotCachedError(self.path, f"bytes {a:,}-{b - 1:,} are not in the range cache and HF_HUB_OFFLINE is "
-                                            f"set{self.offline_hint}; run once online to fetch them")
         requests = _merge(gaps, COALESCE_GAP)
-        if len(requests) == 1:
-            results = [self._fetch(*requests[0])]
-        else:
-            results = list(pool().map(lambda r: self._fetch(*r), requests))
-        for (a, b), data in zip(requests, results):
-            self.cache.store(self.key, a, data)
+        for (a, b), data in zip(requests, self._fetch_all(requests)):
             s, e = max(a, lo), min(b, lo + len(out))
             out[s - lo: e - lo] = np.frombuffer(data, dtype=np.uint8)[s - a: e - a]
+
+    def _fetch_all(self, requests: list[tuple[int, int]]) -> list[bytes]:
+        """Each span's bytes, fetched (concurrently) and cached; a span overlapping one another thread is already
+        fetching is taken from the cache once that fetch ends (single flight: the blocks of a strided tensor,
+        read at once, each cover the whole tensor and would otherwise all fetch it)."""
+        if self._locate is None:
+            a, b = requests[0]
+            raise NotCachedError(self.path, f"bytes {a:,}-{b - 1:,} are not in the range cache and HF_HUB_OFFLINE is "
+                                            f"set{self.offline_hint}; run once online to fetch them")
+        mine, waits = [], []
+        with self._flight:  # what is neither cached nor being fetched by now is ours to fetch
+            for r in requests:
+                busy = next((ev for span, ev in self._inflight.items() if span[0] < r[1] and r[0] < span[1]), None)
+                if busy is not None or not self._uncached(*r):
+                    waits.append((r, busy))
+                else:
+                    self._inflight[r] = threading.Event()
+                    mine.append(r)
+        results: dict[tuple[int, int], bytes] = {}
+        try:
+            fetched = [self._fetch(*mine[0])] if len(mine) == 1 else list(pool().map(lambda r: self._fetch(*r), mine))
+            for r, data in zip(mine, fetched):
+                self.cache.store(self.key, r[0], data)
+                results[r] = data
+        finally:
+            with self._flight:
+                for r in mine:
+                    self._inflight.pop(r).set()
+        for (a, b), busy in waits:
+            if busy is not None:
+                busy.wait()
+            buf = np.empty(b - a, dtype=np.uint8)
+            missing = self._fill_from_cache(buf, a, b)
+            if missing:  # the other fetch failed, or its bytes were trimmed since: fetch what is missing here
+                for (x, y), data in zip(missing, self._fetch_all(missing)):
+                    buf[x - a: y - a] = np.frombuffer(data, dtype=np.uint8)
+            results[(a, b)] = buf.tobytes()
+        return [results[r] for r in requests]
 
     def location(self, refresh: bool = False) -> Location:
         with self._located:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-LFS_PATTERNS = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
+LFS_PATTERNS = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".onnx", ".onnx_data", ".onnx.data")  # the hub's default .gitattributes
 LFS_MIN_BYTES = 10 << 20  # the hub stores larger files in LFS whatever their name
 CHUNK = 1 << 20
 
