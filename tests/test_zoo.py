@@ -18,7 +18,8 @@ from parentage.zoo.build import SIZES, build_zoo, recipes  # noqa: E402
 from parentage.zoo.model import ModelConfig, forward  # noqa: E402
 
 ALL_KINDS = {"base", "finetune", "merge", "continued", "insert_layers", "remove_layers", "widen_ffn", "replace_tokenizer",
-             "upcycle", "frozen", "obfuscate", "export_bf16", "export_gguf", "combined", "distill"}
+             "upcycle", "frozen", "obfuscate", "export_bf16", "export_gguf", "export_quant", "combined", "distill"}
+EXPORT_FORMATS = {"gptq", "awq", "nf4", "mlx", "ct-int4", "fp8", "onnx", "gptq-edit"}
 
 
 def _params(folder, manifest, name):
@@ -29,6 +30,12 @@ def _params(folder, manifest, name):
 def test_the_zoo_covers_every_derivation_kind_and_lists_every_pair(zoo):
     folder, m = zoo
     assert m["complete"] and {e["recipe"] for e in m["models"].values()} == ALL_KINDS
+    assert {e["format"] for e in m["models"].values() if e["recipe"] == "export_quant"} == EXPORT_FORMATS
+    exports = [n for n, e in m["models"].items() if e["recipe"].startswith("export")]
+    assert all(m["models"][n]["export"]["of"] == m["models"][n]["parents"][0] for n in exports)
+    assert [n for n in exports if m["models"][n]["export"]["altered"]] == ["p0-gptq-edit"]
+    assert {(p["a"], p["b"]) for p in m["pairs"] if p["kind"] == "export vs its source"} == \
+        {(m["models"][n]["parents"][0], n) for n in exports}
     names = set(m["models"])
     assert {p["a"] for p in m["pairs"]} | {p["b"] for p in m["pairs"]} == names
     for p in m["pairs"]:

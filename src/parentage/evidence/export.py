@@ -46,6 +46,9 @@ RESCALE_SHARE = 0.25  # ... and at most this share of the change's own spread ov
 GGUF_SUB_BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q8_1": 32, "Q2_K": 16, "Q3_K": 16,
                   "Q4_K": 32, "Q5_K": 32, "Q6_K": 16, "Q8_K": 256}
 GRID_BLOCKS = 0.9  # share of sub-blocks on one affine grid for float rows to be called a dequantised quantisation
+ONNX_TYPES = {"ONNX-NBITS2": "MatMulNBits 2-bit", "ONNX-NBITS3": "MatMulNBits 3-bit", "ONNX-NBITS4": "MatMulNBits 4-bit",
+              "ONNX-NBITS8": "MatMulNBits 8-bit", "ONNX-I8": "int8", "ONNX-U8": "uint8", "ONNX-I4": "int4",
+              "ONNX-U4": "uint4"}
 NORM_INPUTS = {"attn_norm": ("attn_q", "attn_k", "attn_v"), "mlp_norm": ("mlp_gate", "mlp_up")}
 
 
@@ -307,6 +310,8 @@ def _method(ck: Checkpoint, relation: str) -> tuple[str, str]:
     types = sorted({d for d in matrices if quantised(d)} or set(matrices))
     if ck.format == "gguf":
         return "gguf", f"GGUF {'/'.join(types)}"
+    if ck.format == "onnx":
+        return "onnx", "ONNX " + "/".join(ONNX_TYPES.get(t, t) for t in types)
     return ck.format, "/".join(types)
 
 

@@ -39,6 +39,7 @@ class Built:
     tokenizer: str  # corpus name of its tokenizer
     layer_map: list[int | None] | None = None  # child layer -> parent layer
     extra: dict = field(default_factory=dict)
+    stored: dict | None = None  # an export's weights as its file decodes them (movement is measured on these)
 
 
 class _Zoo:
@@ -102,7 +103,7 @@ class _Zoo:
         if kind == "distill":
             cfg = parent.cfg
             return Built(cfg, init_params(cfg, gen), parent.tokenizer)
-        if kind in ("finetune", "continued", "frozen", "export_bf16", "export_gguf"):
+        if kind in ("finetune", "continued", "frozen", "export_bf16", "export_gguf", "export_quant"):
             return Built(parent.cfg, {k: v.clone() for k, v in parent.params.items()}, parent.tokenizer)
         if kind == "merge":
             other = self.load(r.parents[1])
@@ -175,7 +176,7 @@ class _Zoo:
         if not r.parents or r.kind in ("obfuscate", "distill") or (r.parents and self.by_name[r.parents[0]].kind == "obfuscate"):
             return None
         parent = self.load(r.parents[0])
-        built = Built(built.cfg, self._as_stored(r, built.params), built.tokenizer, built.layer_map)
+        built = Built(built.cfg, self._as_stored(r, built.params, built.stored), built.tokenizer, built.layer_map)
         init = None
         if self.by_name[r.parents[0]].kind == "base":
             init = init_params(parent.cfg, torch.Generator().manual_seed(self.model_seed(r.parents[0])))
@@ -213,8 +214,11 @@ class _Zoo:
         return out
 
     @staticmethod
-    def _as_stored(r: Recipe, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The values an export really holds (bf16 rounding, GGUF quantisation), for honest movement figures."""
+    def _as_stored(r: Recipe, params: dict[str, torch.Tensor], stored: dict | None = None) -> dict[str, torch.Tensor]:
+        """The values an export really holds (bf16 rounding, GGUF quantisation, a quantised export's decoded
+        weights), for honest movement figures."""
+        if stored is not None:
+            return {**params, **{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in stored.items() if k in params}}
         if r.kind == "export_bf16":
             return {k: v.to(torch.bfloat16).float() for k, v in params.items()}
         if r.kind == "export_gguf":
@@ -243,15 +247,22 @@ class _Zoo:
         if tmp.exists():
             shutil.rmtree(tmp)
         tok = self.tokenizers[built.tokenizer]
+        export = None
         if r.kind == "export_gguf":
             qtype = "Q8_0" if r.name.endswith("q8") else "Q4_0"
             tmp.mkdir(parents=True)
             save_gguf(tmp / f"{r.name}.gguf", built.cfg, built.params, tok, qtype, r.name)
             fmt, rel = f"gguf-{qtype}", f"models/{r.name}/{r.name}.gguf"
+            export = {"relation": "quantization", "method": f"GGUF {qtype}", "altered": []}
+        elif r.kind == "export_quant":
+            export = self._export(r, built, tmp)
+            fmt, rel = r.export, f"models/{r.name}"
         else:
             dtype = "BF16" if r.kind == "export_bf16" else "F32"
             save_hf(tmp, built.cfg, built.params, tok, dtype)
             fmt, rel = f"safetensors-{dtype}", f"models/{r.name}"
+            if r.kind == "export_bf16":
+                export = {"relation": "cast", "method": "BF16", "altered": []}
         final = models / r.name
         if final.exists():
             shutil.rmtree(final)
@@ -265,9 +276,50 @@ class _Zoo:
             "model_config": built.cfg.to_dict(), "layer_map": built.layer_map, **trained, **built.extra,
             "movement": self.movement(r, built, set(trained.get("frozen_tensors", ()))), "build_seconds": round(seconds, 2),
         }
+        if export is not None:  # the truth an export relation is checked against (zoo/truth.py)
+            entry["export"] = {**export, "of": r.parents[0]}
         # exports are stored lossy; children and movement use the exact float32 parameters kept in memory
         self.cache[r.name] = built
         return entry
+
+    def _export(self, r: Recipe, built: Built, folder: Path) -> dict:
+        """Write built (its parent's weights) as a quantised export into folder; what the export truthfully is."""
+        from .onnx_export import export_onnx
+        from .quantize import ZOO_EXPORTS, awq_scales, export_model
+
+        src = self.folder / self.manifest["models"][r.parents[0]]["path"]
+        sd = {k: v.detach().float().numpy() for k, v in built.params.items()}
+        altered = []
+        if r.export.endswith("-edit"):  # another model's value projection swapped in after quantising
+            layer = built.cfg.n_layers // 2
+            name = f"model.layers.{layer}.self_attn.v_proj.weight"
+            donor = next(x.name for x in self.recipes if x.kind == "base" and x.name != root_of(r.name, self.by_name))
+            sd[name] = self.load(donor).params[name].detach().float().numpy()
+            altered = [f"layers.{layer}.attn_v.weight"]
+        if r.export == "onnx":
+            folder.mkdir(parents=True)
+            decoded = export_onnx(folder, sd, built.cfg.n_layers, "nbits4", "anonymous", external=True)
+            for f in src.iterdir():
+                if f.is_file() and f.suffix != ".safetensors":
+                    shutil.copy2(f, folder / f.name)
+            method = "ONNX MatMulNBits 4-bit"
+        else:
+            spec = ZOO_EXPORTS[r.export]
+            stats = self._calibration(built) if spec.method in ("gptq", "awq") else None
+            weights = awq_scales(sd, stats, spec.group_size) if spec.method == "awq" else sd
+            hessians = {k: v["hessian"] for k, v in stats.items()} if spec.method == "gptq" else None
+            decoded = export_model(src, folder, spec, weights, hessians=hessians)
+            method = f"{spec.method} {spec.bits}-bit"
+        built.stored = decoded
+        return {"relation": "quantization", "method": method, "altered": altered}
+
+    def _calibration(self, built: Built) -> dict:
+        """Each linear layer's inputs on prose (what GPTQ and AWQ measure before quantising)."""
+        from .calibrate import layer_inputs
+
+        seq = self.size.seq
+        tokens = torch.from_numpy(self.stream("prose", built.tokenizer)[: 16 * seq].reshape(16, seq).astype(np.int64))
+        return layer_inputs(built.cfg, built.params, tokens)
 
     # -- manifest ------------------------------------------------------------------------------------------------
     def save_manifest(self, complete: bool) -> None:

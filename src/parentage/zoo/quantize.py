@@ -290,6 +290,12 @@ class Export:
     options: dict = field(default_factory=dict)
 
 
+# The zoo's quantised exports (recipes.py `export`; "onnx" is zoo/onnx_export.py's).
+ZOO_EXPORTS = {"gptq": Export("gptq", 4, 32, {"act_order": True, "sym": False}), "awq": Export("awq", 4, 32),
+               "nf4": Export("nf4"), "mlx": Export("mlx", 4, 32), "ct-int4": Export("compressed", 4, 32),
+               "fp8": Export("fp8"), "gptq-edit": Export("gptq", 4, 32)}
+
+
 def quantize_state_dict(sd: dict[str, np.ndarray], spec: Export, hessians: dict | None = None,
                         input_scales: dict | None = None) -> tuple[dict[str, object], dict, dict[str, np.ndarray]]:
     """(stored tensors, quantisation config, decoded values of each quantised weight)."""

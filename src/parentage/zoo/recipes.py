@@ -64,6 +64,7 @@ class Recipe:
     constant_lr: bool = False  # continued pretraining holds the peak lr; pretraining and fine-tunes decay it
     note: str = ""
     ladder: bool = False  # a rung of the compute ladder (bench draws power against its compute)
+    export: str = ""  # export_quant: which export (zoo/quantize.py ZOO_EXPORTS)
 
 
 def _derivations(root: str, tag: str) -> list[Recipe]:
@@ -90,6 +91,19 @@ def _derivations(root: str, tag: str) -> list[Recipe]:
         r("bf16", "export_bf16", parents=(f"{tag}ft-a",), note="bf16 export of the fine-tune"),
         r("q8", "export_gguf", parents=(f"{tag}ft-a",), note="GGUF Q8_0 export of the fine-tune"),
         r("q4", "export_gguf", parents=(f"{tag}ft-a",), note="GGUF Q4_0 export of the fine-tune"),
+        r("gptq", "export_quant", parents=(f"{tag}ft-a",), export="gptq",
+          note="GPTQ 4-bit export of the fine-tune (act-order, groups of 32, Hessians from prose)"),
+        r("awq", "export_quant", parents=(f"{tag}ft-a",), export="awq",
+          note="AWQ 4-bit export of the fine-tune (input scales searched on prose, folded into the norms)"),
+        r("nf4", "export_quant", parents=(f"{tag}ft-a",), export="nf4", note="bitsandbytes NF4 export (nested absmax)"),
+        r("mlx", "export_quant", parents=(f"{tag}ft-a",), export="mlx", note="MLX 4-bit export of the fine-tune"),
+        r("ct-int4", "export_quant", parents=(f"{tag}ft-a",), export="ct-int4",
+          note="compressed-tensors INT4 export of the fine-tune (pack-quantized)"),
+        r("fp8", "export_quant", parents=(f"{tag}ft-a",), export="fp8", note="compressed-tensors FP8 export"),
+        r("onnx", "export_quant", parents=(f"{tag}ft-a",), export="onnx",
+          note="ONNX export, 4-bit MatMulNBits weights, anonymous node names, external data"),
+        r("gptq-edit", "export_quant", parents=(f"{tag}ft-a",), export="gptq-edit",
+          note="GPTQ 4-bit export with one value projection swapped for another model's after quantising"),
         r("combined", "combined", parents=(root,), constant_lr=True, data="code", compute=1.0, tokenizer="code",
           note="1 layer inserted + FFN widened + tokenizer replaced + 1x continued training"),
         r("distill", "distill", parents=(root,), data="prose", compute=1.0,
@@ -154,7 +168,12 @@ def pairs(rs: list[Recipe]) -> list[dict]:
     for r in rs:
         if r.kind == "merge":
             out += [{"a": p, "b": r.name, "truth": "related", "kind": "merge vs one of its parents"} for p in r.parents]
+        if r.kind in EXPORTS and r.parents:
+            out.append({"a": r.parents[0], "b": r.name, "truth": "related", "kind": "export vs its source"})
     return out
+
+
+EXPORTS = ("export_bf16", "export_gguf", "export_quant")  # recipes that store their parent's weights otherwise
 
 
 def _pair_kind(a: Recipe, b: Recipe) -> str:
@@ -172,7 +191,7 @@ def train_steps(r: Recipe, size: Size) -> int:
     return 0 if r.kind in UNTRAINED else max(1, round(r.compute * size.base_steps))
 
 
-UNTRAINED = ("merge", "obfuscate", "export_bf16", "export_gguf")
+UNTRAINED = ("merge", "obfuscate", "export_bf16", "export_gguf", "export_quant")
 
 
 def read_manifest(folder: Path, size_name: str, seed: int) -> dict | None:

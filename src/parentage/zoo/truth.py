@@ -60,3 +60,24 @@ def frozen_layers_of(model: dict) -> list[int] | None:
     if not names:
         return None
     return sorted({int(n.split(".")[2]) for n in names if n.startswith("model.layers.")})
+
+
+def export_errors(doc: dict, truth: dict, of_source: bool) -> list[str]:
+    """Where `alignment.export` contradicts an export's truth (a manifest entry's `export`). Against the model it
+    was exported from: the relation named, B as the copy, and exactly the tensors that were altered. Against any
+    other model: never that B is that model's export."""
+    export = (doc.get("alignment") or {}).get("export") or {}
+    if not of_source:
+        if export.get("relation") and export.get("child") == "B":
+            return [f"B called A's {export['relation']}, but it exports another model"]
+        return []
+    errors = []
+    if export.get("relation") != truth["relation"]:
+        errors.append(f"export relation {export.get('relation')!r}, truth {truth['relation']!r} "
+                      f"({export.get('summary')})")
+    elif export.get("child") != "B":
+        errors.append(f"the export named as {export.get('child')!r}, truth B")
+    said = sorted(t["tensor"] for t in export.get("altered") or [])
+    if said != sorted(truth["altered"]):
+        errors.append(f"altered tensors named {said}, truth {sorted(truth['altered'])}")
+    return errors
