@@ -55,11 +55,16 @@ def family(tmp_path_factory):
     out["tuned-gptq"] = root / "tuned-gptq"
     # the GPTQ and compressed-tensors files dequantised to bf16 (what "dequantised" uploads hold), a bf16 cast
     for name, weights in (("deq", _decoded(root / "gptq")), ("deq-ct", _decoded(root / "ct")), ("bf16", sd)):
-        (root / name).mkdir()
-        write_tensors(root / name / "model.safetensors", {k: ("BF16", v) for k, v in weights.items()})
-        shutil.copy2(src / "config.json", root / name / "config.json")
-        out[name] = root / name
+        out[name] = _bf16_folder(root / name, weights, src)
     return out
+
+
+def _bf16_folder(folder, weights: dict, config_from):
+    """weights in bf16 with config_from's config: a cast, or what a dequantised re-upload holds."""
+    folder.mkdir()
+    write_tensors(folder / "model.safetensors", {k: ("BF16", v) for k, v in weights.items()})
+    shutil.copy2(config_from / "config.json", folder / "config.json")
+    return folder
 
 
 def _decoded(folder) -> dict:
@@ -197,3 +202,95 @@ def test_detect_grid_finds_dequantised_groups_and_refuses_plain_floats():
     found = detect_grid(dequantised)
     assert found is not None and found[1] == 128 and found[2] <= 16
     assert detect_grid(rng.standard_normal((8, 512)).astype(np.float32)) is None
+
+
+# -- GGUF K-quants, and identify on a dequantised export ----------------------------------------------------------
+
+GGUF_NAMES = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
+              "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
+              "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+              "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+              "mlp.down_proj.weight": "ffn_down.weight"}
+K_SHAPE = Shape(n_layers=2, hidden=256, n_heads=4, n_kv_heads=2, ffn=512, vocab=512)
+
+
+def _write_gguf_q4_k(path, sd: dict, shape: Shape) -> dict:
+    """A llama GGUF with every matrix in Q4_K (our writer; gguf-py only dequantises K-quants): the values each
+    HF-named weight decodes to."""
+    import gguf
+
+    from parentage.readers.gguf import llama_qk_row_map
+    from parentage.zoo.quantize import quantize_q4_k
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    for key, value in (("block_count", shape.n_layers), ("embedding_length", shape.hidden),
+                       ("feed_forward_length", shape.ffn), ("attention.head_count", shape.n_heads),
+                       ("attention.head_count_kv", shape.n_kv_heads)):
+        w.add_uint32(f"llama.{key}", value)
+    decoded = {}
+    for name, value in sd.items():
+        if name.startswith("model.layers."):
+            parts = name.split(".")
+            gname = f"blk.{parts[2]}.{GGUF_NAMES['.'.join(parts[3:])]}"
+        else:
+            gname = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+                     "lm_head.weight": "output.weight"}[name]
+        if value.ndim == 1:
+            w.add_tensor(gname, value.astype(np.float32))
+            decoded[name] = value
+            continue
+        heads = shape.n_heads if name.endswith("q_proj.weight") else shape.n_kv_heads if name.endswith("k_proj.weight") else 0
+        stored = value
+        if heads:  # llama.cpp interleaves each rotary head's halves; the reader undoes it
+            stored = np.empty_like(value)
+            stored[llama_qk_row_map(value.shape[0], heads)] = value
+        raw, values = quantize_q4_k(stored)
+        if heads:
+            values = values[llama_qk_row_map(value.shape[0], heads)]
+        w.add_tensor(gname, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType.Q4_K)
+        decoded[name] = values
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return decoded
+
+
+@pytest.fixture(scope="module")
+def k_family(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kquant")
+    sd = random_state_dict("llama", K_SHAPE, seed=3)
+    src = write_model(root / "src", "llama", K_SHAPE, seed=3)
+    decoded = _write_gguf_q4_k(root / "model-Q4_K.gguf", sd, K_SHAPE)
+    deq = _bf16_folder(root / "deq", decoded, src)  # the GGUF file dequantised to bf16, as GGUF re-uploads are
+    return {"src": src, "gguf": root / "model-Q4_K.gguf", "deq": deq, "decoded": decoded}
+
+
+def test_a_gguf_k_quant_is_a_quantisation_measured_on_its_own_grid(k_family):
+    with Checkpoint.open(k_family["gguf"]) as ck:  # our Q4_K writer, read back through gguf's dequantiser
+        q = k_family["decoded"]["model.layers.1.self_attn.q_proj.weight"]
+        np.testing.assert_array_equal(ck.get("attn_q", 1).read_rows(0, q.shape[0]), q)
+    doc, export = _export(k_family["src"], k_family["gguf"])
+    assert (export["relation"], export["child"], export["method"]) == ("quantization", "B", "GGUF Q4_K")
+    assert export["rounding"] == "round-to-nearest" and not export["altered"]
+
+
+def test_a_bf16_export_of_a_gguf_file_is_its_dequantised_child(k_family):
+    doc, export = _export(k_family["gguf"], k_family["deq"])
+    assert (export["relation"], export["child"], doc["direction"]["parent"]) == ("dequantization", "B", "A")
+    ident = next(e for e in doc["evidence"] if e["name"] == "identical_tensors")
+    assert ident["details"]["copies"]["B"] > ident["details"]["copies"]["A"]
+
+
+def test_identify_names_the_gguf_file_a_dequantised_export_came_from_as_its_ancestor(k_family, tmp_path):
+    from parentage.index import add_model
+    from parentage.index.identify import identify
+
+    db = str(tmp_path / "index.sqlite")
+    add_model(str(k_family["gguf"]), db)
+    add_model(str(k_family["src"]), db)
+    doc = identify(str(k_family["deq"]), db, workers=1)
+    gguf_ref = str(k_family["gguf"])
+    candidate = next(c for c in doc["candidates"] if c["ref"] == gguf_ref)
+    assert candidate["label"] == "related" and candidate["relation"] == "ancestor"
+    assert doc["best"] == gguf_ref

@@ -150,7 +150,11 @@ class Packed:
     Subclasses implement `decode(start, stop, steps)` -> (rows (k, n_cols) float32, steps or None): canonical
     rows [start, stop) of the weight's 2-D view, and the quantiser's step at each value when asked."""
 
-    method = ""
+    method = ""  # the quantization.METHODS key
+    layout = ""  # the method's name for how the codes lie ("gemm", "nf4", "pack-quantized", ...)
+    bits = 0
+    group_size = 0  # input channels per scale; 0: one scale per row, block or tensor
+    symmetric: bool | None = None  # None: not known from the files
 
     def __init__(self, stored: Parts, name: str, shape: tuple[int, ...], parts: tuple[str, ...], dtype: str):
         self.stored, self.name, self.shape, self.parts = stored, name, tuple(shape), tuple(parts)

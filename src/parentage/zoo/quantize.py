@@ -271,6 +271,36 @@ def awq_scales(sd: dict[str, np.ndarray], stats: dict[str, dict], group_size: in
     return out
 
 
+def quantize_q4_k(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GGUF Q4_K, round-to-nearest (gguf-py only dequantises K-quants): rows of 256-value super-blocks of 144
+    bytes, d and dmin (f16), twelve bytes of 6-bit scales and mins for eight sub-blocks of 32, and 128 bytes of
+    codes (sub-blocks 2c and 2c + 1 in the low and high nibbles of the same 32 bytes). value = d * sc * q -
+    dmin * m. Returns (the raw blocks (rows, n / 256 * 144) uint8, the values they decode to)."""
+    rows, n = w.shape
+    if n % 256:
+        raise ValueError("Q4_K quantises rows whose length is a multiple of 256")
+    x = w.reshape(rows, n // 256, 8, 32).astype(np.float32)  # (rows, super-blocks, sub-blocks, values)
+    lo, hi = np.minimum(x.min(-1), 0), np.maximum(x.max(-1), 0)
+    scale, low = (hi - lo) / 15, -lo
+    d = _f16(scale.max(-1, keepdims=True) / 63)
+    dmin = _f16(low.max(-1, keepdims=True) / 63)
+    sc = np.clip(np.round(scale / np.where(d > 0, d, 1)), 0, 63).astype(np.int64)
+    m = np.clip(np.round(low / np.where(dmin > 0, dmin, 1)), 0, 63).astype(np.int64)
+    step, offset = d * sc, dmin * m
+    q = np.clip(np.round((x + offset[..., None]) / np.where(step > 0, step, 1)[..., None]), 0, 15).astype(np.int64)
+    values = (q * step[..., None] - offset[..., None]).reshape(rows, n)
+    packed_scales = np.zeros(x.shape[:2] + (12,), np.int64)
+    for j in range(4):  # the low six bits in bytes 0-7; the high two of sub-blocks 4-7 above them; the rest in 8-11
+        packed_scales[..., j] = (sc[..., j] & 63) | ((sc[..., j + 4] >> 4) << 6)
+        packed_scales[..., j + 4] = (m[..., j] & 63) | ((m[..., j + 4] >> 4) << 6)
+        packed_scales[..., j + 8] = (sc[..., j + 4] & 0xF) | ((m[..., j + 4] & 0xF) << 4)
+    codes = np.concatenate([q[..., 2 * c, :] | (q[..., 2 * c + 1, :] << 4) for c in range(4)], axis=-1)
+    blocks = np.concatenate([d.astype(np.float16).view(np.uint8).reshape(x.shape[:2] + (2,)),
+                             dmin.astype(np.float16).view(np.uint8).reshape(x.shape[:2] + (2,)),
+                             packed_scales.astype(np.uint8), codes.astype(np.uint8)], axis=-1)
+    return blocks.reshape(rows, -1), values.astype(np.float32)
+
+
 # -- whole checkpoints -------------------------------------------------------------------------------------------
 
 # method -> (quantiser, the config its tools write)
