@@ -45,6 +45,7 @@ RESCALE_SHARE = 0.25  # ... and at most this share of the change's own spread ov
 # GGUF block types on an affine grid (value = d * code + m per sub-block): the sub-block length
 GGUF_SUB_BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q8_1": 32, "Q2_K": 16, "Q3_K": 16,
                   "Q4_K": 32, "Q5_K": 32, "Q6_K": 16, "Q8_K": 256}
+MEASURABLE = 0.5  # share of a tensor's values whose step is known, below which it is not compared
 GRID_BLOCKS = 0.9  # share of sub-blocks on one affine grid for float rows to be called a dequantised quantisation
 ONNX_TYPES = {"ONNX-NBITS2": "MatMulNBits 2-bit", "ONNX-NBITS3": "MatMulNBits 3-bit", "ONNX-NBITS4": "MatMulNBits 4-bit",
               "ONNX-NBITS8": "MatMulNBits 8-bit", "ONNX-I8": "int8", "ONNX-U8": "uint8", "ONNX-I4": "int4",
@@ -214,7 +215,7 @@ def _check(ta: Tensor, tb: Tensor, key: str, seed: int) -> tuple[TensorCheck, np
     side = "A" if qa else "B"
     tq, vq, vf, tf = (ta, va, vb, tb) if qa else (tb, vb, va, ta)
     steps = _steps(tq, vq, seed)
-    if steps is None:
+    if steps is None or np.isfinite(steps).mean() < MEASURABLE:  # no grid to measure on (a codebook GGUF type)
         return TensorCheck(key, role, layer, "not_comparable"), None
     if tf.dtype in FLOAT_GRID and np.all(np.abs(vf.astype(np.float64) - vq) <= 0.5 * float_steps(tf.dtype, vq)):
         return TensorCheck(key, role, layer, "dequantized", side, 0.0, 0.0, True), None

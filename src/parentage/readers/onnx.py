@@ -349,6 +349,14 @@ class _Stored:
         rows, cols = self.rows_cols
         return self.rows(0, rows).reshape(self.dims if self.dims else ())
 
+    def flat(self, start: int, stop: int) -> np.ndarray:
+        """Elements [start, stop) of the tensor in storage order, as float32 values: one contiguous read."""
+        if self.dtype in NIBBLES:
+            raw = self.source.read(self.offset + start // 2, -(-stop // 2) - start // 2)
+            return _nibbles(raw, self.dtype)[start % 2: start % 2 + stop - start].astype(np.float32)
+        size = DTYPES[self.dtype].itemsize
+        return decode(self.dtype, self.source.read(self.offset + start * size, (stop - start) * size))
+
 
 def _nibbles(raw: np.ndarray, dtype: str) -> np.ndarray:
     """Bytes -> their 4-bit values, low nibble first (int4 sign-extended)."""
@@ -511,17 +519,15 @@ class _NBits(_Weight):
         raw = self.b.source.read(self.b.offset + start * self.blocks * (self.block * self.bits // 8),
                                  m * self.blocks * (self.block * self.bits // 8))
         codes = unpack(np.asarray(raw, np.uint8).reshape(m, -1), self.bits, self.blocks * self.block)[:, : self.k]
-        scales = self.scale.rows(0, self.scale.rows_cols[0]).reshape(-1)[start * self.blocks: stop * self.blocks]
-        scales = scales.reshape(m, self.blocks)
+        scales = self.scale.flat(start * self.blocks, stop * self.blocks).reshape(m, self.blocks)  # only these rows'
         if self.zero is None:
             zeros = np.full((m, self.blocks), 1 << (self.bits - 1), np.float32)
         elif self.zero.dtype == "U8":
             per_row = -(-self.blocks * self.bits // 8)
-            zraw = self.zero.rows(0, self.zero.rows_cols[0]).reshape(-1)[start * per_row: stop * per_row]
+            zraw = self.zero.flat(start * per_row, stop * per_row)
             zeros = unpack(zraw.astype(np.uint8).reshape(m, per_row), self.bits, self.blocks).astype(np.float32)
         else:
-            zeros = self.zero.rows(0, self.zero.rows_cols[0]).reshape(-1)[start * self.blocks: stop * self.blocks]
-            zeros = zeros.reshape(m, self.blocks)
+            zeros = self.zero.flat(start * self.blocks, stop * self.blocks).reshape(m, self.blocks)
         g = np.arange(self.k) // self.block
         scale_at = scales[:, g]
         return (codes - zeros[:, g]) * scale_at, (np.abs(scale_at) if steps else None)

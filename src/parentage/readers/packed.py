@@ -98,6 +98,13 @@ def pack(codes: np.ndarray, bits: int, itemsize: int = 4, mode: str = "stream") 
         words = (padded.reshape(*lead, n_words, per) << shifts).sum(axis=-1, dtype=np.uint64)
         return words.astype(_UNSIGNED[itemsize])
     n_words = -(-n * bits // w)
+    if w % bits == 0:  # whole codes a word: shift each into place and add
+        per = w // bits
+        padded = np.zeros((*lead, n_words * per), dtype=np.uint64)
+        padded[..., :n] = codes
+        shifts = np.arange(per, dtype=np.uint64) * np.uint64(bits)
+        words = (padded.reshape(*lead, n_words, per) << shifts).sum(axis=-1, dtype=np.uint64)
+        return words.astype(_UNSIGNED[itemsize])
     stream = ((codes[..., None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
     stream = stream.reshape(*lead, n * bits)
     padded = np.zeros((*lead, n_words * w), dtype=np.uint8)

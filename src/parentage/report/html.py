@@ -61,7 +61,7 @@ sees what they say and why they mislead; they never count.</p>
 
 <h2>Alignment: what changed</h2>
 {% if notes %}<ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% else %}<p class="muted">No structural change found.</p>{% endif %}
-<p class="muted">Direction: {{ direction.basis }}</p>
+<p class="muted">Direction: {% if direction.parent %}{{ direction.parent }} is the parent: {% endif %}{{ direction.basis }}</p>
 {% if heatmap %}<div class="plots"><div>{{ heatmap|safe }}<div class="muted">Evidence per (layer of A, layer of B) cell, in -log10 p beyond the level a cell must pass
 ({{ "%.1f"|format(level) }}: 1% after Bonferroni over cells); blank cells are not significant. The line is the alignment listed above.</div></div>
 {% if bars %}<div>{{ bars|safe }}<div class="muted">Evidence per layer of A along the alignment, same units.</div></div>{% endif %}</div>{% endif %}
