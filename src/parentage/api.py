@@ -92,6 +92,7 @@ class Summary:
     vocab_size: int | None
     n_params: int
     declared: dict
+    quantization: dict | None  # method, layout, bits, group sizes, kept matrices; None for float weights
     document: dict = field(repr=False)  # the whole `inspect --format json` document
 
     def to_json(self) -> str:
