@@ -292,3 +292,16 @@ def test_a_garbage_bitsandbytes_quant_state_is_one_line(tmp_path):
         "m.weight.quant_state.bitsandbytes__nf4": np.frombuffer(b'{"quant_type": "nf4", "shape": [1e999]}', np.uint8).copy()})
     with pytest.raises(FormatError, match="shape"):
         _weights(tmp_path / "b.safetensors")
+
+
+def test_autogptq_quantize_config_beside_the_weights_is_read_when_config_json_has_none(tmp_path, source):
+    folder, sd = source
+    export_model(folder, tmp_path / "g", Export("gptq", 3, 32), sd)
+    config = json.loads((tmp_path / "g" / "config.json").read_text())
+    qc = config.pop("quantization_config")
+    (tmp_path / "g" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "g" / "quantize_config.json").write_text(json.dumps({k: v for k, v in qc.items() if k != "quant_method"}))
+    with Checkpoint.open(tmp_path / "g") as ck:
+        scheme = ck.weights.scheme
+        assert (scheme.method, scheme.bits, scheme.config_source) == ("gptq", [3], "quantize_config.json")
+        assert not ck.unmapped and ck.summary.n_layers == 2
