@@ -398,3 +398,20 @@ def test_a_deletion_append_description_counts_what_the_id_map_shows(trained, tmp
     deleted, new = len(multi(a) - multi(b)), len(multi(b) - multi(a))
     numbers = [int(x.replace(",", "")) for x in re.findall(r"\d[\d,]*", note.split(";")[0])]
     assert numbers[0] == deleted and new in numbers, note
+
+
+@pytest.mark.parametrize("keep_every", [3, 50])
+def test_a_pruned_vocabulary_is_named_pruned_with_what_was_removed(trained, tmp_path, keep_every):
+    """B keeps a subset of A's tokens in A's order, ids renumbered (vocabulary trimming): dense pruning leaves no
+    id gap intact, and B is still A's, not a sibling."""
+    base = trained["prose"]
+    ordinary = [t for _, t in _ordinary(base)]
+    kept = [t for k, t in enumerate(ordinary) if k < 256 or k % keep_every]  # every keep_every-th token removed
+    a = load_tokenizer(_save(base, tmp_path / "a.json"))
+    b = load_tokenizer(_save(_renumber(base, kept), tmp_path / f"b{keep_every}.json"))
+    for x, y, child in ((a, b, "B"), (b, a, "A")):
+        result = lineage(x, y)
+        assert (result["relation"], result["kind"]) == ("derived", "pruned"), result["notes"]
+        multi = lambda v: {t for t in v.by_bytes() if len(t) >= 2}  # noqa: E731
+        removed = len(multi(a) - multi(b))
+        assert result["notes"][0].startswith(f"{child}'s vocabulary is") and f"minus {removed:,} of" in result["notes"][0]

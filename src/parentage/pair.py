@@ -415,6 +415,16 @@ def _tokenizer_evidence(va, vb) -> list[Evidence]:
 
 
 
+def _say_power(evidence: list[Evidence]) -> None:
+    """A counted test whose best possible p here falls short of a claim says so beside its count: "8 of 8 heads
+    in place" next to log10 p -1.2 would read as a contradiction."""
+    for e in evidence:
+        most = e.details.get("max_power_log10_p")
+        if e.counted and most is not None and most > RELATED_LEVEL and "no p-value" not in e.summary:
+            e.summary += (f"; at most log10 p {most:.1f} is reachable here (too few units compared to decide "
+                          "alone)")
+
+
 def _identity_and_export(a: Checkpoint, b: Checkpoint, seed: int):
     """The identity test, then the export check on the same sampled rows (read once)."""
     ev, identity = identical_tensors(a, b, seed)
@@ -508,6 +518,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
                               "their values", {})
                      for name in ("baseline_honestagi_std_profile", "baseline_raw_cosine")]
     evidence = [ev_hidden, *ev_ffn, *ev_val, *ev_heads, ev_identical, *ev_tok, *baselines]
+    _say_power(evidence)
     stage.done()
     verdict = decide(evidence)
     tests = [TestCells("ffn_neuron_order", cells_ffn), TestCells("value_row_order", cells_val),

@@ -286,6 +286,11 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
                f"{best.a.label} ~ {best.b.label} (null mean {best.extra['null_mean']:.2f})"
                + (f" and on {second.stat} at {second.a.label} ~ {second.b.label}" if second is not None else "")
                + "; permutation-invariant")
+    if second is None:  # the count alone is no evidence here: say why there is no p-value beside it
+        read = sorted({c.b.layer for c in cells})
+        why = (f"only {len(read)} of B's layers was read whole (raise --budget to read two)" if len(read) < 2 else
+               "every other cell shares a layer with the best one")
+        summary += f"; no p-value: the test stands on a second cell on other layers of both models, and {why}"
     m = min(c.n for c in cells)  # counted rows (token neurons left out): the weakest cell bounds the power
     details = {
         "null": "agreements of two independent matchings ~ Poisson(m / n_B), rate raised to the pair's decoy cells "

@@ -182,6 +182,12 @@ def _lineage(a: Vocab, b: Vocab, block: dict | None) -> dict:
         notes.append(f"the same {len(pairs):,} byte strings in both, in another id order (rank correlation {spearman}): "
                      "a re-export with the ids permuted")
         return {"relation": "derived", "kind": "reordered", **common, "notes": notes}
+    pruned = _pruned(a, b, m)
+    if pruned is not None and (log10_p > DERIVED_LEVEL or core < MIN_CORE):
+        # Every token of one, kept in the other's order with the ids renumbered: no gap survives a dense pruning,
+        # but independent training never yields one vocabulary inside another in the same order.
+        notes.append(pruned)
+        return {"relation": "derived", "kind": "pruned", **common, "notes": notes}
     if log10_p > DERIVED_LEVEL or core < MIN_CORE:
         notes.append(f"{len(pairs):,} tokens shared ({100 * common['overlap_a']:.0f}% of A), rank correlation "
                      f"{spearman}, but only {preserved} of {len(gaps_a):,} id gaps preserved (coincidence rate "
@@ -191,6 +197,25 @@ def _lineage(a: Vocab, b: Vocab, block: dict | None) -> dict:
         return {"relation": "unrelated", "kind": None, **common, "notes": notes}
     kind = _kind(a, b, runs, core, n_multi_a, n_multi_b, pairs, notes)
     return {"relation": "derived", "kind": kind, **common, "notes": notes}
+
+
+def _pruned(a: Vocab, b: Vocab, m: np.ndarray) -> str | None:
+    """One vocabulary is the other's with tokens removed, the rest kept in their order and the ids renumbered
+    (vocabulary trimming): the sentence saying so, or None. `m`: the shared multi-byte (A id, B id) pairs."""
+    if len(m) < MIN_CORE:
+        return None
+    multi_a = {t for t in a.by_bytes() if len(t) >= 2}
+    multi_b = {t for t in b.by_bytes() if len(t) >= 2}
+    by_a = m[np.argsort(m[:, 0], kind="stable")]
+    in_order = float((np.diff(by_a[:, 1]) > 0).mean()) if len(by_a) > 1 else 0.0
+    if in_order < FULL:
+        return None
+    for parent, child, big, small in (("A", "B", multi_a, multi_b), ("B", "A", multi_b, multi_a)):
+        if len(small) < FULL * len(big) and len(small - big) <= (1 - FULL) * len(small):
+            return (f"{child}'s vocabulary is {parent}'s minus {len(big - small):,} of its {len(big):,} multi-byte "
+                    f"tokens, the other {len(small & big):,} kept in {parent}'s order with their ids renumbered "
+                    "(pruned)")
+    return None
 
 
 def _block_note(block: dict) -> str:
@@ -245,6 +270,10 @@ def _kind(a: Vocab, b: Vocab, runs: list[Run], core: int, n_a: int, n_b: int, pa
     if cov_b >= FULL and main_len >= FULL * core and main_offset == 0:
         notes.append(f"A = B + {len(a.tokens) - len(b.tokens):,} tokens (A extends B)")
         return "extension"
+    pruned = _pruned(a, b, pairs[np.array([len(a.tokens[i]) >= 2 for i in pairs[:, 0]], dtype=bool)])
+    if pruned is not None:
+        notes.append(pruned)
+        return "pruned"
     if len(tail_a) >= MIN_CORE and len([i for i in extra_b if len(b.tokens[i]) >= 2]) >= MIN_CORE:
         notes.append(f"A and B share a copied core of {core:,} tokens (ids up to {hi_a} in A, {hi_b} in B) and each "
                      f"continues differently ({len(tail_a):,} more in A, {len(extra_b):,} in B): siblings of a common "
