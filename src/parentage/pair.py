@@ -29,6 +29,7 @@ from .evidence.blocks import ffn_units, has_two_views, read_block, value_units, 
 from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_bases
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.export import export_check
+from .evidence.updates import ROWS as UPDATE_ROWS, update_types, wide_read_bytes
 from .evidence.identical import identical_tensors
 from .findings import SHAPE_FIELDS, TestCells, explain
 from .report.words import shape_value
@@ -51,6 +52,7 @@ HEAD_SHARE = 0.1  # of the budget, for key and value rows of whole heads
 TOKEN_NEURON_TOKENS = 8192  # shared-token embedding rows of A that token neurons are checked against
 MIN_WHOLE_UNITS = 2  # B's FFNs read whole for the invariant test when the order tests decide nothing
 DECIDED_WHOLE_SHARE = 0.25  # of the default budget, for whole FFNs once the order tests have decided
+UPDATE_SHARE = 0.02  # of the checkpoints' bytes, at most, for the wider rows of the update types
 
 
 @dataclass(frozen=True)
@@ -448,6 +450,23 @@ def _direction(a: Checkpoint, b: Checkpoint, label: str, export: dict | None = N
                                       "so the weights do not say which came first"}
 
 
+def _update_rows(a: Checkpoint, b: Checkpoint, plan: Budget, meter: "_Meter") -> int:
+    """Rows per matrix for the update types: the identity test's, already read; more (a rank up to 31 can then
+    be told from a full update) when that costs little of the checkpoints and fits what is left of the budget."""
+    cost = wide_read_bytes(b, b.summary.n_layers or 0)
+    left = plan.bytes_per_model - max(meter.spent(a), meter.spent(b))
+    cheap = cost <= UPDATE_SHARE * min(a.weights.bytes_total, b.weights.bytes_total)
+    return UPDATE_ROWS[1] if cheap and cost <= left else UPDATE_ROWS[0]
+
+
+def _same_basis(hmap: HiddenMap) -> bool:
+    """Whether B's residual coordinates are A's own (a rotation or relabelling changes every value)."""
+    if hmap.kind == "identity":
+        return True
+    return hmap.kind == "permutation" and hmap.perm is not None and hmap.d_a == hmap.d_b and \
+        bool(np.all(hmap.perm == np.arange(hmap.d_a)))
+
+
 def _same_files(a: Checkpoint, b: Checkpoint) -> bool:
     """Both references name the same weight files (after links), e.g. one path given twice."""
     return a.weights.file_names() == b.weights.file_names()
@@ -529,6 +548,12 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
         alignment["export"] = export if export and (export["relation"] or verdict.label == "related") else None
         if alignment["export"]:
             alignment["notes"].insert(0, alignment["export"]["summary"])
+        # how the matrices were changed, where the layers line up (an export's changes are its storage's)
+        alignment["updates"] = update_types(a, b, alignment.get("layers") or [], _same_basis(hmap), sample_seed,
+                                            _update_rows(a, b, plan, meter)) \
+            if verdict.label == "related" and _complete(a, b) and not (export and export["relation"]) else None
+        if alignment["updates"]:
+            alignment["notes"] += alignment["updates"]["notes"]
     ca, cb = a.cost(), b.cost()
     return {
         "schema_version": 1,

@@ -57,6 +57,11 @@ class _Zoo:
         """The corpora and their tokenizers (the first few seconds of every build)."""
         self.corpora = {k: f() for k, f in text.CORPORA.items()}
         self.tokenizers = {k: text.train_tokenizer(v, self.size.vocab) for k, v in self.corpora.items()}
+        self.pruned_ids: dict[str, dict[int, int]] = {}  # a pruned tokenizer's name -> its old id -> new id
+        for r in self.recipes:
+            if r.kind == "prune_vocab" and r.tokenizer not in self.tokenizers:
+                source = self.by_name[r.parents[0]].tokenizer
+                self.tokenizers[r.tokenizer], self.pruned_ids[r.tokenizer] = text.prune_tokenizer(self.tokenizers[source])
 
     # -- data ----------------------------------------------------------------------------------------------------
     def stream(self, data: str, tokenizer: str) -> np.ndarray:
@@ -105,6 +110,16 @@ class _Zoo:
             return Built(cfg, init_params(cfg, gen), parent.tokenizer)
         if kind in ("finetune", "continued", "frozen", "export_bf16", "export_gguf", "export_quant"):
             return Built(parent.cfg, {k: v.clone() for k, v in parent.params.items()}, parent.tokenizer)
+        if kind == "magnitude_prune":
+            return Built(parent.cfg, surgery.magnitude_prune(parent.params), parent.tokenizer,
+                         extra={"updates": {"sparsity": 0.5, "by_magnitude": True}})
+        if kind == "lora_merge":
+            return Built(parent.cfg, surgery.lora_merge(parent.params, 4, gen), parent.tokenizer,
+                         extra={"updates": {"low_rank": 4}})
+        if kind == "prune_vocab":
+            mapping = self.pruned_ids[r.tokenizer]
+            cfg, params = surgery.prune_vocab(parent.cfg, parent.params, mapping)
+            return Built(cfg, params, r.tokenizer, extra={"vocab_pruned": parent.cfg.vocab - len(mapping)})
         if kind == "merge":
             other = self.load(r.parents[1])
             return Built(parent.cfg, surgery.merge(parent.params, other.params), parent.tokenizer)

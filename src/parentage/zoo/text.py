@@ -116,3 +116,26 @@ def token_bytes(tok) -> dict[int, bytes]:
         except KeyError:  # special tokens are not byte-level strings
             out[idx] = token.encode()
     return out
+
+
+def prune_tokenizer(tok, every: int = 2):
+    """A vocabulary trimmed as vocabulary-pruning tools do: tokens removed across the id range, the rest kept in
+    their order with ids renumbered. Only leaf tokens are removed (no kept merge builds on them: every other
+    one, in id order), with the merges that made them, so the tokenizer stays whole. Returns (the new tokenizer,
+    {old id: new id} of the kept tokens)."""
+    from tokenizers import Tokenizer
+
+    doc = json.loads(tok.to_str())
+    vocab: dict[str, int] = doc["model"]["vocab"]
+    merges = [m if isinstance(m, list) else m.split(" ") for m in doc["model"]["merges"]]
+    parts = {x for m in merges for x in m}
+    special = {t["content"] for t in doc["added_tokens"]}
+    leaves = sorted((i, t) for t, i in vocab.items() if t not in parts and t not in special and len(t) > 1)
+    removed = {t for k, (_, t) in enumerate(leaves) if k % every == every - 1}
+    kept = sorted((i, t) for t, i in vocab.items() if t not in removed)
+    mapping = {old: new for new, (old, _) in enumerate(kept)}
+    doc["model"]["vocab"] = {t: mapping[i] for i, t in kept}
+    doc["model"]["merges"] = [m for m in merges if "".join(m) not in removed]
+    for t in doc["added_tokens"]:
+        t["id"] = mapping[t["id"]]
+    return Tokenizer.from_str(json.dumps(doc)), mapping

@@ -81,3 +81,35 @@ def export_errors(doc: dict, truth: dict, of_source: bool) -> list[str]:
     if said != sorted(truth["altered"]):
         errors.append(f"altered tensors named {said}, truth {sorted(truth['altered'])}")
     return errors
+
+
+def update_errors(doc: dict, model: dict) -> list[str]:
+    """Where `alignment.updates` contradicts what was done to B (a manifest entry's `updates`, absent when B was
+    neither pruned by magnitude nor given a merged low-rank update): each one named, nothing else claimed."""
+    updates = (doc.get("alignment") or {}).get("updates") or {}
+    truth = model.get("updates") or {}
+    sparsity = updates.get("sparsity") or {}
+    ranks = (updates.get("low_rank") or {}).get("ranks") or {}
+    errors = []
+    if "sparsity" in truth:
+        if not sparsity.get("summary"):
+            errors.append(f"{truth['sparsity']:.0%} magnitude pruning not named")
+        elif abs(sparsity["share_zeroed"] - truth["sparsity"]) > 0.05 or sparsity["by_magnitude"] != truth["by_magnitude"]:
+            errors.append(f"sparsity said as {sparsity['summary']!r}, truth {truth}")
+    elif sparsity.get("summary"):
+        errors.append(f"sparsity claimed where there is none: {sparsity['summary']}")
+    if "low_rank" in truth:
+        if set(ranks.values()) != {truth["low_rank"]}:
+            errors.append(f"a rank-{truth['low_rank']} update said as {ranks or 'nothing'}")
+    elif ranks:
+        errors.append(f"a low-rank update claimed where there is none: {ranks}")
+    return errors
+
+
+def vocabulary_errors(doc: dict, model: dict) -> list[str]:
+    """A pruned vocabulary (`vocab_pruned` in the manifest) must be named pruned by the tokenizer lineage."""
+    if not model.get("vocab_pruned"):
+        return []
+    tok = next((e for e in doc["evidence"] if e["name"] == "tokenizer_lineage"), None)
+    kind = tok["details"].get("kind") if tok else None
+    return [] if kind == "pruned" else [f"a pruned vocabulary said as {kind!r} ({tok and tok['summary']})"]
