@@ -155,6 +155,8 @@ def export_onnx(folder: Path, sd: dict[str, np.ndarray], n_layers: int, weights:
     """folder/model.onnx (and model.onnx_data) holding sd; weights "F32", "F16", "int8" (DequantizeLinear) or
     "nbits4" (MatMulNBits); returns what each exported weight decodes to, by its Hugging Face name."""
     folder.mkdir(parents=True, exist_ok=True)
+    if "lm_head.weight" not in sd:  # tied: the exporter writes the embedding again as the head's weight
+        sd = {**sd, "lm_head.weight": sd["model.embed_tokens.weight"]}
     g = Graph()
     truth: dict[str, np.ndarray] = {}
     float_type = "F16" if weights == "F16" else "F32"
