@@ -101,7 +101,7 @@ def main() -> None:
         n_layers = ck.summary.n_layers
     dequant = write(work / "smollm-dequantised", sd, config)  # the same weights in another format and dtype
     fresh_s = write(work / "fresh-smollm-shape", fresh(sd, rng), config)
-    obf = write(work / "smollm-obfuscated", obfuscate(sd, n_layers, rng), config)
+    obf = write(work / "smollm-obfuscated", obfuscate(sd, config, rng), config)
     derived = [(f"SmolLM2-135M ~ {name}", write(work / f"smollm-surgery-{k}", d_sd, d_cfg), truth)
                for k, (name, d_sd, d_cfg, truth) in enumerate(surgeries(sd, config, n_layers, rng))]
     del sd

@@ -30,7 +30,7 @@ from .evidence import Evidence
 from .evidence.hidden import HiddenMap
 from .evidence.identical import TensorIdentity, layer_identity
 from .evidence.neurons import Cell, layer_scores, unit_map
-from .report.words import layers as layer_words, shape_value
+from .report.words import budget as budget_words, format_bytes, layers as layer_words, shape_value
 from .stats import poisson_tail
 
 COMPONENT_OF_TEST = {"ffn_neuron_order": "ffn", "ffn_neuron_agreement": "ffn", "ffn_neuron_rank_order": "ffn",
@@ -41,6 +41,11 @@ OUTPUT_ROWS = 64  # residual coordinates of each output projection read per laye
 KEPT_MIN = 0.05  # mean |cos| above chance for "keeps A's output projections"
 KEPT_RATIO = 3.0  # the keeper's excess over the others' for a tie to be decided
 NEAR_ZERO = 0.05  # output-projection norm, relative to A's, below which it reads "near zero"
+# A copy of a layer matches its source about as well as the original does (both saturate, or drift alike when
+# trained on), while *different* layers of one real model share directions through the residual stream: on
+# SmolLM2 against its rotated copy, A's layer 5 reaches -log10 p 10 against B's layer 4, whose own match is
+# 300. A tie (one is a copy) is claimed only when the rival reaches this share of the matched cell's evidence.
+TIE_SHARE = 0.5
 
 
 @dataclass
@@ -142,7 +147,8 @@ def output_kept(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, i: int, j: int, s
 
 
 def _tie_groups(la: LayerAlignment, score: np.ndarray, level: float) -> list[dict]:
-    """Unmatched layers that also significantly match the layer their matched neighbour is paired with."""
+    """Unmatched layers that also significantly match the layer their matched neighbour is paired with, about as
+    strongly as the neighbour does (TIE_SHARE)."""
     match_b = {j: i for i, j in la.matched}
     match_a = {i: j for i, j in la.matched}
     groups: dict[tuple[str, int], set[int]] = {}
@@ -161,11 +167,11 @@ def _tie_groups(la: LayerAlignment, score: np.ndarray, level: float) -> list[dic
     for i, j in la.pairs:
         if i is None:  # B's layer j unmatched: an inserted copy of a neighbour's A layer?
             for nb in neighbours(j, match_b, n_b):
-                if score[match_b[nb], j] > level:
+                if score[match_b[nb], j] > max(level, TIE_SHARE * score[match_b[nb], nb]):
                     groups.setdefault(("a", match_b[nb]), {nb}).add(j)
         elif j is None:
             for na in neighbours(i, match_a, n_a):
-                if score[i, match_a[na]] > level:
+                if score[i, match_a[na]] > max(level, TIE_SHARE * score[na, match_a[na]]):
                     groups.setdefault(("b", match_a[na]), {na}).add(i)
     return [{"side": side, "layer": k, "candidates": sorted(v)} for (side, k), v in groups.items()]
 
@@ -457,8 +463,38 @@ SHAPE_FIELDS = (("FFN width", "intermediate_size"), ("hidden size", "hidden_size
                 ("experts", "n_experts"), ("vocabulary", "vocab_size"))  # what differs in shape, in the order told
 
 
+def _slot(k: int, matched: list[tuple[int, int]], n_other: int) -> range:
+    """The other side's layers a gap at layer k could still align to on a monotone path: strictly between the
+    counterparts of its matched neighbours. (matched: (this side, other side) pairs.)"""
+    before = [o for m, o in matched if m < k]
+    after = [o for m, o in matched if m > k]
+    return range(max(before, default=-1) + 1, min(after, default=n_other))
+
+
+def _unmapped_note(where: str, n_more: int, widen: tuple[int, int] | None) -> str:
+    """Why layers are left unmapped, and (when only B's FFNs read whole could map them) what that would cost."""
+    out = f"{where}: not mapped (neither they nor their possible counterparts were examined by a test that " \
+          "sees this pair's kinship"
+    if widen is None:
+        return out + "; raise --budget to read more layers whole)"
+    if not n_more:  # only the first layer is left, which the invariant test leaves out at any budget
+        return out + "; the neuron agreement test leaves out the first layer, whose token-detector neurons match " \
+                     "across independent models)"
+    budget, per_layer, overspent = widen
+    # A larger budget also widens the token and block reads made before any FFN is read whole (each at most a
+    # quarter of the budget, with the rows a residual map is fitted on): three times the missing bytes on top
+    # of what this run read leaves the whole FFNs at least what they need.
+    enough = budget + overspent + 3 * n_more * per_layer
+    return (out + f"). The budget was too small for a whole map: where neurons are relabelled only B's FFNs read "
+            f"whole place a layer, and the {n_more} left need about {format_bytes(n_more * per_layer)} more than "
+            f"this run's {format_bytes(budget + overspent)}; --budget {budget_words(enough)} leaves room for them)")
+
+
 def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMap, identity: list[TensorIdentity],
-            ev_hidden: Evidence, related: bool, notes: list[str], related_level: float, seed: int) -> dict:
+            ev_hidden: Evidence, related: bool, notes: list[str], related_level: float, seed: int,
+            widen: tuple[int, int] | None = None) -> dict:
+    """The alignment section. widen: (budget, bytes per B layer read whole) when only the invariant test, which
+    reads B's FFNs whole, could place layers: the note on unmapped layers then says what mapping them costs."""
     n_a, n_b = a.summary.n_layers or 0, b.summary.n_layers or 0
     out: dict = {"layers": None, "notes": [], "units": [], "hidden_map": hmap.to_dict(), "ties": [], "components": None,
                  "not_examined": {"a": [], "b": []}}
@@ -491,17 +527,26 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
         in_tie = {("b" if t["side"] == "a" else "a", k) for t in ties for k in t["candidates"]}
         ex = {"b": examined["ffn"]["b"] | examined["attention"]["b"], "a": examined["ffn"]["a"] | examined["attention"]["a"]}
         gaps = {"b": [j for i, j in la.pairs if i is None], "a": [i for i, j in la.pairs if j is None]}
-        unseen = {side: [g for g in gaps[side] if g not in ex[side] and (side, g) not in in_tie] for side in "ab"}
+        # A gap is a claim ("no counterpart") only when it and every layer of the other side it could align to
+        # were examined: a layer whose possible counterparts were never read has no evidence either way.
+        matched = {"a": la.matched, "b": [(j, i) for i, j in la.matched]}
+        n_other = {"a": n_b, "b": n_a}
+        unseen = {side: [g for g in gaps[side] if (side, g) not in in_tie and
+                         (g not in ex[side] or any(o not in ex["b" if side == "a" else "a"]
+                                                   for o in _slot(g, matched[side], n_other[side])))]
+                  for side in "ab"}
         for side, own, other in (("b", "B", "A"), ("a", "A", "B")):
-            seen = [g for g in gaps[side] if g in ex[side] and (side, g) not in in_tie]
+            seen = [g for g in gaps[side] if g not in unseen[side] and (side, g) not in in_tie]
             if seen:
                 out["notes"].append(f"{layer_words(seen)} of {own} {'has' if len(seen) == 1 else 'have'} no "
                                     f"counterpart in {other}")
         if unseen["a"] or unseen["b"]:
             where = (f"{layer_words(unseen['a'])} of A and of B" if unseen["a"] == unseen["b"] else
                      " and ".join(f"{layer_words(unseen[s])} of {s.upper()}" for s in "ab" if unseen[s]))
-            out["notes"].append(f"{where}: no evidence either way (not examined by a test that sees this pair's "
-                                f"kinship; raise --budget to read more layers whole)")
+            first_b = min((c.b.layer for t in tests for c in t.cells), default=0)  # never read whole
+            on_path = {j for _, j in la.matched}
+            n_more = len([j for j in range(n_b) if j not in ex["b"] | on_path and j != first_b])
+            out["notes"].append(_unmapped_note(where, n_more, widen))
         # A layer nothing examined is left out of the path: neither matched nor claimed inserted or removed.
         out["layers"] = [list(p) for p in la.pairs if not ((p[0] is None and p[1] in unseen["b"])
                                                            or (p[1] is None and p[0] in unseen["a"]))]

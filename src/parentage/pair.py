@@ -337,7 +337,7 @@ def _whole_units(b: Checkpoint, units: list, budget_left: float, floor: int = 0)
     candidates = [u for u in units if u.layer != first and has_two_views(u) and _held_whole(u)]
     if not candidates:
         return []
-    cost = 2 * candidates[0].n_rows * (b.summary.hidden_size or 1) * _bytes_per_value(b)
+    cost = _whole_cost(b, candidates[0])
     n = max(int(budget_left // max(cost, 1)), floor)
     if n <= 0:
         return []
@@ -345,6 +345,20 @@ def _whole_units(b: Checkpoint, units: list, budget_left: float, floor: int = 0)
         return candidates
     idx = np.unique(np.linspace(0, len(candidates) - 1, n).round().astype(int))
     return [candidates[i] for i in idx]
+
+
+def _whole_cost(b: Checkpoint, unit) -> float:
+    """Bytes of one of B's FFNs read whole (gate and up rows, or up rows and down columns)."""
+    return 2 * unit.n_rows * (b.summary.hidden_size or 1) * _bytes_per_value(b)
+
+
+def _widen(b: Checkpoint, plan: Budget, spent: int) -> tuple[int, int, int] | None:
+    """(budget, bytes per B FFN read whole, bytes read from B beyond the budget) for the note on layers left
+    unmapped, when B's FFNs can be read whole."""
+    units = [u for us in ffn_units(b).values() for u in us if has_two_views(u) and _held_whole(u)]
+    if not units:
+        return None
+    return plan.bytes_per_model, int(max(_whole_cost(b, u) for u in units)), max(0, spent - plan.bytes_per_model)
 
 
 def _values(a, b, hmap, rng) -> tuple[list[Evidence], list]:
@@ -543,7 +557,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     tests = [TestCells("ffn_neuron_order", cells_ffn), TestCells("value_row_order", cells_val),
              TestCells("ffn_neuron_agreement", cells_k)]
     alignment = explain(a, b, tests, hmap, identity, ev_hidden, verdict.label == "related", notes, RELATED_LEVEL,
-                        sample_seed) if detail else None
+                        sample_seed, _widen(b, plan, meter.spent(b))) if detail else None
     if alignment is not None:
         alignment["export"] = export if export and (export["relation"] or verdict.label == "related") else None
         if alignment["export"]:

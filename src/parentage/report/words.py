@@ -41,6 +41,21 @@ def layers(xs: list[int], noun: str = "layer") -> str:
     return f"{noun}{'s' if plural else ''} {text}"
 
 
+def budget(n_bytes: float) -> str:
+    """A byte count as `--budget` reads it back (MB = 2^20 bytes), rounded up so it stays enough: '131MB'."""
+    mb = math.ceil(n_bytes / (1 << 20))
+    return f"{mb / 1024:.1f}GB".replace(".0GB", "GB") if mb >= 10 * 1024 else f"{mb}MB"
+
+
+def format_bytes(n: float) -> str:
+    """'746 KB', '41 MB', '1.4 GB' (powers of 1024, as --budget reads them)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if n >= 10 or unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.0f} TB"
+
+
 def value(x) -> str:
     """A config or metadata value as a reader expects it: lists joined, None as 'none', floats trimmed."""
     if x is None:

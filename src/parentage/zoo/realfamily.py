@@ -40,24 +40,30 @@ def fresh(sd: dict[str, np.ndarray], rng) -> dict[str, np.ndarray]:
             for k, v in sd.items()}
 
 
-def obfuscate(sd: dict[str, np.ndarray], n_layers: int, rng) -> dict[str, np.ndarray]:
+def obfuscate(sd: dict[str, np.ndarray], config: dict, rng) -> dict[str, np.ndarray]:
     """Function-preserving re-parameterisation (row-vector residual h -> h R), then 1% noise.
 
     Readers W (out, d) become (W * gain) @ R with the gain folded in (RMSNorm commutes with a rotation once its
     gain is one); writers W (d, in) become R^T @ W; FFN neurons are permuted (gate/up rows and down columns alike);
-    the final norm folds into an untied lm_head."""
+    the final norm folds into an untied lm_head; attention heads are permuted too (key/value heads with their
+    query groups, query heads inside each group, o_proj's columns alike)."""
     d = sd["model.embed_tokens.weight"].shape[1]
+    hd = config["head_dim"]
+    n_kv, group = config["num_key_value_heads"], config["num_attention_heads"] // config["num_key_value_heads"]
     r, _ = np.linalg.qr(rng.standard_normal((d, d)))
     r = r.astype(np.float32)
     out = {"model.embed_tokens.weight": sd["model.embed_tokens.weight"] @ r}
     out["lm_head.weight"] = (sd["model.embed_tokens.weight"] * sd["model.norm.weight"]) @ r
     out["model.norm.weight"] = np.ones(d, np.float32)
-    for i in range(n_layers):
+    for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."
         g1, g2 = sd[p + "input_layernorm.weight"], sd[p + "post_attention_layernorm.weight"]
-        for name in ("q_proj", "k_proj", "v_proj"):
-            out[p + f"self_attn.{name}.weight"] = (sd[p + f"self_attn.{name}.weight"] * g1) @ r
-        out[p + "self_attn.o_proj.weight"] = r.T @ sd[p + "self_attn.o_proj.weight"]
+        kv = rng.permutation(n_kv)  # B's key/value head h is A's kv[h]; its query group moves with it
+        q_heads = np.concatenate([kv[g] * group + rng.permutation(group) for g in range(n_kv)])
+        q_rows, kv_rows = (np.concatenate([np.arange(h * hd, (h + 1) * hd) for h in hs]) for hs in (q_heads, kv))
+        for name, rows in (("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)):
+            out[p + f"self_attn.{name}.weight"] = ((sd[p + f"self_attn.{name}.weight"] * g1) @ r)[rows]
+        out[p + "self_attn.o_proj.weight"] = (r.T @ sd[p + "self_attn.o_proj.weight"])[:, q_rows]
         perm = rng.permutation(sd[p + "mlp.up_proj.weight"].shape[0])
         out[p + "mlp.gate_proj.weight"] = ((sd[p + "mlp.gate_proj.weight"] * g2) @ r)[perm]
         out[p + "mlp.up_proj.weight"] = ((sd[p + "mlp.up_proj.weight"] * g2) @ r)[perm]
@@ -97,6 +103,8 @@ def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tupl
         (f"first {n // 2} layers frozen, the rest moved", noisy(sd, rng, keep=set(half)), config,
          {"layer_map": list(range(n)), "frozen_layers": list(range(n // 2))}),
         ("its embeddings on fresh layers", noisy(fresh_layers, rng), config, {"layer_map": None, "only_embeddings": True}),
+        ("a rotated copy: norms folded, residual rotated, heads and neurons permuted, 1% noise", obfuscate(sd, config, rng),
+         config, {"layer_map": list(range(n))}),
         ("half of every layer matrix zeroed by magnitude", magnitude_pruned(sd), config,
          {"layer_map": list(range(n)), "updates": {"sparsity": 0.5, "by_magnitude": True}}),
         ("a rank-8 update merged into every layer matrix", lora_merged(sd, 8, rng), config,

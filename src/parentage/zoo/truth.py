@@ -37,6 +37,13 @@ def explanation_errors(doc: dict, layer_map: list[int | None] | None, frozen_lay
             if i is not None and (i, j) not in pairs and (None, j) not in pairs and pairs:
                 errors.append(f"layer {j} of B aligned elsewhere, not with A's layer {i}")
         kept = {i for i in layer_map if i is not None}
+        for t in al.get("ties", []):  # a tie says one layer and a copy of it: both must be that
+            many = t["candidates"]
+            if t["side"] == "a" and any(j < len(layer_map) and layer_map[j] not in (t["layer"], None) for j in many):
+                errors.append(f"B's layers {many} said to descend from A's layer {t['layer']}: truth "
+                              f"{[layer_map[j] for j in many if j < len(layer_map)]}")
+            if t["side"] == "b" and sum(i in kept for i in many) > 1:
+                errors.append(f"A's layers {many} said to be one layer and a copy of it, but each is kept in B")
         n_a = doc["inputs"][0]["n_layers"] or 0
         for i in range(n_a):
             if i not in kept and (i, None) not in pairs and not in_open_tie("b", i) and i not in silent.get("a", ()):
