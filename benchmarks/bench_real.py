@@ -39,7 +39,7 @@ from parentage.checkpoint import Checkpoint
 from parentage.pair import compare
 from parentage.synthetic import write_safetensors
 from parentage.zoo.realfamily import fresh, llama_state_dict, obfuscate, surgeries
-from parentage.zoo.truth import explanation_errors, update_errors
+from parentage.zoo.truth import explanation_errors, subset_errors, update_errors
 
 def find_real(work: Path) -> tuple[Path, Path]:
     roots = [Path(p) for p in site.getsitepackages() + [site.getusersitepackages()] + sys.path if p]
@@ -126,8 +126,8 @@ def main() -> None:
     for name, b, truth in derived:
         doc = compare(str(dequant), str(b))
         verdicts += report(name, doc, "related")
-        errors = explanation_errors(doc, **{k: v for k, v in truth.items() if k != "updates"})
-        errors += update_errors(doc, truth)
+        errors = explanation_errors(doc, **{k: v for k, v in truth.items() if k not in ("updates", "subsets")})
+        errors += update_errors(doc, truth) + subset_errors(doc, truth)
         explained.append(f"| {name} | {'; '.join(errors) or 'true'} | {' / '.join(doc['alignment']['notes'])} |")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}; models written in {built:.0f} s\n")

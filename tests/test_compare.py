@@ -17,7 +17,7 @@ from parentage.evidence.neurons import Blocks, index_test
 from parentage.evidence.blocks import Unit
 from parentage.stats import bonferroni, fixed_points_tail, poisson_tail
 from parentage.synthetic import Shape, config_for, random_state_dict, relayered, write_safetensors
-from parentage.zoo.truth import (explanation_errors, export_errors, frozen_layers_of, update_errors,
+from parentage.zoo.truth import (explanation_errors, export_errors, frozen_layers_of, subset_errors, update_errors,
                                  vocabulary_errors)
 
 SHAPE = Shape(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, ffn=192, vocab=384)
@@ -420,7 +420,8 @@ def test_every_zoo_pair_gets_the_right_call_and_a_true_explanation(zoo):
             layer_map = model["layer_map"] or list(range(model["model_config"]["n_layers"]))  # no surgery: in order
             wrong += [(pair["a"], pair["b"], e) for e in explanation_errors(doc, layer_map, frozen_layers_of(model))]
             if pair["a"] in model["parents"] or model["root"] == pair["a"]:
-                wrong += [(pair["a"], pair["b"], e) for e in update_errors(doc, model) + vocabulary_errors(doc, model)]
+                wrong += [(pair["a"], pair["b"], e) for e in update_errors(doc, model) + vocabulary_errors(doc, model)
+                          + subset_errors(doc, model)]
         truth = manifest["models"][pair["b"]].get("export")
         if truth is not None:  # an export: named as such against its source, and only there
             wrong += [(pair["a"], pair["b"], e) for e in export_errors(doc, truth, truth["of"] == pair["a"])]

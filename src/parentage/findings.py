@@ -460,7 +460,8 @@ def frozen_tensor_notes(runs: list[dict]) -> list[str]:
 
 
 SHAPE_FIELDS = (("FFN width", "intermediate_size"), ("hidden size", "hidden_size"), ("layers", "n_layers"),
-                ("experts", "n_experts"), ("vocabulary", "vocab_size"))  # what differs in shape, in the order told
+                ("query heads", "n_heads"), ("key/value heads", "n_kv_heads"), ("experts", "n_experts"),
+                ("vocabulary", "vocab_size"))  # what differs in shape, in the order told
 
 
 def _slot(k: int, matched: list[tuple[int, int]], n_other: int) -> range:
@@ -504,10 +505,6 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
             out["notes"].append(f"{label} {shape_value(x, f)} -> {shape_value(y, f)}")
     if related and hmap.kind == "rotation":
         out["notes"].append("B's residual stream is a rotation of A's (re-parameterised)")
-    elif related and hmap.kind == "permutation" and hmap.perm is not None:
-        moved = int(((hmap.perm >= 0) & (hmap.perm != np.arange(hmap.d_a))).sum())
-        if moved > hmap.d_a // 2:
-            out["notes"].append(f"B's residual dimensions are a permutation of A's ({moved} of {hmap.d_a} moved)")
     tests = [t for t in tests if t.cells]
     if not related or not n_a or not n_b:
         out["notes"] += notes

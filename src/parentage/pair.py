@@ -29,6 +29,7 @@ from .evidence.blocks import ffn_units, has_two_views, read_block, value_units, 
 from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_bases
 from .evidence.hidden import HiddenMap, align_hidden
 from .evidence.export import export_check
+from .evidence.subsets import subsets
 from .evidence.updates import ROWS as UPDATE_ROWS, update_types, wide_read_bytes
 from .evidence.identical import identical_tensors
 from .findings import SHAPE_FIELDS, TestCells, explain
@@ -208,13 +209,14 @@ def _token_mask(a: Checkpoint, pairs: np.ndarray, raw_a: list[np.ndarray], budge
 
 
 def _ffn(a, b, hmap, budget: Budget, meter: "_Meter", rng, notes, token_pairs: np.ndarray,
-         token_rng: np.random.Generator) -> tuple[list[Evidence], list, list, HiddenMap]:
-    """The FFN tests; returns the residual map they found best, which the later tests use."""
+         token_rng: np.random.Generator) -> tuple[list[Evidence], list, list, list, HiddenMap]:
+    """The FFN tests: evidence, the order test's cells, the agreement test's cells, its rank cells, and the
+    residual map they found best, which the later tests use."""
     ua = [u for units in ffn_units(a).values() for u in units]
     ub = [u for units in ffn_units(b).values() for u in units]
     if not ua or not ub:
         notes.append("no FFN on one side: neuron tests not run")
-        return [], [], [], hmap
+        return [], [], [], [], hmap
     n_mats = 2 if all(len(u.matrices) == 2 for u in ua + ub) else 1
     n_min = min(u.n_rows for u in ua + ub)
     d = max(a.summary.hidden_size or 1, b.summary.hidden_size or 1)
@@ -226,7 +228,7 @@ def _ffn(a, b, hmap, budget: Budget, meter: "_Meter", rng, notes, token_pairs: n
     m = min(m, *(t.prefix() for u in ua + ub for t in u.matrices))  # a fingerprint's recorded rows
     if m < 2:
         notes.append("too few FFN rows recorded on one side: neuron tests not run")
-        return [], [], [], hmap
+        return [], [], [], [], hmap
     start = int(rng.integers(0, n_min - m + 1)) if _complete(a, b) else 0
     raw_a = read_raw(a, ua, start, m, n_mats)
     blocks_b = read_blocks(b, ub, start, m, n_mats, None)
@@ -257,7 +259,7 @@ def _ffn(a, b, hmap, budget: Budget, meter: "_Meter", rng, notes, token_pairs: n
                                                   for t in tried]}
     blocks_a = map_blocks(ua, raw_a, hmap)
     del blocks_b  # the order tests are done with B's blocks: a DeepSeek-V3 set is hundreds of MB
-    out, cells_k = [ev_index], []
+    out, cells_k, cells_rank = [ev_index], [], []
     if len({len(u.matrices) for u in ua + ub}) > 1:  # gated on one side, ungated on the other
         out.append(Evidence("ffn_neuron_agreement", None, None, False,
                             "not run: one model's FFNs are gated (gate and up rows), the other's are not, so the two "
@@ -292,7 +294,7 @@ def _ffn(a, b, hmap, budget: Budget, meter: "_Meter", rng, notes, token_pairs: n
         else:
             out.append(Evidence("ffn_neuron_agreement", None, None, False,
                                 "not run: reading B's FFNs whole does not fit the byte budget (raise --budget)", {}))
-    return out, cells_index, cells_k, hmap
+    return out, cells_index, cells_k, cells_rank, hmap
 
 
 def _candidate_maps(a, b, hmap: HiddenMap, ua, ub, start: int, m: int, n_min: int) -> tuple[list, int]:
@@ -530,7 +532,7 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
         hmap, ev_hidden, token_pairs = _hidden(a, b, vocabs, plan, rng, notes)
         stage.next()
         # its own generator, so checking A's token neurons leaves every other test's sampled rows as they were
-        ev_ffn, cells_ffn, cells_k, hmap = _ffn(a, b, hmap, plan, meter, rng, notes, token_pairs,
+        ev_ffn, cells_ffn, cells_k, cells_rank, hmap = _ffn(a, b, hmap, plan, meter, rng, notes, token_pairs,
                                                 np.random.default_rng([seed, 1]))
         stage.next()
         ev_val, cells_val = _values(a, b, hmap, rng)
@@ -568,6 +570,13 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
             if verdict.label == "related" and _complete(a, b) and not (export and export["relation"]) else None
         if alignment["updates"]:
             alignment["notes"] += alignment["updates"]["notes"]
+        order = next((e for e in ev_ffn if e.name == "ffn_neuron_order"), None)
+        alignment["subsets"] = subsets(a, b, hmap, alignment.get("layers") or [], cells_rank,
+                                       order is not None and order.log10_p is not None and order.log10_p <= RELATED_LEVEL,
+                                       plan.bytes_per_model * HEAD_SHARE) \
+            if verdict.label == "related" and _complete(a, b) else None
+        if alignment["subsets"]:
+            alignment["notes"] += alignment["subsets"]["notes"]
     ca, cb = a.cost(), b.cost()
     return {
         "schema_version": 1,

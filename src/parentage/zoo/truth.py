@@ -120,3 +120,30 @@ def vocabulary_errors(doc: dict, model: dict) -> list[str]:
     tok = next((e for e in doc["evidence"] if e["name"] == "tokenizer_lineage"), None)
     kind = tok["details"].get("kind") if tok else None
     return [] if kind == "pruned" else [f"a pruned vocabulary said as {kind!r} ({tok and tok['summary']})"]
+
+
+def subset_errors(doc: dict, model: dict) -> list[str]:
+    """Where `alignment.subsets` contradicts what B kept of A (a derivation's `subsets` truth: the residual and
+    FFN kinds, and per role and layer of B the A heads it kept, in B's order). Without that truth, only a claim
+    that B's residual dimensions were relabelled or pruned is checked (none of the other derivations does it)."""
+    said = (doc.get("alignment") or {}).get("subsets") or {}
+    truth = model.get("subsets")
+    errors = []
+    if truth is None:
+        residual = (said.get("residual") or {}).get("note")
+        return [f"residual subset claimed where there is none: {residual}"] if residual else []
+    for part in ("residual", "ffn"):
+        got, want = (said.get(part) or {}).get("kind"), truth.get(part)
+        if got != want:
+            errors.append(f"{part} said as {got!r} ({(said.get(part) or {}).get('note')}), truth {want!r}")
+    mapped = {r["role"]: r for r in (said.get("heads") or {}).get("layers", [])}
+    for role, kept in (truth.get("heads") or {}).items():
+        if role not in mapped:
+            errors.append(f"{role} heads kept not mapped")
+            continue
+        for p in mapped[role]["pairs"]:
+            if p["b_to_a"] != kept[str(p["b"])]:
+                errors.append(f"{role} heads of B's layer {p['b']} said to be A's {p['b_to_a']}, truth {kept[str(p['b'])]}")
+    for role in set(mapped) - set(truth.get("heads") or {}):
+        errors.append(f"{role} heads said changed where they are not")
+    return errors

@@ -1,0 +1,82 @@
+"""What B kept of A (evidence/subsets.py): residual dimensions, query and key/value heads, FFN neurons, each said
+as what it is: a subset kept in order is never called a permutation, a relabelling never "kept in order"."""
+
+import json
+
+import numpy as np
+import pytest
+
+from parentage.evidence.hidden import HiddenMap
+from parentage.evidence.subsets import longest_increasing, residual_kept
+from parentage.pair import compare
+from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors
+from parentage.zoo.realfamily import width_pruned
+from parentage.zoo.truth import subset_errors
+
+SHAPE = Shape(n_layers=4, hidden=128, n_heads=6, n_kv_heads=2, ffn=384, vocab=512)
+
+
+def _config():
+    return config_for("llama", SHAPE) | {"head_dim": SHAPE.hidden // SHAPE.n_heads}
+
+
+def _save(folder, sd, config):
+    folder.mkdir()
+    write_safetensors(folder / "model.safetensors", sd, "BF16")
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _noisy(sd, rng, scale=0.02):
+    return {k: (v + scale * v.std() * rng.standard_normal(v.shape)).astype(np.float32) if v.ndim == 2 else v
+            for k, v in sd.items()}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("subsets")
+    sd = random_state_dict("llama", SHAPE, seed=2)
+    return root, sd, _save(root / "a", sd, _config())
+
+
+def test_longest_increasing_run():
+    assert longest_increasing(np.array([3, 1, 2, 5, 4, 6])) == 4
+    assert longest_increasing(np.array([], dtype=int)) == 0
+    assert longest_increasing(np.arange(10)[::-1]) == 1
+
+
+def test_a_subset_kept_in_order_is_not_a_permutation():
+    kept = np.sort(np.random.default_rng(0).choice(100, 80, replace=False))
+    perm = np.full(100, -1)
+    perm[kept] = np.arange(80)  # A's dimension kept[k] is B's k: indices shift, order does not change
+    out = residual_kept(HiddenMap("permutation", 100, 80, perm=perm, signs=np.ones(100, np.float32)))
+    assert out["kind"] == "subset" and "80 of A's 100 dimensions, in A's order (20 removed" in out["note"]
+
+
+def test_a_relabelled_residual_stream_is_said_so_and_a_kept_order_says_nothing():
+    rng = np.random.default_rng(1)
+    shuffled = HiddenMap("permutation", 64, 64, perm=rng.permutation(64), signs=np.ones(64, np.float32))
+    assert residual_kept(shuffled)["kind"] == "permutation"
+    in_place = HiddenMap("permutation", 64, 64, perm=np.arange(64), signs=np.ones(64, np.float32))
+    assert residual_kept(in_place) is None
+
+
+@pytest.mark.parametrize("how", [dict(), dict(hidden=1.0, ffn=1.0, drop_per_group=0, drop_groups=1)],
+                         ids=["minitron-width", "kv-group"])
+def test_pruned_channels_heads_and_neurons_are_named_as_kept_and_removed(base, how):
+    root, sd, a = base
+    pruned, config, truth = width_pruned(sd, _config(), **how)
+    b = _save(root / f"b-{len(list(root.iterdir()))}", _noisy(pruned, np.random.default_rng(0)), config)
+    doc = compare(str(a), str(b))
+    assert doc["verdict"]["label"] == "related"
+    assert subset_errors(doc, {"subsets": truth}) == []
+    notes = " / ".join(doc["alignment"]["notes"])
+    assert "permutation" not in notes and "relabelled" not in notes
+    assert f"query heads {SHAPE.n_heads} -> {config['num_attention_heads']}" in notes
+    assert doc["alignment"]["subsets"]["descriptive"]
+
+
+def test_a_copy_of_the_same_shape_gets_no_subset_notes(base):
+    root, sd, a = base
+    doc = compare(str(a), str(_save(root / "same", _noisy(sd, np.random.default_rng(4)), _config())))
+    assert doc["alignment"]["subsets"] is None
