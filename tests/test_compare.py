@@ -17,8 +17,8 @@ from parentage.evidence.neurons import Blocks, index_test
 from parentage.evidence.blocks import Unit
 from parentage.stats import bonferroni, fixed_points_tail, poisson_tail
 from parentage.synthetic import Shape, config_for, random_state_dict, relayered, write_safetensors
-from parentage.zoo.truth import (explanation_errors, export_errors, frozen_layers_of, subset_errors, update_errors,
-                                 vocabulary_errors)
+from parentage.zoo.truth import (expert_errors, expert_truth, explanation_errors, export_errors, frozen_layers_of,
+                                 subset_errors, update_errors, vocabulary_errors)
 
 SHAPE = Shape(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, ffn=192, vocab=384)
 CONTRACT_KEYS = {"schema_version", "tool", "inputs", "verdict", "evidence", "alignment", "direction", "declared", "cost"}
@@ -422,6 +422,9 @@ def test_every_zoo_pair_gets_the_right_call_and_a_true_explanation(zoo):
             if pair["a"] in model["parents"] or model["root"] == pair["a"]:
                 wrong += [(pair["a"], pair["b"], e) for e in update_errors(doc, model) + vocabulary_errors(doc, model)
                           + subset_errors(doc, model)]
+        if pair["truth"] == "related" and v["label"] == "related":  # experts: against the root and the parent
+            experts = {"experts": expert_truth(manifest["models"], pair["b"], pair["a"])}
+            wrong += [(pair["a"], pair["b"], e) for e in expert_errors(doc, experts)]
         truth = manifest["models"][pair["b"]].get("export")
         if truth is not None:  # an export: named as such against its source, and only there
             wrong += [(pair["a"], pair["b"], e) for e in export_errors(doc, truth, truth["of"] == pair["a"])]

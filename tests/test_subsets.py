@@ -10,8 +10,8 @@ from parentage.evidence.hidden import HiddenMap
 from parentage.evidence.subsets import longest_increasing, residual_kept
 from parentage.pair import compare
 from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors
-from parentage.zoo.realfamily import width_pruned
-from parentage.zoo.truth import subset_errors
+from parentage.zoo.realfamily import experts_permuted, upcycled, width_pruned
+from parentage.zoo.truth import expert_errors, subset_errors
 
 SHAPE = Shape(n_layers=4, hidden=128, n_heads=6, n_kv_heads=2, ffn=384, vocab=512)
 
@@ -80,3 +80,39 @@ def test_a_copy_of_the_same_shape_gets_no_subset_notes(base):
     root, sd, a = base
     doc = compare(str(a), str(_save(root / "same", _noisy(sd, np.random.default_rng(4)), _config())))
     assert doc["alignment"]["subsets"] is None
+
+
+@pytest.fixture(scope="module")
+def moe(base):
+    """A upcycled into an MoE (each expert a shuffled quarter of the dense FFN), and that MoE with its experts
+    and their neurons reordered."""
+    root, sd, a = base
+    rng = np.random.default_rng(5)
+    up, cfg, up_truth = upcycled(sd, _config(), rng, n_experts=4, share=0.5)
+    perm, perm_truth = experts_permuted(up, cfg, rng)
+    return (a, _save(root / "moe", up, cfg), up_truth), (_save(root / "moe-perm", perm, cfg), perm_truth)
+
+
+def test_upcycled_experts_are_each_mapped_to_the_dense_ffn_whatever_their_neuron_order(moe):
+    (a, b, truth), _ = moe
+    doc = compare(str(a), str(b))
+    assert expert_errors(doc, {"experts": truth}) == []
+    experts = doc["alignment"]["subsets"]["experts"]
+    assert experts["kind"] == "upcycled" and experts["descriptive"]
+    assert any(n.startswith("all 4 experts of B in each of its layers") for n in doc["alignment"]["notes"])
+    assert not any(n.endswith("A's dense FFNs (upcycled)") for n in doc["alignment"]["notes"])  # said once
+
+
+def test_reordered_experts_are_mapped_by_router_rows_and_checked_on_their_weights(moe):
+    (_, up, _), (perm, truth) = moe
+    doc = compare(str(up), str(perm))
+    assert expert_errors(doc, {"experts": truth}) == []
+    experts = doc["alignment"]["subsets"]["experts"]
+    assert experts["kind"] == "reordered"
+    assert all(lay["checked"]["agree"] > 0.5 * lay["checked"]["rows"] for lay in experts["layers"])
+
+
+def test_experts_kept_in_place_are_said_in_order(moe):
+    (_, up, _), _ = moe
+    doc = compare(str(up), str(up))
+    assert doc["alignment"]["subsets"]["experts"]["kind"] == "in order"

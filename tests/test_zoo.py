@@ -19,7 +19,7 @@ from parentage.zoo.model import ModelConfig, forward  # noqa: E402
 
 ALL_KINDS = {"base", "finetune", "merge", "continued", "insert_layers", "remove_layers", "widen_ffn", "replace_tokenizer",
              "upcycle", "frozen", "obfuscate", "export_bf16", "export_gguf", "export_quant", "combined", "distill",
-             "magnitude_prune", "lora_merge", "prune_vocab"}
+             "magnitude_prune", "lora_merge", "prune_vocab", "width_prune", "depth_prune", "permute_experts"}
 EXPORT_FORMATS = {"gptq", "awq", "nf4", "mlx", "ct-int4", "fp8", "onnx", "gptq-edit"}
 
 

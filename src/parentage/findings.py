@@ -552,8 +552,10 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
             cells = [c for t in tests for c in t.cells]
             out["units"] = [u for u in unit_map(cells, related_level) if "value" not in u["b"]]
             upcycled = [u for u in out["units"] if "expert" in u["b"] and u["a"].endswith(" ffn")]
+            sampled = {c.b.label for c in cells if "expert" in c.b.name}
             if upcycled:
-                out["notes"].append(f"{len(upcycled)} experts of B match A's dense FFNs (upcycled)")
+                out["notes"].append(f"{len(upcycled)} of the {len(sampled)} experts of B the neuron tests sampled "
+                                    f"match A's dense FFNs (upcycled)")
     cache: dict[tuple[int, int], list[TensorIdentity]] = {}
 
     def shifted(i: int, j: int) -> list[TensorIdentity]:

@@ -53,6 +53,7 @@ HEAD_SHARE = 0.1  # of the budget, for key and value rows of whole heads
 TOKEN_NEURON_TOKENS = 8192  # shared-token embedding rows of A that token neurons are checked against
 MIN_WHOLE_UNITS = 2  # B's FFNs read whole for the invariant test when the order tests decide nothing
 DECIDED_WHOLE_SHARE = 0.25  # of the default budget, for whole FFNs once the order tests have decided
+EXPERT_SHARE = 0.25  # of the budget, for the expert map (A's dense FFNs read whole, or routers and experts)
 UPDATE_SHARE = 0.02  # of the checkpoints' bytes, at most, for the wider rows of the update types
 
 
@@ -573,9 +574,12 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
         order = next((e for e in ev_ffn if e.name == "ffn_neuron_order"), None)
         alignment["subsets"] = subsets(a, b, hmap, alignment.get("layers") or [], cells_rank,
                                        order is not None and order.log10_p is not None and order.log10_p <= RELATED_LEVEL,
-                                       plan.bytes_per_model * HEAD_SHARE) \
+                                       plan.bytes_per_model * HEAD_SHARE, plan.bytes_per_model * EXPERT_SHARE,
+                                       sample_seed) \
             if verdict.label == "related" and _complete(a, b) else None
         if alignment["subsets"]:
+            if (alignment["subsets"].get("experts") or {}).get("kind"):  # the expert map says it for every expert
+                alignment["notes"] = [n for n in alignment["notes"] if not n.endswith("A's dense FFNs (upcycled)")]
             alignment["notes"] += alignment["subsets"]["notes"]
     ca, cb = a.cost(), b.cost()
     return {

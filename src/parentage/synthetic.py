@@ -30,10 +30,11 @@ class Shape:
     vocab: int = 256
     n_experts: int = 4
     moe_ffn: int = 32
+    head_size: int = 0  # 0: hidden // n_heads; set when heads or the residual were pruned apart
 
     @property
     def head_dim(self) -> int:
-        return self.hidden // self.n_heads
+        return self.head_size or self.hidden // self.n_heads
 
 
 def _llama_layer(p: str, s: Shape, bias_qkv: bool = False) -> dict[str, tuple]:
@@ -235,6 +236,8 @@ def config_for(model_type: str, shape: Shape = Shape()) -> dict:
         "tie_word_embeddings": model_type.startswith("gemma") or model_type == "gpt2",
         "torch_dtype": "float32",
     }
+    if shape.head_size:
+        cfg["head_dim"] = shape.head_size
     if model_type in ("qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3"):
         cfg["moe_intermediate_size"] = shape.moe_ffn
     if model_type in ("gpt2", "gpt_neox", "falcon", "bert"):

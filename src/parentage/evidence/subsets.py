@@ -13,7 +13,8 @@ and B's attention matrices:
   the same head, head_dim / d for unrelated ones), and the assignment says which of A's heads B kept, per
   key/value group;
 - FFN neurons: the neurons the agreement test matched keep A's order or not (Kendall's tau of its rank cells),
-  and the order test's blocks sit at the same offsets or not.
+  and the order test's blocks sit at the same offsets or not;
+- experts: which of B's experts are which of A's, or which hold A's dense FFN (evidence/experts.py).
 
 None of this has a calibrated null of its own (JSON `alignment.subsets`, marked descriptive): the maps only say
 *which* parts correspond in a pair the counted tests already related.
@@ -29,12 +30,13 @@ from ..assignment import linear_sum_assignment
 from ..checkpoint import Checkpoint
 from ..report.words import join, layers as layer_words
 from .blocks import NORM_OFFSET_FAMILIES
+from .experts import expert_map
 from .hidden import HiddenMap
 
 IN_ORDER = 0.95  # share of the paired dimensions (or matched neurons) on one increasing run for "in A's order"
 HEAD_LAYERS = 4  # matched layer pairs whose heads are mapped, spread over depth
-HEAD_KEPT = 0.5  # subspace overlap above which an assigned head is A's (unrelated heads: about head_dim / d)
-HEAD_CHANCE = 4.0  # ... and at least this many times the overlap of unrelated heads
+HEAD_KEPT = 0.5  # subspace overlap above which an assigned head is A's, and at least halfway from the overlap of
+# unrelated heads (about head_dim / d, which is large in narrow models) to 1
 RANK_IN_ORDER = 0.95  # Kendall's tau of matched neurons for "kept in A's order"
 
 
@@ -145,7 +147,7 @@ def head_map(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, layer_pairs: list, b
             if qa is None or qb is None:
                 continue
             to_a, ov = _assign_heads(qa, qb)
-            kept = [int(h) if o >= max(HEAD_KEPT, HEAD_CHANCE * chance) else -1 for h, o in zip(to_a, ov)]
+            kept = [int(h) if o >= max(HEAD_KEPT, (1 + chance) / 2) else -1 for h, o in zip(to_a, ov)]
             per.append({"a": i, "b": j, "b_to_a": kept, "overlap": [round(float(o), 3) for o in ov]})
         if per:
             out["layers"].append({"role": role, "n_a": na, "n_b": nb, "pairs": per})
@@ -236,13 +238,16 @@ def ffn_kept(f_a: int | None, f_b: int | None, rank_cells: list, index_in_place:
 
 
 def subsets(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, layer_pairs: list, rank_cells: list,
-            index_in_place: bool, budget_bytes: float) -> dict | None:
-    """alignment.subsets: the residual, head and FFN maps that have something to say, with their notes."""
+            index_in_place: bool, budget_bytes: float, expert_bytes: float, seed: int) -> dict | None:
+    """alignment.subsets: the residual, head, FFN and expert maps that have something to say, with their notes.
+    budget_bytes: what the head map may read; expert_bytes: what the expert map may read."""
+    dense = not a.summary.n_experts and not b.summary.n_experts  # an expert's width is not an FFN's
     out = {"descriptive": True, "residual": residual_kept(hmap),
            "heads": head_map(a, b, hmap, layer_pairs, budget_bytes),
            "ffn": ffn_kept(a.summary.intermediate_size, b.summary.intermediate_size, rank_cells, index_in_place,
-                           layer_pairs)}
-    notes = [x["note"] for x in (out["residual"], out["ffn"]) if x and x.get("note")]
+                           layer_pairs) if dense else None,
+           "experts": expert_map(a, b, hmap, layer_pairs, seed, expert_bytes)}
+    notes = [x["note"] for x in (out["residual"], out["ffn"], out["experts"]) if x and x.get("note")]
     notes += (out["heads"] or {}).get("notes", [])
     if not notes:
         return None

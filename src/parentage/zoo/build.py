@@ -137,7 +137,17 @@ class _Zoo:
             return self._swap_tokenizer(parent, r.tokenizer, gen)
         if kind == "upcycle":
             cfg, params = surgery.upcycle(parent.cfg, parent.params, 4, gen)
-            return Built(cfg, params, parent.tokenizer)
+            return Built(cfg, params, parent.tokenizer, extra={"experts": {"from": "dense"}})
+        if kind == "permute_experts":
+            params, truth = surgery.permute_experts(parent.cfg, parent.params, gen)
+            return Built(parent.cfg, params, parent.tokenizer, extra={"experts": truth})
+        if kind == "width_prune":
+            cfg, params, truth = surgery.width_prune(parent.cfg, parent.params, hidden=0.75, ffn=0.75)
+            return Built(cfg, params, parent.tokenizer, extra={"subsets": truth})
+        if kind == "depth_prune":
+            n = parent.cfg.n_layers
+            cfg, params, lmap = surgery.remove_layers(parent.cfg, parent.params, list(range(n // 2 - 1, n // 2 + 1)))
+            return Built(cfg, params, parent.tokenizer, lmap)
         if kind == "obfuscate":
             params = surgery.obfuscate(parent.cfg, parent.params, gen)
             return Built(parent.cfg, params, parent.tokenizer, extra={"function_check": self._logit_diff(parent, parent.cfg, params)})
@@ -188,7 +198,8 @@ class _Zoo:
         """How far training moved the weights: per role group, ||child - parent|| / ||parent||, and for children
         of a base also / ||parent - parent's init|| (>= 1 means moved at least as far as pretraining did).
         Frozen tensors are left out: they cannot move, and are reported separately as bit-identical."""
-        if not r.parents or r.kind in ("obfuscate", "distill") or (r.parents and self.by_name[r.parents[0]].kind == "obfuscate"):
+        relabelled = ("obfuscate", "permute_experts")  # the same function under other labels: nothing moved
+        if not r.parents or r.kind in relabelled + ("distill",) or self.by_name[r.parents[0]].kind in relabelled:
             return None
         parent = self.load(r.parents[0])
         built = Built(built.cfg, self._as_stored(r, built.params, built.stored), built.tokenizer, built.layer_map)
@@ -225,7 +236,8 @@ class _Zoo:
         if built.cfg.vocab == parent.cfg.vocab:
             for name, key in (("embed", "model.embed_tokens.weight"), ("lm_head", "lm_head.weight")):
                 pw, cw = parent.params[key], built.params[key]
-                out[name] = {"rel_change": round(float((cw - pw).norm() / pw.norm()), 4)}
+                if cw.shape == pw.shape:  # a pruned residual stream changes the width: no movement to measure
+                    out[name] = {"rel_change": round(float((cw - pw).norm() / pw.norm()), 4)}
         return out
 
     @staticmethod

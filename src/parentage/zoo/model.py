@@ -31,10 +31,11 @@ class ModelConfig:
     rope_theta: float = 10000.0
     eps: float = 1e-5
     max_seq: int = 512
+    head_size: int = 0  # 0: hidden // n_heads; set once heads or the residual stream were pruned apart
 
     @property
     def head_dim(self) -> int:
-        return self.hidden // self.n_heads
+        return self.head_size or self.hidden // self.n_heads
 
     @property
     def qkv_bias(self) -> bool:
@@ -53,7 +54,7 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     The llama/qwen2/mixtral state-dict layout is spelt once, in `synthetic.py`; the zoo uses the same table.
     """
     shape = Shape(n_layers=cfg.n_layers, hidden=cfg.hidden, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
-                  ffn=cfg.ffn, vocab=cfg.vocab, n_experts=cfg.n_experts or 1, moe_ffn=cfg.ffn)
+                  ffn=cfg.ffn, vocab=cfg.vocab, n_experts=cfg.n_experts or 1, moe_ffn=cfg.ffn, head_size=cfg.head_size)
     return llama_like_shapes(shape, bias_qkv=cfg.qkv_bias, moe="mixtral" if cfg.n_experts else None)
 
 

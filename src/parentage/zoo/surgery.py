@@ -6,9 +6,11 @@ inputs are never modified. Function-preserving edits say so, and the zoo checks 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .model import ModelConfig, layer_shapes
+from .realfamily import experts_permuted, width_pruned
 
 Params = dict[str, torch.Tensor]
 
@@ -136,6 +138,40 @@ def upcycle(cfg: ModelConfig, params: Params, n_experts: int, gen: torch.Generat
                 w = params[p + theirs + ".weight"]
                 out[f"{q}experts.{e}.{ours}.weight"] = w + noise * w.std() * torch.randn(w.shape, generator=gen)
     return new_cfg, out
+
+
+def _hf(cfg: ModelConfig) -> dict:
+    return {"hidden_size": cfg.hidden, "head_dim": cfg.head_dim, "num_attention_heads": cfg.n_heads,
+            "num_key_value_heads": cfg.n_kv_heads, "num_hidden_layers": cfg.n_layers, "intermediate_size": cfg.ffn,
+            "num_local_experts": cfg.n_experts}
+
+
+def _numpy(params: Params) -> dict:
+    return {k: v.numpy() for k, v in params.items()}
+
+
+def _torch(arrays: dict) -> Params:
+    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()}
+
+
+def width_prune(cfg: ModelConfig, params: Params, **how) -> tuple[ModelConfig, Params, dict]:
+    """Minitron-style structured pruning (`realfamily.width_pruned`: residual channels, FFN neurons, query heads or
+    key/value groups kept by weight norm, in order); returns the truth `zoo.truth.subset_errors` checks."""
+    if cfg.qkv_bias or cfg.n_experts:
+        raise ValueError("width_prune handles dense models without q/k/v biases")
+    arrays, hf, truth = width_pruned(_numpy(params), _hf(cfg), **how)
+    new = cfg.with_(hidden=hf["hidden_size"], ffn=hf["intermediate_size"], n_heads=hf["num_attention_heads"],
+                    n_kv_heads=hf["num_key_value_heads"], head_size=cfg.head_dim)
+    return new, _torch(arrays), truth
+
+
+def permute_experts(cfg: ModelConfig, params: Params, gen: torch.Generator) -> tuple[Params, dict]:
+    """Every layer's experts reordered (router rows alike) and the neurons inside every expert permuted: the same
+    function (`realfamily.experts_permuted` without noise). Returns the map: B's expert e of layer j is A's
+    map[j][e]."""
+    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+    arrays, truth = experts_permuted(_numpy(params), _hf(cfg), rng, noise=0.0)
+    return _torch(arrays), truth
 
 
 def merge(a: Params, b: Params) -> Params:

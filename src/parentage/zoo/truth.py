@@ -147,3 +147,43 @@ def subset_errors(doc: dict, model: dict) -> list[str]:
     for role in set(mapped) - set(truth.get("heads") or {}):
         errors.append(f"{role} heads said changed where they are not")
     return errors
+
+
+def expert_errors(doc: dict, model: dict) -> list[str]:
+    """Where `alignment.subsets.experts` contradicts where B's experts came from (a derivation's `experts` truth:
+    {"from": "dense"} for upcycling, {"from": "experts", "map": {layer of B: [A's expert of each of B's]}}).
+    Without that truth, any claim that B's experts are upcycled or reordered is an error."""
+    said = ((doc.get("alignment") or {}).get("subsets") or {}).get("experts") or {}
+    truth = model.get("experts")
+    if truth is None:
+        return [f"experts said {said['kind']} where they are not: {said.get('note')}"] \
+            if said.get("kind") in ("upcycled", "reordered") else []
+    if not said.get("layers"):
+        return [f"experts from {truth['from']} not mapped ({said.get('note')})"]
+    errors = []
+    for lay in said["layers"]:
+        want = (["ffn"] * len(lay["b_to_a"]) if truth["from"] == "dense" else truth["map"][str(lay["b"])])
+        if lay["b_to_a"] != want:
+            errors.append(f"experts of B's layer {lay['b']} said to come from {lay['b_to_a']}, truth {want}")
+    return errors
+
+
+def expert_truth(models: dict, name: str, ancestor: str) -> dict | None:
+    """Where the experts of zoo model `name` come from, seen from `ancestor` (manifest entries hold it relative
+    to their parent): the parent's truth, or, further up, "from dense" as long as every step keeps it so (the
+    experts of anything derived from an upcycled model still hold the dense FFN)."""
+    model = models[name]
+    if not model.get("parents"):
+        return None
+    parent = model["parents"][0]
+    if parent == ancestor:
+        return model.get("experts")
+    up = expert_truth(models, parent, ancestor)
+    return up if up is not None and up["from"] == "dense" else None
+
+
+def derivation_errors(doc: dict, truth: dict) -> list[str]:
+    """Every check above against one derivation's truth (`zoo.realfamily.surgeries`)."""
+    layout = {k: truth[k] for k in ("layer_map", "frozen_layers", "only_embeddings") if k in truth}
+    return (explanation_errors(doc, **layout) + update_errors(doc, truth) + subset_errors(doc, truth)
+            + expert_errors(doc, truth))
