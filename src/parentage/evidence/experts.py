@@ -26,7 +26,7 @@ from ..align import unit_rows
 from ..assignment import linear_sum_assignment
 from ..checkpoint import Checkpoint
 from ..report.words import layers as layer_words
-from .blocks import NORM_OFFSET_FAMILIES, Unit, read_block
+from .blocks import Unit, fold_norm, read_block
 from .hidden import HiddenMap
 
 LAYERS = 4  # matched layer pairs mapped, spread over depth
@@ -64,15 +64,7 @@ def _router_rows(ck: Checkpoint, layer: int) -> np.ndarray | None:
     t = ck.find("router", layer)
     if t is None or len(t.shape) != 2:
         return None
-    rows = t.read()
-    norm = ck.find("mlp_norm", layer)  # folded: the router reads the normed stream, like the experts
-    if norm is not None:
-        gain = norm.read().reshape(-1)
-        if ck.family.name.startswith(NORM_OFFSET_FAMILIES):
-            gain = gain + 1.0
-        if gain.shape[0] == rows.shape[1]:
-            rows = rows * gain
-    return rows
+    return fold_norm(ck, ck.find("mlp_norm", layer), t.read())  # the router reads the normed stream too
 
 
 def _agreement(block: list[np.ndarray], whole: list[np.ndarray]) -> int:

@@ -21,7 +21,7 @@ from ..checkpoint import Checkpoint
 from ..assignment import linear_sum_assignment
 from ..stats import rencontres_pmf, sum_tail
 from . import Evidence
-from .blocks import NORM_OFFSET_FAMILIES
+from .blocks import fold_norm
 from .hidden import HiddenMap
 
 MIN_HEADS = 2  # a block of one head has no order to test
@@ -35,28 +35,24 @@ def head_layers(ck: Checkpoint) -> list[int]:
             and ck.find("attn_k", i).n_rows == s.n_kv_heads * s.head_dim]
 
 
+def head_bases(ck: Checkpoint, role: str, layer: int, first: int, n: int, hd: int, hmap: HiddenMap | None) -> np.ndarray:
+    """Orthonormal bases of the row spaces of heads [first, first + n) of one role in one layer, norm folded in,
+    in B's residual basis: (n, hd, d_b)."""
+    rows = ck.find(role, layer).read_rows(first * hd, (first + n) * hd)  # (n * hd, d)
+    rows = fold_norm(ck, ck.find("attn_norm", layer), rows)
+    if hmap is not None:
+        rows = hmap.apply(rows)
+    heads = rows.reshape(n, hd, -1).transpose(0, 2, 1)  # (n, d_b, hd)
+    q, _ = np.linalg.qr(heads)  # (n, d_b, hd): orthonormal columns spanning each head's rows
+    return q.transpose(0, 2, 1)
+
+
 def read_head_bases(ck: Checkpoint, layers: list[int], first: int, n: int, hmap: HiddenMap | None) -> np.ndarray:
     """Orthonormal bases of the key and value row spaces of heads [first, first + n) of each layer, in B's
     residual basis: (n_layers, n, 2, head_dim, d_b)."""
     hd = ck.summary.head_dim
-    out = []
-    for layer in layers:
-        norm = ck.find("attn_norm", layer)
-        gain = norm.read().reshape(-1) if norm is not None else None
-        if gain is not None and ck.family.name.startswith(NORM_OFFSET_FAMILIES):
-            gain = gain + 1.0
-        per_view = []
-        for role in ("attn_k", "attn_v"):
-            rows = ck.find(role, layer).read_rows(first * hd, (first + n) * hd)  # (n * hd, d)
-            if gain is not None and gain.shape[0] == rows.shape[1]:
-                rows = rows * gain
-            if hmap is not None:
-                rows = hmap.apply(rows)
-            heads = rows.reshape(n, hd, -1).transpose(0, 2, 1)  # (n, d_b, hd)
-            q, _ = np.linalg.qr(heads)  # (n, d_b, hd): orthonormal columns spanning each head's rows
-            per_view.append(q.transpose(0, 2, 1))
-        out.append(np.stack(per_view, axis=1))  # (n, 2, hd, d_b)
-    return np.stack(out)
+    return np.stack([np.stack([head_bases(ck, role, layer, first, n, hd, hmap) for role in ("attn_k", "attn_v")],
+                              axis=1) for layer in layers])
 
 
 def head_order_test(bases_a: np.ndarray, bases_b: np.ndarray, pairs: list[tuple[int, int]], paired_by: str) -> Evidence:

@@ -29,7 +29,7 @@ import numpy as np
 from ..assignment import linear_sum_assignment
 from ..checkpoint import Checkpoint
 from ..report.words import join, layers as layer_words
-from .blocks import NORM_OFFSET_FAMILIES
+from .heads import head_bases
 from .experts import expert_map
 from .hidden import HiddenMap
 
@@ -89,23 +89,12 @@ def residual_kept(hmap: HiddenMap) -> dict | None:
 
 
 def _head_bases(ck: Checkpoint, role: str, layer: int, n_heads: int, hmap: HiddenMap | None) -> np.ndarray | None:
-    """Orthonormal bases of each head's rows of `role` in one layer, in B's residual basis: (n_heads, hd, d_b)."""
+    """Every head's row space of `role` in one layer, in B's residual basis: (n_heads, hd, d_b); None when the
+    tensor is missing or not held whole."""
     t = ck.find(role, layer)
     if t is None or not n_heads or t.n_rows % n_heads or not t.has(0, t.n_rows):
         return None
-    rows = t.read()  # (n_heads * hd, d)
-    norm = ck.find("attn_norm", layer)  # folded, so a gain moved between the norm and the rows changes nothing
-    if norm is not None:
-        gain = norm.read().reshape(-1)
-        if ck.family.name.startswith(NORM_OFFSET_FAMILIES):
-            gain = gain + 1.0
-        if gain.shape[0] == rows.shape[1]:
-            rows = rows * gain
-    if hmap is not None:
-        rows = hmap.apply(rows)
-    heads = rows.reshape(n_heads, -1, rows.shape[1]).transpose(0, 2, 1)  # (n, d_b, hd)
-    q, _ = np.linalg.qr(heads)
-    return q.transpose(0, 2, 1)
+    return head_bases(ck, role, layer, 0, n_heads, t.n_rows // n_heads, hmap)
 
 
 def _assign_heads(qa: np.ndarray, qb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,9 @@ same block of rows read from both:
 - low rank: the singular values of B - A on the rows read, against what the two storages' rounding alone
   gives. A merged low-rank update of rank r (a LoRA adapter folded in) shows r values above that floor and none
   beyond; an update by training stands above it everywhere. The rank is said when most matrices of a role show
-  the same one.
+  the same one;
+- drift: otherwise, how far B's matrices moved from A's (||B - A|| / ||A||, median over the matrices): a few
+  percent for a fine-tune, tens of percent or more for continued pretraining or washing.
 
 Neither has a calibrated null: they describe (JSON `alignment.updates`, marked descriptive) and never enter the
 verdict. Frozen, cast and quantised tensors are told apart elsewhere (identity test, export check).
@@ -54,12 +56,40 @@ def update_types(a: Checkpoint, b: Checkpoint, layer_pairs: list, same_basis: bo
                 continue
             va = ta.sample_rows(rows, seed).astype(np.float64)
             vb = tb.sample_rows(rows, seed).astype(np.float64)
-            records.append((role, j, *_sparsity(va, vb), _rank(va, vb, ta.dtype, tb.dtype)))
+            records.append((role, j, *_sparsity(va, vb), _drift(va, vb), _rank(va, vb, ta.dtype, tb.dtype)))
     if not records:
         return None
     out = {"descriptive": True, "layers_b": sorted({j for _, j in picks}), "rows_per_matrix": rows,
            "sparsity": _say_sparsity(records), "low_rank": _say_rank(records)}
     out["notes"] = [x["summary"] for x in (out["sparsity"], out["low_rank"]) if x and x.get("summary")]
+    out["drift"] = _say_drift(records, bool(out["notes"]), out["layers_b"])
+    if out["drift"]["summary"]:
+        out["notes"].append(out["drift"]["summary"])
+    return out
+
+
+def _drift(va: np.ndarray, vb: np.ndarray) -> float:
+    """||B - A|| / ||A|| over the rows read."""
+    return float(np.linalg.norm(vb - va) / max(np.linalg.norm(va), 1e-30))
+
+
+def _say_drift(records: list, explained: bool, layers_b: list[int]) -> dict:
+    """How far B's matrices moved from A's, said when sparsity or a low-rank update does not already say how:
+    a fine-tune moves them a few percent, continued pretraining or washing tens of percent or more."""
+    rel = np.array([r[5] for r in records])
+    moved = rel > 0
+    out = {"median_relative_change": round(float(np.median(rel)), 4), "n_changed": int(moved.sum()),
+           "n_compared": len(records), "summary": None}
+    if explained or not moved.any():
+        return out
+    low = sum(r[6] is not None for r in records)
+    pct = 100 * float(np.median(rel[moved]))
+    out["summary"] = (f"B's layer matrices differ from A's by a median {pct:.{1 if pct < 10 else 0}f}% of their "
+                      f"norm (||B - A|| / ||A|| over the rows read; {int(moved.sum())} of {len(records)} matrices "
+                      f"changed, at {layer_words(layers_b)} of B); "
+                      + ("a full-rank change, not sparse (training leaves one; pruning and merged adapters do not)"
+                         if low == 0 else
+                         f"{low} of them low-rank, the rest not") + " (descriptive)")
     return out
 
 
@@ -119,7 +149,7 @@ def _say_sparsity(records: list) -> dict | None:
 def _say_rank(records: list) -> dict | None:
     by_role: dict[str, list[int | None]] = {}
     layers_b: set[int] = set()
-    for role, j, *_rest, rank in records:
+    for role, j, *_rest, rank in records:  # (role, layer, three sparsity figures, drift, rank)
         by_role.setdefault(role, []).append(rank)
     ranks = {}
     for role, rs in by_role.items():

@@ -12,6 +12,8 @@ update — each with the truth that `zoo.truth.explanation_errors`, `update_erro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..checkpoint import Checkpoint
@@ -82,54 +84,60 @@ def noisy(sd: dict[str, np.ndarray], rng, scale: float = 0.02, keep=()) -> dict[
             if v.ndim == 2 and k not in keep else v for k, v in sd.items()}
 
 
-def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> list[tuple[str, dict, dict, dict]]:
-    """(name, state dict, config, truth) of each derivation by surgery, compared against the real model or, when
-    truth["against"] names one, against the derivation whose name starts with it. Truth holds
-    explanation_errors' arguments and the keys update_errors, subset_errors and expert_errors read."""
+def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> Iterator[tuple[str, dict, dict, dict]]:
+    """(name, state dict, config, truth) of each derivation by surgery, one at a time (a family of a real model
+    does not fit in memory at once), to compare against the real model or, when truth["against"] names one,
+    against the derivation whose name starts with it. Truth holds explanation_errors' arguments and the keys
+    update_errors, subset_errors and expert_errors read."""
     def deeper(k: int) -> dict:
         return {**config, "num_hidden_layers": n + k}
 
+    every = list(range(n))
     third, two_thirds = n // 3, 2 * n // 3
     copies = list(range(third + 1)) + [third] + list(range(third + 1, two_thirds + 1)) + [two_thirds] + \
         list(range(two_thirds + 1, n))
     inserted = [j for j in range(1, len(copies)) if copies[j] == copies[j - 1]]
     copy_map = [None if j in inserted else i for j, i in enumerate(copies)]
+    yield (f"{n + 2} layers: {layer_list(inserted)} inserted as exact copies", noisy(relayered(sd, copies), rng),
+           deeper(2), {"layer_map": copy_map})
+    yield (f"{n + 2} layers: {layer_list(inserted)} inserted as zero-output copies",
+           noisy(zero_outputs(relayered(sd, copies), inserted), rng, keep=()), deeper(2), {"layer_map": copy_map})
     dropped = list(range(n // 2)) + list(range(n // 2 + 1, n))
+    yield f"{n - 1} layers: layer {n // 2} removed", noisy(relayered(sd, dropped), rng), deeper(-1), {"layer_map": dropped}
     half = [k for k in sd if any(k.startswith(f"model.layers.{i}.") for i in range(n // 2))]
+    yield (f"first {n // 2} layers frozen, the rest moved", noisy(sd, rng, keep=set(half)), config,
+           {"layer_map": every, "frozen_layers": list(range(n // 2))})
     fresh_layers = fresh(sd, rng) | {"model.embed_tokens.weight": sd["model.embed_tokens.weight"]}
+    yield "its embeddings on fresh layers", noisy(fresh_layers, rng), config, {"layer_map": None, "only_embeddings": True}
+    del fresh_layers
+    yield ("a rotated copy: norms folded, residual rotated, heads and neurons permuted, 1% noise",
+           obfuscate(sd, config, rng), config, {"layer_map": every})
     width, width_cfg, width_truth = width_pruned(sd, config)
-    groups, groups_cfg, groups_truth = width_pruned(sd, config, hidden=1.0, ffn=1.0, drop_per_group=0, drop_groups=1)
-    moe, moe_cfg, moe_truth = upcycled(sd, config, rng)
-    moe_perm, perm_truth = experts_permuted(moe, moe_cfg, rng)
+    yield ("width pruned (Minitron style): residual 80% kept in order, FFN 75%, a query head per key/value group",
+           noisy(width, rng), width_cfg, {"layer_map": every, "subsets": width_truth})
+    del width
+    if config["num_key_value_heads"] > 1:
+        groups, groups_cfg, groups_truth = width_pruned(sd, config, hidden=1.0, ffn=1.0, drop_per_group=0,
+                                                        drop_groups=1)
+        yield ("one key/value group removed with its query heads", noisy(groups, rng), groups_cfg,
+               {"layer_map": every, "subsets": groups_truth})
+        del groups
     block = list(range(two_thirds - 3, two_thirds + 1))  # depth pruning removes a block of late-middle layers
     shallow = [i for i in range(n) if i not in block]
-    return [
-        (f"{n + 2} layers: {layer_list(inserted)} inserted as exact copies", noisy(relayered(sd, copies), rng),
-         deeper(2), {"layer_map": copy_map}),
-        (f"{n + 2} layers: {layer_list(inserted)} inserted as zero-output copies",
-         noisy(zero_outputs(relayered(sd, copies), inserted), rng, keep=()), deeper(2), {"layer_map": copy_map}),
-        (f"{n - 1} layers: layer {n // 2} removed", noisy(relayered(sd, dropped), rng), deeper(-1),
-         {"layer_map": dropped}),
-        (f"first {n // 2} layers frozen, the rest moved", noisy(sd, rng, keep=set(half)), config,
-         {"layer_map": list(range(n)), "frozen_layers": list(range(n // 2))}),
-        ("its embeddings on fresh layers", noisy(fresh_layers, rng), config, {"layer_map": None, "only_embeddings": True}),
-        ("a rotated copy: norms folded, residual rotated, heads and neurons permuted, 1% noise", obfuscate(sd, config, rng),
-         config, {"layer_map": list(range(n))}),
-        ("width pruned (Minitron style): residual 80% kept in order, FFN 75%, a query head per key/value group",
-         noisy(width, rng), width_cfg, {"layer_map": list(range(n)), "subsets": width_truth}),
-        ("one key/value group removed with its query heads", noisy(groups, rng), groups_cfg,
-         {"layer_map": list(range(n)), "subsets": groups_truth}),
-        (f"depth pruned: layers {block[0]}\u2013{block[-1]} removed", noisy(relayered(sd, shallow), rng),
-         deeper(-len(block)), {"layer_map": shallow}),
-        ("upcycled to 8 experts, each a shuffled quarter of the dense FFN", moe, moe_cfg,
-         {"layer_map": list(range(n)), "experts": moe_truth}),
-        ("the upcycled model with experts and their neurons reordered", moe_perm, moe_cfg,
-         {"layer_map": list(range(n)), "experts": perm_truth, "against": "upcycled"}),
-        ("half of every layer matrix zeroed by magnitude", magnitude_pruned(sd), config,
-         {"layer_map": list(range(n)), "updates": {"sparsity": 0.5, "by_magnitude": True}}),
-        ("a rank-8 update merged into every layer matrix", lora_merged(sd, 8, rng), config,
-         {"layer_map": list(range(n)), "updates": {"low_rank": 8}}),
-    ]
+    yield (f"depth pruned: layers {block[0]}\u2013{block[-1]} removed", noisy(relayered(sd, shallow), rng),
+           deeper(-len(block)), {"layer_map": shallow})
+    moe, moe_cfg, moe_truth = upcycled(sd, config, rng)
+    yield ("upcycled to 8 experts, each a shuffled quarter of the dense FFN", moe, moe_cfg,
+           {"layer_map": every, "experts": moe_truth})
+    moe_perm, perm_truth = experts_permuted(moe, moe_cfg, rng)
+    del moe
+    yield ("the upcycled model with experts and their neurons reordered", moe_perm, moe_cfg,
+           {"layer_map": every, "experts": perm_truth, "against": "upcycled"})
+    del moe_perm
+    yield ("half of every layer matrix zeroed by magnitude", magnitude_pruned(sd), config,
+           {"layer_map": every, "updates": {"sparsity": 0.5, "by_magnitude": True}})
+    yield ("a rank-8 update merged into every layer matrix", lora_merged(sd, 8, rng), config,
+           {"layer_map": every, "updates": {"low_rank": 8}})
 
 
 def width_pruned(sd: dict[str, np.ndarray], config: dict, hidden: float = 0.8, ffn: float = 0.75,
