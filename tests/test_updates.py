@@ -85,6 +85,22 @@ def test_a_merged_low_rank_update_is_named_with_its_rank(base, monkeypatch, dtyp
     assert u["low_rank"]["summary"].startswith(f"a merged rank-{rank} update in q, k, v, o, gate, up, down")
 
 
+def test_a_low_rank_update_is_named_on_matrices_with_outlier_columns(tmp_path):
+    """Real matrices have columns of far larger values (Gemma's q_proj: residual dimensions with massive
+    activations), which round on a coarser bf16 grid: their rounding error must not pass for extra rank."""
+    rng = np.random.default_rng(8)
+    sd = random_state_dict("llama", SHAPE, seed=3)
+    scaled, merged = dict(sd), {}
+    for k in _layer_matrices(sd):
+        scale = np.ones(sd[k].shape[1], np.float32)
+        scale[rng.choice(sd[k].shape[1], 4, replace=False)] = 40.0  # four outlier columns
+        scaled[k] = sd[k] * scale
+        delta = rng.standard_normal((sd[k].shape[0], 4)) @ rng.standard_normal((4, sd[k].shape[1]))
+        merged[k] = (scaled[k] + delta * 0.05 * np.linalg.norm(sd[k]) / np.linalg.norm(delta)).astype(np.float32)
+    u = _updates(tmp_path, scaled, {**scaled, **merged}, "lora-outliers")
+    assert set(u["low_rank"]["ranks"].values()) == {4} and len(u["low_rank"]["ranks"]) == 7
+
+
 def test_a_rank_too_high_for_the_rows_read_is_not_called_low(base):
     root, sd = base
     rng = np.random.default_rng(6)

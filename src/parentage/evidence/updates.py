@@ -112,16 +112,30 @@ def _sparsity(va: np.ndarray, vb: np.ndarray) -> tuple[float, float | None, floa
 
 def _rank(va: np.ndarray, vb: np.ndarray, da: str, db: str) -> int | None:
     """The rank of B - A over what storage rounding explains: singular values above ABOVE x the largest one the
-    two storages' rounding alone would give (rounding error is uniform over a spacing: RMS spacing / sqrt(12);
-    a noise matrix's largest singular value is about RMS x (sqrt(rows) + sqrt(cols))), with every further one
-    below BELOW x it. None when there is no such gap, or more than the rows read can tell."""
+    two storages' rounding alone would give, with every further one below BELOW x it. None when there is no
+    such gap, or more than the rows read can tell.
+
+    Rounding error is uniform over each value's spacing (variance spacing^2 / 12), and a row or column of large
+    values rounds on a coarser grid (Gemma's q_proj has such columns: residual dimensions of massive activations).
+    So B - A is first scaled, row by row and column by column, to rounding noise of unit variance: scaling rows
+    and columns keeps the rank of an update, and white noise of unit variance has its largest singular value at
+    about sqrt(rows) + sqrt(cols)."""
     d = vb - va
     if not np.any(d):
         return None
-    s = np.linalg.svd(d, compute_uv=False)
     spacing = [float_steps(t, v) for t, v in ((da, va), (db, vb)) if t in FLOAT_GRID]
-    rms = float(np.sqrt(sum(np.mean(x.astype(np.float64) ** 2) for x in spacing) / 12)) if spacing else 0.0
-    floor = max(rms * (np.sqrt(d.shape[0]) + np.sqrt(d.shape[1])), s[0] * 1e-6)  # float32 arithmetic below that
+    if spacing:
+        var = sum(x.astype(np.float64) ** 2 for x in spacing) / 12  # (rows, cols) rounding variance per value
+        col = np.sqrt(var.mean(axis=0))
+        col = np.maximum(col, 1e-3 * np.median(col) + 1e-300)  # a column of zeros must not blow up
+        row = np.sqrt((var / col**2).mean(axis=1))
+        row = np.maximum(row, 1e-3 * np.median(row) + 1e-300)
+        d = d / row[:, None] / col[None, :]
+        floor = np.sqrt(d.shape[0]) + np.sqrt(d.shape[1])
+    else:
+        floor = 0.0
+    s = np.linalg.svd(d, compute_uv=False)
+    floor = max(floor, s[0] * 1e-6)  # float32 arithmetic below that
     r = int((s > ABOVE * floor).sum())
     # a rank that is half of what the rows read allow, or more, is not low: a full update of a small matrix
     if r == 0 or 2 * r >= min(d.shape) or s[r] > BELOW * floor:
