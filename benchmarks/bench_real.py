@@ -18,15 +18,15 @@ Derived by surgery from both real models (`parentage.zoo.realfamily.surgeries`),
 explanation (`parentage.zoo.truth.derivation_errors`): layers inserted as exact copies (SOLAR style) and as
 zero-output copies (LLaMA-Pro style), one removed, the first half frozen with the rest moved, the embeddings on a
 fresh model's layers, a rotated copy with heads and neurons relabelled, Minitron-style width pruning, a key/value
-group removed, depth pruning, upcycling to experts and those experts reordered, magnitude pruning and a merged
-rank-8 update; 2% noise on what was not frozen stands in for training. Both families' derivations are compared at
+group removed, depth pruning, upcycling to experts and those experts reordered, magnitude pruning, a merged
+rank-8 update and (SmolLM2, whose GGUF holds a byte-level BPE vocabulary) a pruned vocabulary; 2% noise on what
+was not frozen stands in for training. Both families' derivations are compared at
 the default budget; with `--families smollm` only SmolLM2's.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -40,8 +40,7 @@ import numpy as np
 
 from parentage.checkpoint import Checkpoint
 from parentage.pair import compare
-from parentage.synthetic import write_safetensors
-from parentage.zoo.realfamily import fresh, llama_state_dict, obfuscate, surgeries
+from parentage.zoo.realfamily import family, fresh, llama_state_dict, obfuscate, tokenizer_json, write_model
 from parentage.zoo.truth import derivation_errors
 
 def find_real(work: Path) -> tuple[Path, Path]:
@@ -60,13 +59,6 @@ def find_real(work: Path) -> tuple[Path, Path]:
             for p in parts:
                 out.write(p.read_bytes())
     return smollm, gemma
-
-
-def write(folder: Path, sd: dict, config: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_safetensors(folder / "model.safetensors", sd, "BF16")
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
 
 
 def report(name: str, doc: dict, truth: str) -> list[str]:
@@ -102,14 +94,13 @@ def main() -> None:
     t0 = time.perf_counter()
     with Checkpoint.open(smollm) as ck:
         sd, config = llama_state_dict(ck)
-        n_layers = ck.summary.n_layers
-    dequant = write(work / "smollm-dequantised", sd, config)  # the same weights in another format and dtype
-    fresh_s = write(work / "fresh-smollm-shape", fresh(sd, rng), config)
-    obf = write(work / "smollm-obfuscated", obfuscate(sd, config, rng), config)
+    dequant = write_model(work / "smollm-dequantised", sd, config)  # the same weights in another format and dtype
+    fresh_s = write_model(work / "fresh-smollm-shape", fresh(sd, rng), config)
+    obf = write_model(work / "smollm-obfuscated", obfuscate(sd, config, rng), config)
     del sd
     with Checkpoint.open(gemma) as ck:
         sd, config = llama_state_dict(ck)
-    fresh_g = write(work / "fresh-gemma-shape", fresh(sd, rng), config)
+    fresh_g = write_model(work / "fresh-gemma-shape", fresh(sd, rng), config)
     del sd
     built = time.perf_counter() - t0
     pairs = [("SmolLM2-135M ~ Gemma3-270M", smollm, gemma, "unrelated"),
@@ -127,19 +118,12 @@ def main() -> None:
     explained = []
     families = {"smollm": ("SmolLM2-135M", smollm), "gemma": ("Gemma3-270M", gemma)}
     for key in args.families.split(","):
-        family, path = families[key]
+        family_name, path = families[key]
         with Checkpoint.open(path) as ck:
             sd, config = llama_state_dict(ck)
-            n_layers = ck.summary.n_layers
-        base = write(work / f"{key}-dequantised", sd, config)
-        written: dict[str, Path] = {}
-        for k, (name, d_sd, d_cfg, truth) in enumerate(surgeries(sd, config, n_layers, rng)):
-            b = written[name] = write(work / f"{key}-surgery-{k}", d_sd, d_cfg)
-            del d_sd
-            a, a_name = base, family
-            if "against" in truth:  # a derivation of a derivation: compared with the one it was made from
-                a_name, a = next((n, p) for n, p in written.items() if n.startswith(truth["against"]))
-                a_name = f"{family}, {a_name}"
+            tokenizer = tokenizer_json(ck)
+        for name, against, a, b, truth in family(work / key, sd, config, rng, tokenizer):
+            a_name = family_name if against is None else f"{family_name}, {against}"
             doc = compare(str(a), str(b))
             verdicts += report(f"{a_name} ~ {name}", doc, "related")
             errors = derivation_errors(doc, truth)

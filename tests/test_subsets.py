@@ -90,11 +90,11 @@ def moe(base):
     rng = np.random.default_rng(5)
     up, cfg, up_truth = upcycled(sd, _config(), rng, n_experts=4, share=0.5)
     perm, perm_truth = experts_permuted(up, cfg, rng)
-    return (a, _save(root / "moe", up, cfg), up_truth), (_save(root / "moe-perm", perm, cfg), perm_truth)
+    return (a, _save(root / "moe", up, cfg), up_truth), (_save(root / "moe-perm", perm, cfg), perm_truth), (up, cfg)
 
 
 def test_upcycled_experts_are_each_mapped_to_the_dense_ffn_whatever_their_neuron_order(moe):
-    (a, b, truth), _ = moe
+    (a, b, truth), _, _ = moe
     doc = compare(str(a), str(b))
     assert expert_errors(doc, {"experts": truth}) == []
     experts = doc["alignment"]["subsets"]["experts"]
@@ -104,7 +104,7 @@ def test_upcycled_experts_are_each_mapped_to_the_dense_ffn_whatever_their_neuron
 
 
 def test_reordered_experts_are_mapped_by_router_rows_and_checked_on_their_weights(moe):
-    (_, up, _), (perm, truth) = moe
+    (_, up, _), (perm, truth), _ = moe
     doc = compare(str(up), str(perm))
     assert expert_errors(doc, {"experts": truth}) == []
     experts = doc["alignment"]["subsets"]["experts"]
@@ -113,6 +113,25 @@ def test_reordered_experts_are_mapped_by_router_rows_and_checked_on_their_weight
 
 
 def test_experts_kept_in_place_are_said_in_order(moe):
-    (_, up, _), _ = moe
+    (_, up, _), _, _ = moe
     doc = compare(str(up), str(up))
     assert doc["alignment"]["subsets"]["experts"]["kind"] == "in order"
+
+
+def test_pruned_experts_are_named_by_what_was_kept(base, moe):
+    """MoE -> MoE with some experts removed (router rows alike): B's experts map onto the ones A kept."""
+    root, _, _ = base
+    (_, up, _), _, (sd, cfg) = moe
+    keep = [0, 2, 3]
+    pruned = {k: v for k, v in sd.items() if ".experts." not in k}
+    for i in range(SHAPE.n_layers):
+        q = f"model.layers.{i}.block_sparse_moe."
+        pruned[q + "gate.weight"] = sd[q + "gate.weight"][keep]
+        for e, src in enumerate(keep):
+            for w in ("w1", "w2", "w3"):
+                pruned[f"{q}experts.{e}.{w}.weight"] = sd[f"{q}experts.{src}.{w}.weight"]
+    doc = compare(str(up), str(_save(root / "moe-pruned", pruned, cfg | {"num_local_experts": len(keep)})))
+    truth = {"from": "experts", "map": {str(i): keep for i in range(SHAPE.n_layers)}}
+    assert expert_errors(doc, {"experts": truth}) == []
+    assert "B keeps 3 of A's 4 experts, A's 1 removed" in doc["alignment"]["subsets"]["experts"]["note"]
+

@@ -581,6 +581,9 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
             if (alignment["subsets"].get("experts") or {}).get("kind"):  # the expert map says it for every expert
                 alignment["notes"] = [n for n in alignment["notes"] if not n.endswith("A's dense FFNs (upcycled)")]
             alignment["notes"] += alignment["subsets"]["notes"]
+        tok = ev_tok[0].details if ev_tok else {}
+        if verdict.label == "related" and tok.get("relation") == "derived" and tok.get("kind") and tok.get("notes"):
+            alignment["notes"].append(f"tokenizer: {tok['notes'][0]}")
     ca, cb = a.cost(), b.cost()
     return {
         "schema_version": 1,

@@ -222,6 +222,12 @@ def _from_experts(a, b, hmap, picks, rng) -> dict:
         text = f"B's experts are A's reordered: in B's {layer_words(bs)}, " + "; ".join(
             f"layer {lay['b']}: " + ", ".join(f"{eb}\u2190{ea}" for eb, ea in enumerate(lay["b_to_a"]) if ea is not None)
             for lay in layers) + " (B's expert\u2190A's)"
-    if kind and (n_a != n_b or unmapped):
+    if kind and unmapped:
         text += f"; {unmapped} of B's experts there match none of A's ({n_a} experts in A, {n_b} in B)"
+    if kind and n_b < n_a:  # experts pruned: which of A's went, per layer (once when the same everywhere)
+        gone = [sorted(set(range(n_a)) - {x for x in mp if x is not None}) for mp in maps]
+        words = [", ".join(map(str, g)) for g in gone]
+        text += (f"; B keeps {n_b} of A's {n_a} experts, A's {words[0]} removed" if all(w == words[0] for w in words)
+                 else f"; B keeps {n_b} of A's {n_a} experts: " + "; ".join(
+                     f"A's {w} removed at B's layer {lay['b']}" for w, lay in zip(words, layers)))
     return {"descriptive": True, "kind": kind, "from": "experts", "layers": layers, "note": f"{text} ({router}{check})"}

