@@ -6,8 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from parentage.checkpoint import Checkpoint
 from parentage.evidence.hidden import HiddenMap
 from parentage.evidence.subsets import longest_increasing, residual_kept
+from parentage.index.direction import growth
 from parentage.pair import compare
 from parentage.synthetic import Shape, config_for, random_state_dict, write_safetensors
 from parentage.zoo.realfamily import experts_permuted, upcycled, width_pruned
@@ -101,6 +103,8 @@ def test_upcycled_experts_are_each_mapped_to_the_dense_ffn_whatever_their_neuron
     assert experts["kind"] == "upcycled" and experts["descriptive"]
     assert any(n.startswith("all 4 experts of B in each of its layers") for n in doc["alignment"]["notes"])
     assert not any(n.endswith("A's dense FFNs (upcycled)") for n in doc["alignment"]["notes"])  # said once
+    with Checkpoint.open(a) as ca, Checkpoint.open(b) as cb:  # and identify's direction reads it from the map
+        assert "B's experts upcycled from A's dense FFNs" in growth(ca, cb, doc)
 
 
 def test_reordered_experts_are_mapped_by_router_rows_and_checked_on_their_weights(moe):

@@ -497,7 +497,8 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
     """The alignment section. widen: (budget, bytes per B layer read whole) when only the invariant test, which
     reads B's FFNs whole, could place layers: the note on unmapped layers then says what mapping them costs."""
     n_a, n_b = a.summary.n_layers or 0, b.summary.n_layers or 0
-    out: dict = {"layers": None, "notes": [], "units": [], "hidden_map": hmap.to_dict(), "ties": [], "components": None,
+    out: dict = {"layers": None, "notes": [], "units": [], "units_note": None, "hidden_map": hmap.to_dict(), "ties": [],
+                 "components": None,
                  "not_examined": {"a": [], "b": []}}
     for label, f in SHAPE_FIELDS:
         x, y = getattr(a.summary, f), getattr(b.summary, f)
@@ -553,9 +554,9 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
             out["units"] = [u for u in unit_map(cells, related_level) if "value" not in u["b"]]
             upcycled = [u for u in out["units"] if "expert" in u["b"] and u["a"].endswith(" ffn")]
             sampled = {c.b.label for c in cells if "expert" in c.b.name}
-            if upcycled:
-                out["notes"].append(f"{len(upcycled)} of the {len(sampled)} experts of B the neuron tests sampled "
-                                    f"match A's dense FFNs (upcycled)")
+            if upcycled:  # said by `describe` unless the expert map says it of every expert
+                out["units_note"] = (f"{len(upcycled)} of the {len(sampled)} experts of B the neuron tests sampled "
+                                     f"match A's dense FFNs (upcycled)")
     cache: dict[tuple[int, int], list[TensorIdentity]] = {}
 
     def shifted(i: int, j: int) -> list[TensorIdentity]:
@@ -574,3 +575,18 @@ def explain(a: Checkpoint, b: Checkpoint, tests: list[TestCells], hmap: HiddenMa
                          "runs": component_runs(findings), "frozen_tensors": frozen}
     out["notes"] = summary_notes(findings, embeds, examined) + frozen_tensor_notes(frozen) + out["notes"] + notes
     return out
+
+
+def describe(al: dict, export: dict | None, updates: dict | None, subsets: dict | None, tokenizer: dict) -> None:
+    """The descriptive sections beside the layer map, into the alignment section with their sentences: the export
+    relation first (what a reader of an upload wants first), then the update types, what B kept of A, the units
+    map's sentence (unless the expert map says it of every expert), and the tokenizer's lineage when derived."""
+    al["export"], al["updates"], al["subsets"] = export, updates, subsets
+    if export:
+        al["notes"].insert(0, export["summary"])
+    al["notes"] += (updates or {}).get("notes", [])
+    if al.get("units_note") and not ((subsets or {}).get("experts") or {}).get("kind"):
+        al["notes"].append(al["units_note"])
+    al["notes"] += (subsets or {}).get("notes", [])
+    if tokenizer.get("relation") == "derived" and tokenizer.get("kind") and tokenizer.get("notes"):
+        al["notes"].append(f"tokenizer: {tokenizer['notes'][0]}")

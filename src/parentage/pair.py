@@ -32,7 +32,7 @@ from .evidence.export import export_check
 from .evidence.subsets import subsets
 from .evidence.updates import ROWS as UPDATE_ROWS, update_types, wide_read_bytes
 from .evidence.identical import identical_tensors
-from .findings import SHAPE_FIELDS, TestCells, explain
+from .findings import SHAPE_FIELDS, TestCells, describe, explain
 from .report.words import shape_value
 from .evidence.neurons import (agreement_test, index_test, layer_scores, map_blocks, rank_order_test, read_blocks, read_raw,
                                split_rank_cells, token_neuron_mask, TOKEN_NEURON_QUANTILE)
@@ -476,6 +476,17 @@ def _update_rows(a: Checkpoint, b: Checkpoint, plan: Budget, meter: "_Meter") ->
     return UPDATE_ROWS[1] if cheap and cost <= left else UPDATE_ROWS[0]
 
 
+def _shares(plan: Budget, meter: "_Meter", a: Checkpoint, b: Checkpoint) -> tuple[float, float]:
+    """What the head map and the expert map may read (per checkpoint): their shares of the budget, and never,
+    together, past what is left of a budget the user chose."""
+    head, experts = HEAD_SHARE * plan.bytes_per_model, EXPERT_SHARE * plan.bytes_per_model
+    if not plan.explicit:
+        return head, experts
+    left = max(0.0, plan.bytes_per_model - max(meter.spent(a), meter.spent(b)))
+    scale = min(1.0, left / (head + experts))
+    return head * scale, experts * scale
+
+
 def _same_basis(hmap: HiddenMap) -> bool:
     """Whether B's residual coordinates are A's own (a rotation or relabelling changes every value)."""
     if hmap.kind == "identity":
@@ -562,28 +573,18 @@ def compare_checkpoints(a: Checkpoint, b: Checkpoint, seed: int = 0, budget: str
     alignment = explain(a, b, tests, hmap, identity, ev_hidden, verdict.label == "related", notes, RELATED_LEVEL,
                         sample_seed, _widen(b, plan, meter.spent(b))) if detail else None
     if alignment is not None:
-        alignment["export"] = export if export and (export["relation"] or verdict.label == "related") else None
-        if alignment["export"]:
-            alignment["notes"].insert(0, alignment["export"]["summary"])
+        related = verdict.label == "related"
+        export = export if export and (export["relation"] or related) else None
         # how the matrices were changed, where the layers line up (an export's changes are its storage's)
-        alignment["updates"] = update_types(a, b, alignment.get("layers") or [], _same_basis(hmap), sample_seed,
-                                            _update_rows(a, b, plan, meter)) \
-            if verdict.label == "related" and _complete(a, b) and not (export and export["relation"]) else None
-        if alignment["updates"]:
-            alignment["notes"] += alignment["updates"]["notes"]
+        updates = update_types(a, b, alignment.get("layers") or [], _same_basis(hmap), sample_seed,
+                               _update_rows(a, b, plan, meter)) \
+            if related and _complete(a, b) and not (export and export["relation"]) else None
         order = next((e for e in ev_ffn if e.name == "ffn_neuron_order"), None)
-        alignment["subsets"] = subsets(a, b, hmap, alignment.get("layers") or [], cells_rank,
-                                       order is not None and order.log10_p is not None and order.log10_p <= RELATED_LEVEL,
-                                       plan.bytes_per_model * HEAD_SHARE, plan.bytes_per_model * EXPERT_SHARE,
-                                       sample_seed) \
-            if verdict.label == "related" and _complete(a, b) else None
-        if alignment["subsets"]:
-            if (alignment["subsets"].get("experts") or {}).get("kind"):  # the expert map says it for every expert
-                alignment["notes"] = [n for n in alignment["notes"] if not n.endswith("A's dense FFNs (upcycled)")]
-            alignment["notes"] += alignment["subsets"]["notes"]
-        tok = ev_tok[0].details if ev_tok else {}
-        if verdict.label == "related" and tok.get("relation") == "derived" and tok.get("kind") and tok.get("notes"):
-            alignment["notes"].append(f"tokenizer: {tok['notes'][0]}")
+        in_place = order is not None and order.log10_p is not None and order.log10_p <= RELATED_LEVEL
+        kept = subsets(a, b, hmap, alignment.get("layers") or [], cells_rank, in_place,
+                       *_shares(plan, meter, a, b), sample_seed) \
+            if related and _complete(a, b) else None
+        describe(alignment, export, updates, kept, ev_tok[0].details if ev_tok and related else {})
     ca, cb = a.cost(), b.cost()
     return {
         "schema_version": 1,

@@ -25,7 +25,7 @@ import numpy as np
 from ..align import unit_rows
 from ..assignment import linear_sum_assignment
 from ..checkpoint import Checkpoint
-from ..report.words import layers as layer_words
+from ..report.words import format_bytes, layers as layer_words
 from .blocks import Unit, fold_norm, read_block
 from .hidden import HiddenMap
 
@@ -56,13 +56,19 @@ def _units(ck: Checkpoint, layer: int) -> list[tuple[int | None, Unit]]:
     return out
 
 
+def _comparable(units: list[tuple[int | None, Unit]], d: int) -> bool:
+    """Every unit has gate and up rows of width d (the two views the agreement needs), held whole."""
+    return bool(units) and all(len(u.matrices) == 2 and all(t.shape[-1] == d and t.has(0, t.n_rows) for t in u.matrices)
+                               for _, u in units)
+
+
 def _chance_abs_cos(d: int) -> float:
     return math.sqrt(2.0 / (math.pi * max(d, 1)))
 
 
 def _router_rows(ck: Checkpoint, layer: int) -> np.ndarray | None:
     t = ck.find("router", layer)
-    if t is None or len(t.shape) != 2:
+    if t is None or len(t.shape) != 2 or t.shape[1] != (ck.summary.hidden_size or 0):
         return None
     return fold_norm(ck, ck.find("mlp_norm", layer), t.read())  # the router reads the normed stream too
 
@@ -90,23 +96,26 @@ def expert_map(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, layer_pairs: list,
     if not b.summary.n_experts:
         return None
     pairs = [(i, j) for i, j in layer_pairs if i is not None and j is not None
-             and _units(b, j) and _units(b, j)[0][0] is not None and _units(a, i)]
-    if not pairs:
+             and _comparable(_units(a, i), hmap.d_a) and _comparable(_units(b, j), hmap.d_b)
+             and _units(b, j)[0][0] is not None]
+    if not pairs:  # no layer of B with experts lines up with an FFN of A both hold as gate and up rows
         return None
     dense_a = not a.summary.n_experts
-    d_a = a.summary.hidden_size or 1
-    bpv = a.weights.bytes_total / max(a.summary.n_params, 1)
-    if dense_a:  # A's FFN read whole once per layer pair, and once more for the decoy
-        per_layer = 2 * (a.summary.intermediate_size or 1) * d_a * bpv
+    d_a, d_b = a.summary.hidden_size or 1, b.summary.hidden_size or 1
+    bpv_a = a.weights.bytes_total / max(a.summary.n_params, 1)
+    bpv_b = b.weights.bytes_total / max(b.summary.n_params, 1)
+    width_b = b.summary.intermediate_size or 1  # an expert's
+    if dense_a:  # A's FFN read whole once per layer pair and once for the decoy; a block of each of B's experts
+        per_layer = max(2 * (a.summary.intermediate_size or 1) * d_a * bpv_a, b.summary.n_experts * ROWS * 2 * d_b * bpv_b)
         fixed = per_layer
-    else:  # routers, and one of A's experts read as a block and B's mapped one whole
-        per_layer = (a.summary.n_experts or 1) * d_a * bpv + 2 * (b.summary.intermediate_size or 1) * d_a * bpv
+    else:  # the routers, a block of one of A's experts, and B's mapped expert whole
+        per_layer = max(a.summary.n_experts or 1, b.summary.n_experts) * d_b * bpv_b + 2 * width_b * d_b * bpv_b
         fixed = 0
     n = int(min(LAYERS, len(pairs), (budget_bytes - fixed) // max(per_layer, 1)))
     if n < 1:
         return {"descriptive": True, "kind": None, "layers": [],
-                "note": f"experts not mapped: one layer's map needs about {(per_layer + fixed) / (1 << 20):,.0f} MB "
-                        f"of A, beyond the {budget_bytes / (1 << 20):,.0f} MB left for it (raise --budget)"}
+                "note": f"experts not mapped: one layer's map reads about {format_bytes(per_layer + fixed)} of a "
+                        f"checkpoint, beyond the {format_bytes(budget_bytes)} left for it (raise --budget)"}
     picks = [pairs[k] for k in np.unique(np.linspace(0, len(pairs) - 1, n).round().astype(int))]
     rng = np.random.default_rng(seed)
     if dense_a:
@@ -135,7 +144,7 @@ def _from_dense(a, b, hmap, picks, pairs, rng) -> dict:
         whole = whole_ffn(i)
         experts = _units(b, j)
         m = min(ROWS, *(u.n_rows for _, u in experts))
-        start = int(rng.integers(0, experts[0][1].n_rows - m + 1))
+        start = int(rng.integers(0, min(u.n_rows for _, u in experts) - m + 1))
         counts, decoys = [], []
         for _, u in experts:
             block = read_block(b, u, start, start + m)
@@ -171,7 +180,9 @@ def _from_experts(a, b, hmap, picks, rng) -> dict:
     layers = []
     for i, j in picks:
         ra, rb = _router_rows(a, i), _router_rows(b, j)
-        if ra is None or rb is None:
+        ua_all, ub_all = _units(a, i), _units(b, j)
+        if ra is None or rb is None or ra.shape[0] != len(ua_all) or rb.shape[0] != len(ub_all) \
+                or ra.shape[1] != hmap.d_a or rb.shape[1] != hmap.d_b:  # a router row per expert, in the stream
             continue
         ra = hmap.apply(ra) if hmap is not None else ra
         score = np.abs(unit_rows(ra) @ unit_rows(rb).T)  # (n_a, n_b)
@@ -187,7 +198,7 @@ def _from_experts(a, b, hmap, picks, rng) -> dict:
         mapped = [(eb, ea) for eb, ea in enumerate(b_to_a) if ea is not None]
         if mapped:  # one mapped expert checked on its weights: a block of A's against the whole of B's
             eb, ea = mapped[int(rng.integers(0, len(mapped)))]
-            ua, ub = _units(a, i)[ea][1], _units(b, j)[eb][1]
+            ua, ub = ua_all[ea][1], ub_all[eb][1]
             m = min(ROWS, ua.n_rows, ub.n_rows)
             start = int(rng.integers(0, ua.n_rows - m + 1))
             block = _in_basis(read_block(a, ua, start, start + m), hmap)
@@ -196,7 +207,8 @@ def _from_experts(a, b, hmap, picks, rng) -> dict:
                                 "null_mean": round(m / max(ub.n_rows, 1), 3)}
         layers.append(entry)
     if not layers:
-        return {"descriptive": True, "kind": None, "layers": [], "note": "experts not mapped: no router on one side"}
+        return {"descriptive": True, "kind": None, "layers": [],
+                "note": "experts not mapped: no router with one row per expert on one side"}
     n_a, n_b = a.summary.n_experts, b.summary.n_experts
     bs = [lay["b"] for lay in layers]
     maps = [lay["b_to_a"] for lay in layers]

@@ -88,11 +88,12 @@ def residual_kept(hmap: HiddenMap) -> dict | None:
 # -- attention heads ----------------------------------------------------------------------------------------------
 
 
-def _head_bases(ck: Checkpoint, role: str, layer: int, n_heads: int, hmap: HiddenMap | None) -> np.ndarray | None:
+def _head_bases(ck: Checkpoint, role: str, layer: int, n_heads: int, hmap: HiddenMap | None, width: int
+                ) -> np.ndarray | None:
     """Every head's row space of `role` in one layer, in B's residual basis: (n_heads, hd, d_b); None when the
-    tensor is missing or not held whole."""
+    tensor is missing, not held whole, or does not read the residual stream of `width`."""
     t = ck.find(role, layer)
-    if t is None or not n_heads or t.n_rows % n_heads or not t.has(0, t.n_rows):
+    if t is None or not n_heads or t.n_rows % n_heads or t.shape[-1] != width or not t.has(0, t.n_rows):
         return None
     return head_bases(ck, role, layer, 0, n_heads, t.n_rows // n_heads, hmap)
 
@@ -119,7 +120,8 @@ def head_map(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, layer_pairs: list, b
         return None
     pairs = [(i, j) for i, j in layer_pairs if i is not None and j is not None]
     d = max(sa.hidden_size or 1, sb.hidden_size or 1)
-    per_layer = (sa.n_heads + sb.n_heads + (sa.n_kv_heads or 0) + (sb.n_kv_heads or 0)) * sa.head_dim * d * 2
+    per_layer = max((s.n_heads + (s.n_kv_heads or 0)) * sa.head_dim * (s.hidden_size or d) * ck.weights.bytes_total
+                    / max(s.n_params, 1) for s, ck in ((sa, a), (sb, b)))  # query and key rows, per checkpoint
     n = int(min(HEAD_LAYERS, len(pairs), budget_bytes // max(per_layer, 1)))
     if n < 1:
         return None
@@ -132,7 +134,7 @@ def head_map(a: Checkpoint, b: Checkpoint, hmap: HiddenMap, layer_pairs: list, b
             continue
         per = []
         for i, j in picks:
-            qa, qb = _head_bases(a, role, i, na, hmap), _head_bases(b, role, j, nb, None)
+            qa, qb = _head_bases(a, role, i, na, hmap, hmap.d_a), _head_bases(b, role, j, nb, None, hmap.d_b)
             if qa is None or qb is None:
                 continue
             to_a, ov = _assign_heads(qa, qb)

@@ -42,10 +42,12 @@ def growth(a: Checkpoint, b: Checkpoint, doc: dict, a_name: str = "A", b_name: s
         copies = details.get("copies") or {}
         if n and same >= EXPORT_IDENTICAL * n and copies.get("B", 0) > copies.get("A", 0):
             out.append(f"{b_name} holds {a_name}'s values on its own storage grid (a cast or an export)")
-    notes = (doc.get("alignment") or {}).get("notes") or []
-    if any("looks inserted" in n or "both descend from A's layer" in n for n in notes):
+    al = doc.get("alignment") or {}
+    if any(t["side"] == "a" for t in al.get("ties") or []):  # several of B's layers descend from one of A's
         out.append(f"layers inserted in {b_name} (two of its layers descend from one of {a_name}'s)")
-    if any("match A's dense FFNs (upcycled)" in n for n in notes):
+    experts = (al.get("subsets") or {}).get("experts") or {}
+    if experts.get("kind") == "upcycled" or any("expert" in u["b"] and u["a"].endswith(" ffn")
+                                                for u in al.get("units") or []):
         out.append(f"{b_name}'s experts upcycled from {a_name}'s dense FFNs")
     tok = next((e for e in doc["evidence"] if e["name"] == "tokenizer_lineage"), None)
     if tok is not None and tok["details"].get("kind") == "extension" and (b.summary.vocab_size or 0) > (a.summary.vocab_size or 0):
