@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import random
+import sqlite3
 import stat
 import struct
 import zipfile
@@ -750,9 +751,68 @@ def gen_special(rng: random.Random, folder: Path, good: str) -> list[str]:
     return ["compare", good, good, "--html", str(target)]
 
 
+_PRISTINE_INDEX: dict[str, bytes] = {}
+
+
+def _pristine_index(good: str, scratch: Path) -> bytes:
+    """The bytes of an index holding the good model (made once per process: indexing costs a second)."""
+    if good not in _PRISTINE_INDEX:
+        from parentage.index import add_models
+
+        db = scratch / "pristine.sqlite"
+        other = good_model(scratch / "pristine-other", seed=1)  # a second entry, so identify scans a sketch
+        add_models([good, str(other)], str(db), workers=1)
+        with sqlite3.connect(db) as c:  # one file, no write-ahead log beside it
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            c.execute("PRAGMA journal_mode=DELETE")
+        _PRISTINE_INDEX[good] = db.read_bytes()
+        db.unlink()
+    return _PRISTINE_INDEX[good]
+
+
+def gen_index(rng: random.Random, folder: Path, good: str) -> list[str]:
+    """An index database (fingerprints, sketches, the schema's version) with a hostile byte, row or value, then
+    a command that reads it: identify, index list or show, graph."""
+    db = folder / "index.sqlite"
+    db.write_bytes(_pristine_index(good, folder.parent))
+    choice = rng.randrange(9)
+    if choice == 0:
+        db.write_bytes(mutate_bytes(db.read_bytes(), rng, protect=100))
+    elif choice == 1:
+        data = db.read_bytes()
+        db.write_bytes(data[: rng.randrange(len(data))])
+    else:
+        with sqlite3.connect(db) as c:
+            if choice == 2:
+                for digest, scan in c.execute("SELECT digest, scan FROM sketches").fetchall():
+                    c.execute("UPDATE sketches SET scan = ? WHERE digest = ?", (mutate_bytes(bytes(scan), rng), digest))
+            elif choice == 3:
+                for digest, data in c.execute("SELECT digest, data FROM sketches").fetchall():
+                    c.execute("UPDATE sketches SET data = ? WHERE digest = ?", (mutate_bytes(bytes(data), rng), digest))
+            elif choice == 4:
+                c.execute("UPDATE sketches SET version = ?", (rng.choice([0, 2, 99, -1, 2 ** 62]),))
+            elif choice == 5:
+                c.execute("UPDATE parentage_meta SET value = ?", (rng.choice(["99", "x", "-1", "2", "1", ""]),))
+            elif choice == 6:
+                c.execute(rng.choice(["DELETE FROM sketches", "DROP TABLE sketches", "DELETE FROM blobs",
+                                      "UPDATE fingerprints SET n_bytes = -5", "UPDATE fingerprints SET declared = '['"]))
+            elif choice == 7:
+                for digest, blob in c.execute("SELECT digest, data FROM blobs").fetchall():
+                    c.execute("UPDATE blobs SET data = ? WHERE digest = ?", (mutate_bytes(bytes(blob), rng, protect=16), digest))
+            else:
+                c.execute("INSERT INTO pairs (a, b, setting, doc) SELECT digest, digest, 'x', ? FROM blobs",
+                          (rng.choice(["{", "[]", "null", '{"log10_p": "x"}']),))
+    command = rng.choice([["identify", good, "--db", str(db), "--format", "json"],
+                          ["identify", good, "--db", str(db), "--exhaustive"],
+                          ["index", "list", "--db", str(db), "--format", "json"],
+                          ["index", "show", good, "--db", str(db)],
+                          ["graph", "--db", str(db), "--format", "json"]])
+    return command
+
+
 GENERATORS = {
     "safetensors": gen_safetensors, "shards": gen_shards, "gguf": gen_gguf, "torch": gen_torch, "config": gen_config,
     "tokenizer_json": gen_tokenizer_json, "sentencepiece": gen_sentencepiece, "tiktoken": gen_tiktoken,
     "vocab_merges": gen_vocab_merges, "hub_cache": gen_hub_cache, "special": gen_special, "quantised": gen_quantised,
-    "onnx": gen_onnx,
+    "onnx": gen_onnx, "index": gen_index,
 }

@@ -291,3 +291,31 @@ def test_quantised_and_onnx_exports_judge_remotely_as_locally(online, monkeypatc
             assert by_url["verdict"] == local["verdict"]
     finally:
         hub.stop()
+
+
+def test_hub_dates_are_kept_with_the_entry_and_order_relatives_offline_too(online, monkeypatch, models, tmp_path):
+    """The hub's dates (repository creation, the commit's date) stand where file dates stand for local
+    folders: circumstantial, kept in the fingerprint, and known offline from the manifest."""
+    from parentage.index import add_models, open_store
+    from parentage.index.fingerprint import source_meta
+    from parentage.index.identify import identify
+
+    hub = HubEmulator().start()
+    try:
+        hub.add_folder("acme/a", models["a"], date="2024-01-02T03:04:05.000Z")
+        hub.add_folder("acme/b", models["b"], date="2024-06-01T00:00:00Z")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        db = str(tmp_path / "i.sqlite")
+        add_models(["acme/a"], db)
+        with open_store(db) as s:
+            fp = s.load(s.entries()[0])
+        assert fp.meta["created"] == "2024-01-02T03:04:05.000000Z"
+        assert fp.meta["hub"]["repo_created"] == fp.meta["hub"]["commit_date"] == fp.meta["created"]
+        doc = identify("acme/b", db)
+        assert doc["best"] == "acme/a" and doc["best_direction_from"] == "dates"
+        assert "written 2024-01-02T03:04:05, before the query (2024-06-01T00:00:00)" in doc["candidates"][0]["basis"]
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with Checkpoint.open("acme/b") as ck:
+            assert source_meta(ck)["created"] == "2024-06-01T00:00:00.000000Z"
+    finally:
+        hub.stop()

@@ -151,6 +151,12 @@ class Tensor:
         parts = map_reads(self.weights, lambda s: self._read_rows(*s, read=self.weights.steps), self.sample_spans(k, seed))
         return np.concatenate(parts)
 
+    def read_steps(self, start: int, stop: int) -> np.ndarray | None:
+        """The quantiser's step at each value of rows [start, stop), or None (as `sample_steps`)."""
+        if not (hasattr(self.weights, "has_steps") and self.weights.has_steps(self.piece.source)):
+            return None
+        return self._read_rows(start, stop, read=self.weights.steps)
+
     def read(self) -> np.ndarray:
         return self.read_rows(0, self.n_rows)
 

@@ -568,20 +568,27 @@ def index_remove(model: str, db: str | None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--budget", callback=_budget, metavar="SIZE", help="Bytes of MODEL each comparison may read (as compare).")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Processes (default: one per core).")
+@click.option("--exhaustive", is_flag=True, help="Give every indexed model the full tests (no sketch shortlist).")
+@click.option("--shortlist", "k", type=click.IntRange(1, 100_000), default=None, metavar="K",
+              help="Models the full tests see after the sketch ranks the index [default: as many as fit 1 GB of "
+                   "fingerprints, 8 to 64].")
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
-def identify(model: str, db: str | None, top: int, seed: int, budget: str | None, workers: int | None, fmt: str) -> None:
-    """Which indexed model does MODEL descend from? Every indexed model is tested against it with the compare
-    tests; log10 p is corrected for the number of candidates, and `none` means nothing is significant.
+def identify(model: str, db: str | None, top: int, seed: int, budget: str | None, workers: int | None,
+             exhaustive: bool, k: int | None, fmt: str) -> None:
+    """Which indexed model does MODEL descend from? Every indexed model's sketch ranks it against MODEL; the
+    first K get the compare tests; log10 p is corrected for the number of models in the whole index, and
+    `none` means nothing is significant. Dates only order relatives: they never overrule the weights.
 
     \b
     Examples:
       parentage identify ./suspect-model
+      parentage identify ./suspect-model --exhaustive
       parentage identify org/suspect@v2 --db postgresql://me@dbhost/lineage --format json
     """
     from .index.identify import identify as run
     from .report.index import identify_human
 
-    doc = run(model, db, top=top, seed=seed, budget=budget, workers=workers)
+    doc = run(model, db, top=top, seed=seed, budget=budget, workers=workers, exhaustive=exhaustive, k=k)
     if fmt == "json":
         _emit_json(doc)
     else:
@@ -625,10 +632,11 @@ def verify(model: str, db: str | None, seed: int, budget: str | None, workers: i
 @db_option
 @debug_option
 @click.option("--html", "html_path", default=None, metavar="FILE", help="Also write a self-contained HTML page (SVG).")
+@click.option("--exhaustive", is_flag=True, help="Compare every pair, not each model's sketch shortlist.")
 @click.option("--max-models", type=click.IntRange(2, None), default=None,
-              help="Run on an index this large (every pair is compared; default limit 400).")
+              help="Run --exhaustive on an index this large (every pair is compared; default limit 400).")
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
-def graph(db: str | None, html_path: str | None, max_models: int | None, fmt: str) -> None:
+def graph(db: str | None, html_path: str | None, exhaustive: bool, max_models: int | None, fmt: str) -> None:
     """The family tree of the index: which indexed models share weight ancestry, how, and which came first
     where the evidence says so.
 
@@ -636,11 +644,13 @@ def graph(db: str | None, html_path: str | None, max_models: int | None, fmt: st
     Examples:
       parentage graph
       parentage graph --db team.sqlite --html families.html --format json
+      parentage graph --exhaustive
     """
     from .index.graph import MAX_MODELS, family_graph
     from .report.index import graph_html, graph_human
 
-    doc = _with_page(html_path, lambda: family_graph(db, max_models=max_models or MAX_MODELS), graph_html)
+    doc = _with_page(html_path, lambda: family_graph(db, max_models=max_models or MAX_MODELS, exhaustive=exhaustive),
+                     graph_html)
     if fmt == "json":
         _emit_json(doc)
     else:

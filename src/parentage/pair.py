@@ -184,6 +184,7 @@ def _hidden_from_weights(a: Checkpoint, b: Checkpoint, rng, why: str, fallback: 
     if x.shape[0] != y.shape[0]:
         return fallback, Evidence("hidden_dimension_order", None, None, False, f"{why}; FFN layouts differ", {})
     hmap, ev = align_hidden(x, y)
+    hmap.fitted_on = (start, start + m)  # the FFN order test must not test these rows through this map
     ev.summary = ev.summary.replace("shared tokens", "FFN rows at the same offsets")
     ev.details["paired_by"] = f"FFN rows at the same offsets of layers {layers[0]}-{layers[-1]} ({why})"
     return hmap, ev
@@ -302,8 +303,11 @@ def _candidate_maps(a, b, hmap: HiddenMap, ua, ub, start: int, m: int, n_min: in
     """Residual maps to try, in order, as (source, thunk) pairs, and how many there are: the embedding map, the
     identity when widths agree, and a map fitted on FFN rows of the first layers outside the tested block (so
     B's order there stays a fair test). Thunks, so rows are read only if the earlier maps failed."""
-    out = [("embeddings" if hmap.kind in ("permutation", "rotation") else "none", lambda: hmap)]
     d_a, d_b = hmap.d_a, hmap.d_b
+    overlaps = hmap.fitted_on is not None and hmap.fitted_on[0] < start + m and start < hmap.fitted_on[1]
+    if overlaps:  # fitted on the very rows under test: it would put them in place by construction
+        hmap = HiddenMap("identity" if d_a == d_b else "truncate", d_a, d_b)
+    out = [("embeddings" if hmap.kind in ("permutation", "rotation") else "none", lambda: hmap)]
     if d_a == d_b and hmap.kind != "identity":
         out.append(("identity", lambda: HiddenMap("identity", d_a, d_b)))
     spans, need = [], m  # up to m rows outside the tested block

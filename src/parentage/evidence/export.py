@@ -145,9 +145,10 @@ def detect_grid(values: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     return None
 
 
-def _steps(t: Tensor, values: np.ndarray, seed: int) -> np.ndarray | None:
-    """The storage step at each sampled value: the quantiser's, or the float type's spacing; None: unknown."""
-    packed = t.sample_steps(ROWS_PER_TENSOR, seed)
+def _steps(t: Tensor, values: np.ndarray, seed: int, held: int | None = None) -> np.ndarray | None:
+    """The storage step at each sampled value (or at each of the leading `held` rows): the quantiser's, or the
+    float type's spacing; None: unknown."""
+    packed = t.sample_steps(ROWS_PER_TENSOR, seed) if held is None else t.read_steps(0, held)
     if packed is not None:
         return packed.reshape(values.shape)
     if t.dtype in FLOAT_GRID:
@@ -187,14 +188,17 @@ def _errors(f: np.ndarray, q: np.ndarray, steps: np.ndarray) -> tuple[float, flo
     return float(np.sqrt((e * e).sum() / max(ok.sum(), 1))), float(rows.max()), float(np.abs(e).max()), mismatch
 
 
-def _check(ta: Tensor, tb: Tensor, key: str, seed: int) -> tuple[TensorCheck, np.ndarray | None]:
-    """One tensor pair whose sampled rows are not identical in any comparison of the identity test: (its check,
-    the input scales fitted on it or None)."""
+def _check(ta: Tensor, tb: Tensor, key: str, seed: int, held: int | None = None) -> tuple[TensorCheck, np.ndarray | None]:
+    """One tensor pair whose sampled rows (or leading `held` rows, on a fingerprint) are not identical in any
+    comparison of the identity test: (its check, the input scales fitted on it or None)."""
     qa, qb = quantised(ta.dtype), quantised(tb.dtype)
     role, layer = tb.role.role, tb.role.layer
     if qa and qb:
         return TensorCheck(key, role, layer, "not_comparable"), None
-    va, vb = ta.sample_rows(ROWS_PER_TENSOR, seed), tb.sample_rows(ROWS_PER_TENSOR, seed)
+    if held is None:
+        va, vb = ta.sample_rows(ROWS_PER_TENSOR, seed), tb.sample_rows(ROWS_PER_TENSOR, seed)
+    else:
+        va, vb = ta.read_rows(0, held), tb.read_rows(0, held)
     va, vb = va.reshape(len(va), -1), vb.reshape(len(vb), -1)
     if not (qa or qb):  # two floats: a cast rounds to within half the coarser type's spacing (one, other modes)
         coarse, fine = (vb, va) if PRECISION[tb.dtype] <= PRECISION[ta.dtype] else (va, vb)
@@ -214,7 +218,10 @@ def _check(ta: Tensor, tb: Tensor, key: str, seed: int) -> tuple[TensorCheck, np
         return TensorCheck(key, role, layer, "beyond", difference=gap), None
     side = "A" if qa else "B"
     tq, vq, vf, tf = (ta, va, vb, tb) if qa else (tb, vb, va, ta)
-    steps = _steps(tq, vq, seed)
+    steps = _steps(tq, vq, seed, held)
+    if steps is None and held is not None and vq.ndim == 2 and vq.shape[1] > 1:
+        grid = detect_grid(vq)  # a fingerprint keeps decoded values, not the quantiser's scales: find its grid
+        steps = grid[0] if grid is not None else None
     if steps is None or np.isfinite(steps).mean() < MEASURABLE:  # no grid to measure on (a codebook GGUF type)
         return TensorCheck(key, role, layer, "not_comparable"), None
     if tf.dtype in FLOAT_GRID and np.all(np.abs(vf.astype(np.float64) - vq) <= 0.5 * float_steps(tf.dtype, vq)):
@@ -233,11 +240,15 @@ def _check(ta: Tensor, tb: Tensor, key: str, seed: int) -> tuple[TensorCheck, np
                        biggest <= NEAREST, fitted), scales
 
 
+HELD_ROWS = 32  # on a fingerprint, the export is checked on the leading rows both sides hold (FFN, value, output)
+MIN_HELD = 8
+
+
 def export_check(a: Checkpoint, b: Checkpoint, seed: int, identity: list[TensorIdentity]) -> dict | None:
-    """The export relation between A and B (alignment.export), or None when it cannot be asked (a fingerprint
-    keeps digests only) or neither checkpoint is stored otherwise than the other in any way that matters."""
-    if not (a.weights.complete and b.weights.complete):
-        return None
+    """The export relation between A and B (alignment.export), or None when neither checkpoint is stored
+    otherwise than the other in any way that matters. A fingerprint keeps digests of the sampled rows, not their
+    values: against one, the tensors whose sampled rows differ are checked on the leading rows both hold."""
+    fingerprint = not (a.weights.complete and b.weights.complete)
     ident = {r.key: r for r in identity}
     checks: list[TensorCheck] = []
     scales: dict[tuple[int | None, str], np.ndarray] = {}
@@ -250,7 +261,12 @@ def export_check(a: Checkpoint, b: Checkpoint, seed: int, identity: list[TensorI
         if rec is not None and rec.comparable and rec.sampled and rec.all_identical:
             checks.append(_identical(rec, ta.dtype, tb.dtype))
             continue
-        check, fitted = _check(ta, tb, role.key, seed)
+        held = None
+        if fingerprint:
+            held = min(ta.prefix(), tb.prefix(), HELD_ROWS)
+            if held < min(MIN_HELD, ta.n_rows):
+                continue
+        check, fitted = _check(ta, tb, role.key, seed, held)
         check.matrix = len(tb.shape) == 2 and min(tb.shape) > 1
         checks.append(check)
         if fitted is not None:
@@ -286,7 +302,10 @@ def _rescaled_norms(a: Checkpoint, b: Checkpoint, checks: list[TensorCheck], sca
         fits = [scales[(c.layer, r)] for r in NORM_INPUTS[c.role] if (c.layer, r) in scales]
         if not fits:
             continue
-        ga = a.get(c.role, c.layer).read().astype(np.float64)
+        na, nb = a.get(c.role, c.layer), b.get(c.role, c.layer)
+        if not (na.has(0, na.n_rows) and nb.has(0, nb.n_rows)):
+            continue  # a fingerprint that does not hold the gain
+        ga = na.read().astype(np.float64)
         gb = b.get(c.role, c.layer).read().astype(np.float64)
         s = np.median(np.stack([f[0] for f in fits]), axis=0)
         se = np.median(np.stack([f[1] for f in fits]), axis=0) / np.sqrt(len(fits))
@@ -335,7 +354,7 @@ def _summarise(a: Checkpoint, b: Checkpoint, checks: list[TensorCheck]) -> dict 
         relation, child = "quantization", max(set(sides), key=sides.count)
         quant_checks = [c for c in compared if c.grid or (c.matrix and c.relation == "beyond")]
         float_checks = [c for c in compared if c not in quant_checks]
-    elif any(c.relation == "cast" for c in compared):
+    elif not stored_q and any(c.relation == "cast" for c in compared):  # (quantised matrices unmeasured: no claim)
         sides = [c.child for c in compared if c.relation == "cast" and c.child]
         relation, child = "cast", (max(set(sides), key=sides.count) if sides else None)
     elif compared and a.format != b.format and all(c.relation == "identical" for c in compared):

@@ -39,6 +39,7 @@ class HiddenMap:
     perm: np.ndarray | None = None  # (d_a,) B's dimension for each of A's, -1 when unpaired
     signs: np.ndarray | None = None  # (d_a,)
     rotation: np.ndarray | None = None  # (d_a, d_b)
+    fitted_on: tuple[int, int] | None = None  # FFN rows [start, stop) of the first layers it was fitted on, if so
 
     def apply(self, rows: np.ndarray) -> np.ndarray:
         """(n, d_a) rows written in A's coordinates -> (n, d_b) in B's."""

@@ -10,7 +10,8 @@ use them to order relatives (never to decide relatedness):
   float type). Lying on the other's grid is direction; lower precision alone is not;
 - layers inserted in B (two layers of B descend from one of A: a duplicated layer, or a copy with fresh outputs);
 - experts of B that match A's dense FFNs (dense -> MoE upcycling);
-- B's vocabulary extends A's (A's tokens at their ids, new ones appended);
+- B's vocabulary extends A's with added or special tokens (A's tokens at their ids; ordinary tokens appended
+  are no direction: a vocabulary cut at its tail looks the same from the other side);
 - B is a weighted average of two related models (a merge): both are its ancestors (`merge_weight`).
 
 `growth(a, b, doc)` lists the reasons B was made from A, from a compare document of (A, B).
@@ -50,9 +51,23 @@ def growth(a: Checkpoint, b: Checkpoint, doc: dict, a_name: str = "A", b_name: s
                                                 for u in al.get("units") or []):
         out.append(f"{b_name}'s experts upcycled from {a_name}'s dense FFNs")
     tok = next((e for e in doc["evidence"] if e["name"] == "tokenizer_lineage"), None)
-    if tok is not None and tok["details"].get("kind") == "extension" and (b.summary.vocab_size or 0) > (a.summary.vocab_size or 0):
-        out.append(f"{b_name}'s vocabulary extends {a_name}'s")
+    if tok is not None and tok["details"].get("kind") == "extension" and (b.summary.vocab_size or 0) > (a.summary.vocab_size or 0) \
+            and _added_only(a, b):
+        out.append(f"{b_name}'s vocabulary extends {a_name}'s with added tokens")
     return out
+
+
+def _added_only(a: Checkpoint, b: Checkpoint) -> bool:
+    """Whether every token B holds beyond A's ids is an added or special token (chat markers, tool tokens). A
+    vocabulary cut at its tail looks exactly like the one it was cut from extended by ordinary tokens, so only
+    added tokens, which no pruning removes, give the direction."""
+    from ..tokenizers import checkpoint_vocab
+
+    va, vb = checkpoint_vocab(a), checkpoint_vocab(b)
+    if va is None or vb is None:
+        return False
+    extra = {i for i in (set(vb.tokens) | set(vb.special)) if i >= va.size}
+    return bool(extra) and extra <= (set(vb.special) | set(vb.added_ids))
 
 
 MERGE_ROWS = 32  # leading FFN rows of every unit: what every fingerprint holds

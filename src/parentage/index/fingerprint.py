@@ -59,6 +59,7 @@ HEADS = MIN_HEADS  # whole KV heads per layer ...
 HEAD_BYTES = 16 << 20  # ... when all layers' fit this
 OUTPUT_BYTES = 16 << 20  # leading rows of every output projection, as many (up to OUTPUT_ROWS) as fit this
 MIN_OUTPUT_ROWS = 8  # findings.output_kept compares no fewer
+FLOAT_TYPES = {"F64", "F32", "F16", "BF16"}
 MAGIC = b"PARENTFP"
 MAX_HEADER = 64 << 20
 
@@ -324,7 +325,11 @@ def take(ck: Checkpoint) -> Fingerprint:
     spans = {name: _merged(v) for name, v in rec.rows.items()}
     if embed_source is not None:
         spans[embed_source] = _exact(spans.get(embed_source, []), token_ids)
-    spans = {name: [(s, _compact(r)) for s, r in v] for name, v in spans.items() if v}
+    # a quantised tensor's decoded values are kept exactly (scale times code rarely fits float16), so the
+    # export check can find its grid on the fingerprint
+    exact = {n for n in spans if ck.weights.info(n).dtype not in FLOAT_TYPES}
+    spans = {name: [(s, r.astype(np.float32) if name in exact else _compact(r)) for s, r in v]
+             for name, v in spans.items() if v}
     return Fingerprint(source_meta(ck), spans, prints, vocab)
 
 
@@ -406,11 +411,14 @@ def source_meta(ck: Checkpoint) -> dict:
 
 
 def _created(ck: Checkpoint) -> str | None:
-    """When the weights were written, as far as the files say (the earliest modification time of a local weight
-    file, UTC): circumstantial, easily faked, and only used to order relatives whose direction the weights do
-    not give. None for remote files."""
+    """When the weights were written, as far as the files or the hub say (the earliest modification time of a
+    local weight file, or the date of the hub commit, UTC): circumstantial, easily faked, and only used to order
+    relatives whose direction the weights do not give. None when neither is known."""
     import datetime
 
+    hub = ck.resolved.hub or {}
+    if isinstance(hub.get("commit_date"), str):
+        return hub["commit_date"]
     times = [os.stat(p).st_mtime for p in ck.resolved.weights if isinstance(p, Path) and p.is_file()]
     if not times or ck.resolved.source != "path":
         return None

@@ -5,14 +5,16 @@
    same for every candidate (the canonical plan), so they are memoised.
 2. Correct: each candidate's log10 p plus log10(number of candidates) (Bonferroni), so a 100,000-model index
    does not make chance hits; `related` needs the corrected value at or below RELATED_LEVEL.
-3. Order the significant candidates (`order_relatives`): ancestors by the weights first (the query is an
-   export of them, has layers inserted, experts upcycled, an extended vocabulary, or is a merge of two of them:
-   index/direction.py); then relatives whose files were written before the query, earliest first (file dates:
-   circumstantial); undated ones; relatives written after the query; descendants. Within each, relatives in the
-   query's basis first, then by closeness (how alike the paired neurons are, descriptive), then by log10 p. The
-   rest follow by log10 p. `best` is the first significant candidate in the first three groups, else null.
+3. Order the significant candidates (`order_relatives`): the weights first (ancestors by growth, exports,
+   inserted layers, upcycled experts, an extended vocabulary or a merge: index/direction.py; then the relative
+   the weights put between the query and every other relative; then relatives in the query's basis), dates
+   after (written before the query, no information, written after), then closeness and log10 p. `best` is the
+   first significant candidate: a date orders and labels, it never vetoes evidence. The candidates nothing
+   orders apart from it are named with it (`best_or`: the parent, or a sibling of the query).
 
-Nothing is dropped before the full tests run: every candidate gets every counted test (no pre-filter).
+The first stage (`shortlist`) ranks every indexed model by its sketch (index/sketch.py) and gives the full tests
+to the first K; the correction is still for the whole index. `exhaustive=True` gives every candidate every
+counted test.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ import os
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..checkpoint import Checkpoint
 from ..pair import compare_checkpoints
 from ..errors import IndexStoreError
 from ..verdict import RELATED_LEVEL
 from .direction import ffn_vector, growth, is_merge, merge_weight
-from .fingerprint import source_meta
+from .fingerprint import FLOAT_TYPES, source_meta
 from .pool import process_pool
+from .sketch import SCAN_ROW, ScanTable, Sketch, rank, take_sketch
 from .store import Entry, open_store
 
 PARALLEL_MIN = 48  # candidates below this are screened in this process
@@ -45,6 +50,7 @@ class Screened:
     closeness: float | None
     created: str | None  # the candidate's file date (circumstantial)
     same_basis: bool  # the order tests see kinship as stored: no re-parameterisation between the two
+    quantized: bool = False  # its matrices are stored quantised (a cue: such models are nearly always leaves)
 
 
 def pair_closeness(doc: dict) -> float | None:
@@ -63,7 +69,13 @@ def _screen_one(store, entry: Entry, q: Checkpoint, seed: int, budget: str | Non
         doc = compare_checkpoints(a, q, seed, budget, detail=False)
     v = doc["verdict"]
     created = fp.meta.get("created") if isinstance(fp.meta.get("created"), str) else None
-    return Screened(entry.id, v["log10_p"], v["label"], v["summary"], pair_closeness(doc), created, same_basis(doc))
+    return Screened(entry.id, v["log10_p"], v["label"], v["summary"], pair_closeness(doc), created, same_basis(doc),
+                    is_quantized(fp.meta["infos"]))
+
+
+def is_quantized(infos: list) -> bool:
+    """Whether a fingerprint's tensor table stores any matrix in a quantised type."""
+    return any(len(shape) == 2 and dtype not in FLOAT_TYPES for _, dtype, shape, _ in infos)
 
 
 def same_basis(doc: dict) -> bool:
@@ -92,8 +104,49 @@ def _worker_run(ids: list[int]) -> list[Screened]:
     return [_screen_one(w["store"], w["entries"][i], w["q"], w["seed"], w["budget"]) for i in ids]
 
 
+SHORTLIST_BYTES = 900_000_000  # fingerprint bytes the full tests may load per query: 10 of 87 MB (7B models),
+# which with the sketches read keeps a query of an index of 1,000 7B models under 1 GB
+SHORTLIST_MIN, SHORTLIST_MAX = 8, 64  # candidates given the full tests, whatever their size
+
+
+def shortlist(store, entries: list[Entry], q: Checkpoint, k: int | None = None) -> tuple[list[Entry], dict]:
+    """The first stage: every entry's sketch against the query's; the entries the full tests will see, in the
+    sketch's order (index/sketch.py), as many as fit SHORTLIST_BYTES (at least SHORTLIST_MIN, at most
+    SHORTLIST_MAX) or `k`; and what the stage read."""
+    by_digest: dict[str, list[Entry]] = {}
+    for e in entries:
+        by_digest.setdefault(e.digest, []).append(e)
+    rows = store.scan_rows(entries)
+    table = ScanTable.from_rows({d: rows[d] for d in by_digest}, store.where)
+    q_sketch = take_sketch(q)
+    loaded: list[int] = []
+
+    def load(digest: str) -> Sketch:
+        sk = store.sketch(by_digest[digest][0])
+        loaded.append(sk.n_bytes)
+        return sk
+
+    ranked = rank(q_sketch, table, load)
+    chosen, scores, total = [], {}, 0
+    for r in ranked:
+        group = by_digest[r.digest]
+        size = sum(e.n_bytes for e in group)
+        full = len(chosen) >= (k or SHORTLIST_MAX) or (k is None and len(chosen) >= SHORTLIST_MIN
+                                                        and total + size > SHORTLIST_BYTES)
+        if full:
+            break
+        chosen += group
+        total += size
+        for e in group:
+            scores[e.id] = {"rank": len(scores) + 1, "gram": None if r.gram is None else round(r.gram, 4),
+                            "copied": round(r.copied, 4), "nearness": None if r.nearness is None else round(r.nearness, 4)}
+    info = {"k": len(chosen), "of": len(entries), "fingerprint_bytes": total,
+            "sketch_bytes": len(table.digests) * SCAN_ROW + sum(loaded), "scores": scores}
+    return chosen, info
+
+
 def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, budget: str | None = None,
-             workers: int | None = None) -> dict:
+             workers: int | None = None, exhaustive: bool = False, k: int | None = None) -> dict:
     t0 = time.perf_counter()
     with open_store(db) as store:
         entries = store.entries()
@@ -108,34 +161,49 @@ def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, bud
             if not entries:
                 raise IndexStoreError(store.where, "the index holds only the query itself")
             n = len(entries)
+            if exhaustive:
+                chosen, stage = entries, {"k": n, "of": n, "fingerprint_bytes": sum(e.n_bytes for e in entries),
+                                          "sketch_bytes": 0, "scores": {}}
+            else:
+                chosen, stage = shortlist(store, entries, q, k)
             workers = workers or os.cpu_count() or 1
-            if n >= PARALLEL_MIN and workers > 1:
-                chunks = [[e.id for e in entries[i:i + CHUNK]] for i in range(0, n, CHUNK)]
+            if len(chosen) >= PARALLEL_MIN and workers > 1:
+                chunks = [[e.id for e in chosen[i:i + CHUNK]] for i in range(0, len(chosen), CHUNK)]
                 with process_pool(workers, _worker_init, (db, query, seed, budget)) as pool:
                     screened = [s for part in pool.map(_worker_run, chunks) for s in part]
             else:
-                screened = [_screen_one(store, e, q, seed, budget) for e in entries]
+                screened = [_screen_one(store, e, q, seed, budget) for e in chosen]
             by_id = {e.id: e for e in entries}
             penalty = math.log10(n)
             rows = [_row(by_id[s.entry_id], s, penalty) for s in screened]
+            for r in rows:
+                r["sketch"] = stage["scores"].get(r["_id"])
             significant = [r for r in rows if r["label"] == "related"]
             significant = order_relatives(significant, q, q_created, lambda r: store.load(by_id[r["_id"]]).open(),
                                           seed, budget)
             ordered = significant + sorted((r for r in rows if r["label"] != "related"),
                                            key=lambda r: (r["log10_p"] is None, r["log10_p"] or 0.0))
-            best = next((r for r in significant if r["_group"] <= 2), None)
+            best = significant[0] if significant else None  # dates order and label; they never veto
             cost = q.cost()
     notes = [f"the query itself is indexed ({', '.join(e.ref for e in itself)}) and was left out"] if itself else []
-    out_rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in ordered[:max(top, 1)]]
+    answer = best_answer(significant)
+    out_rows = [{key: v for key, v in r.items() if not key.startswith("_")} for r in ordered[:max(top, 1)]]
     return {
         "schema_version": 1,
         "query": query,
         "candidates": out_rows,
         "best": best["ref"] if best else None,
-        "best_relation": best["relation"] if best else None,  # ancestor, or relative (direction not determined)
+        "best_relation": best["relation"] if best else None,  # ancestor, descendant, or relative (not determined)
+        "best_direction_from": answer["direction_from"],  # weights, dates (circumstantial), or null
+        "best_or": answer["or"],  # the candidates the weights and dates cannot tell from `best` (maybe none)
+        "answer": answer["sentence"],
         "best_alignment": (best["_doc"]["alignment"] if best and best.get("_doc") else None),
         "n_candidates": n,
         "correction": f"Bonferroni over {n} candidates: log10 p + {penalty:.2f}",
+        "stage": ("exhaustive: every indexed model given the full tests" if exhaustive else
+                  f"two-stage: {stage['k']} of {n} indexed models given the full tests, in the order of their "
+                  f"sketches"),
+        "shortlist": {key: v for key, v in stage.items() if key != "scores"},
         "notes": notes,
         "cost": {"bytes_read": cost["bytes_read"], "bytes_total": cost["bytes_total"],
                  "bytes_transferred": cost["bytes_transferred"], "seconds": round(time.perf_counter() - t0, 3)},
@@ -152,35 +220,140 @@ def _row(e: Entry, s: Screened, penalty: float) -> dict:
         label = s.label
     return {"ref": e.ref, "commit": e.commit, "log10_p": None if corrected is None else round(corrected, 2),
             "log10_p_pair": s.log10_p, "label": label, "summary": s.summary, "closeness": s.closeness,
-            "relation": None, "basis": None, "created": s.created, "same_basis": s.same_basis, "_id": e.id}
+            "relation": None, "basis": None, "created": s.created, "same_basis": s.same_basis, "quantized": s.quantized, "_id": e.id}
 
 
-def _date_order(r: dict, q_created: str | None, subject: str = "the query") -> None:
-    """Where the weights give no direction, the file dates may (circumstantial): a relative written before the
-    query can be its ancestor, one written after cannot."""
-    r["_group"] = {"ancestor": 0, "descendant": 4}.get(r["relation"], 2)
-    if r["relation"] in ("relative", None) and r["created"] and q_created:
-        before = r["created"] < q_created
-        r["_group"] = 1 if before else 3
-        if r["relation"] == "relative":
-            r["basis"] = (f"written {r['created'][:19]}, {'before' if before else 'after'} {subject} "
-                          f"({q_created[:19]}): file dates are circumstantial; the weights do not say which came first")
+# -- ordering the significant candidates ------------------------------------------------------------------------
+#
+# Each significant candidate gets a key of evidence first, circumstance last:
+#   weights: 0 an ancestor by the weights (growth or merge), 1 undirected, 2 a descendant by the weights;
+#   between: 0 the weights put it between the query and every other relative (see `_betweenness`), else 1;
+#   dates:   0 written before the query, 1 no information (missing or equal dates), 2 written after;
+#   basis:   relatives in the query's basis first (a re-parameterisation is a step of its own on the path);
+#   cue:     quantized models after the rest (they are nearly always leaves: 99.4% on the hub, Model Atlas, arXiv
+#            2503.10633; true of every quantized model of the zoo). A cue orders, it is never counted;
+#   then earliest first among those dated before, then closeness, then log10 p.
+# A date only orders and labels: nothing here removes a candidate, and `best` is the first one.
+
+DATE_GROUPS = {"before": 0, None: 1, "after": 2}
+BETWEEN_COS = 0.25  # |cos| of the query's and another relative's offsets from a candidate below which it sits between
+BETWEEN_MARGIN = 0.2  # ... and the runner-up must sit at least this much further off the line
+COPY_SHARE = 0.01  # a relative nearer the query than this share of its FFN rows' norm is a copy of them
+SAME_POINT = 0.05  # relatives nearer each other than this share of the query's distance count as one point
+BETWEEN_CANDIDATES = 8  # relatives in the query's basis given the test (one vector of leading FFN rows each)
+
+
+def date_relation(created: str | None, q_created: str | None) -> str | None:
+    """'before' or 'after' when both dates are known and differ; None (no information) otherwise."""
+    if not created or not q_created or created[:19] == q_created[:19]:
+        return None
+    return "before" if created < q_created else "after"
+
+
+def _date_label(r: dict, q_created: str | None, subject: str) -> None:
+    r["_dates"] = date_relation(r["created"], q_created)
+    if r["relation"] == "relative" and not r.get("basis"):
+        if r["_dates"]:
+            r["basis"] = (f"written {r['created'][:19]}, {r['_dates']} {subject} ({q_created[:19]}): file dates are "
+                          f"circumstantial; the weights do not say which came first")
+        elif r["created"] and q_created:
+            r["basis"] = f"written at the same second as {subject}: the dates do not order them, nor do the weights"
 
 
 def _rank(r: dict) -> tuple:
-    """Ancestors, then relatives dated before the query (earliest first: a family's first member is an
-    ancestor of every later one, a sibling is not), undated ones, later ones, descendants; within each, those
-    in the query's basis first; then closeness."""
     c = r["closeness"]
-    early = r["created"] if r["_group"] in (0, 1) and r["created"] else "~"
-    return r["_group"], not r["same_basis"], early, c is None, -(c or 0.0), r["log10_p"]
+    weights = {"ancestor": 0, "descendant": 2}.get(r["relation"], 1)
+    early = r["created"] if r["_dates"] == "before" else "~"
+    return (weights, not r.get("_between"), DATE_GROUPS[r["_dates"]], not r["same_basis"], bool(r.get("quantized")),
+            early, c is None, -(c or 0.0), r["log10_p"])
+
+
+CLOSE_TIE = 0.01  # closeness (evidence.neurons) differences below this do not order two relatives
+
+
+def _standing(r: dict) -> tuple:
+    return _rank(r)[:6]  # weights, between, dates, basis, cue, earliest: everything but closeness and p
+
+
+# Growth the weights see relative to a structure, not to one model: every relative with the original depth,
+# dense FFNs or vocabulary is "grown from" alike, so these name the family's structure, not which member.
+STRUCTURAL = ("layers inserted", "upcycled", "vocabulary extends")
+
+
+def _structural(r: dict) -> bool:
+    return r["relation"] == "ancestor" and any(k in (r.get("basis") or "") for k in STRUCTURAL)
+
+
+def ties_of(ordered: list[dict]) -> list[dict]:
+    """The candidates after the first that nothing orders apart from it: the same standing by the weights, the
+    cue and the dates, and a closeness within CLOSE_TIE; for an ancestor by structural growth, every other such
+    ancestor of the same date standing (the growth says which structure the query grew from, not which model)."""
+    if not ordered:
+        return []
+    best = ordered[0]
+    c0 = best["closeness"]
+    if _structural(best):
+        return [r for r in ordered[1:] if _structural(r) and r["_dates"] == best["_dates"]]
+    return [r for r in ordered[1:] if _standing(r) == _standing(best)
+            and ((c0 is None and r["closeness"] is None)
+                 or (c0 is not None and r["closeness"] is not None and c0 - r["closeness"] <= CLOSE_TIE))]
+
+
+def best_answer(ordered: list[dict]) -> dict:
+    """What the first of the ordered candidates is to the query, what that rests on, and the candidates that
+    nothing orders apart from it (`ties_of`): the parent, or a sibling of the query, when neither the weights
+    nor the dates order them."""
+    if not ordered:
+        return {"direction_from": None, "or": [],
+                "sentence": "none: no indexed model is a significant ancestor or relative"}
+    best = ordered[0]
+    tied = [r["ref"] for r in ties_of(ordered)]
+    more = ""
+    if tied:
+        named = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
+        more = f" (or {named}: nothing in the weights or dates orders them)"
+    if _structural(best) and tied:
+        named = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
+        return {"direction_from": "weights", "or": tied,
+                "sentence": f"grew from the structure {best['ref']} shares with {named} ({best['basis']}): it descends "
+                            f"from one of them; the weights do not say which"
+                            + (", the dates put it first" if best["_dates"] == "before" else "")}
+    if best["relation"] == "ancestor":
+        return {"direction_from": "weights", "or": tied, "sentence": f"descends from {best['ref']}{more}"}
+    if best["relation"] == "descendant":
+        return {"direction_from": "weights", "or": tied,
+                "sentence": f"is an ancestor of {best['ref']} (the weights say {best['ref']} was made from it){more}"}
+    if best.get("_between"):
+        return {"direction_from": "weights", "or": tied,
+                "sentence": f"nearest to {best['ref']} on the path to its other relatives: its parent, unless it is "
+                            f"a child{more}"}
+    if best["_dates"] == "before":
+        return {"direction_from": "dates", "or": tied,
+                "sentence": f"shares weight ancestry with {best['ref']}, written before it (file dates, circumstantial): "
+                            f"likely its parent; the weights do not say which came first{more}"}
+    after = ", written after it (file dates, circumstantial)" if best["_dates"] == "after" else ""
+    if tied and after:
+        return {"direction_from": None, "or": tied,
+                "sentence": f"shares weight ancestry with {best['ref']}{after}: a child or another relative{more}"}
+    if tied:
+        return {"direction_from": None, "or": tied,
+                "sentence": f"shares weight ancestry with {best['ref']}, or with {', '.join(tied[:3])}"
+                            f"{f' and {len(tied) - 3} more' if len(tied) > 3 else ''} as closely: its parent, or a "
+                            f"sibling or child; nothing in the weights or dates orders them"}
+    return {"direction_from": None, "or": [],
+            "sentence": f"shares weight ancestry with {best['ref']}{after}; the weights do not say which came first"}
+
+
+def can_be_parent(r: dict) -> bool:
+    """Neither a descendant by the weights nor written after the query (what graph hangs a model under)."""
+    return r["relation"] != "descendant" and r["_dates"] != "after"
 
 
 def order_relatives(significant: list[dict], q: Checkpoint, q_created: str | None, open_candidate, seed: int,
                     budget: str | None, subject: str = "the query") -> list[dict]:
-    """The significant candidates in the order of the module docstring, each with its relation and basis
-    (which calls the model they are relatives of `subject`). `open_candidate(row)` gives the candidate's
-    Checkpoint as a context manager."""
+    """The significant candidates in the order above, each with its relation and basis (which calls the model
+    they are relatives of `subject`). `open_candidate(row)` gives the candidate's Checkpoint as a context
+    manager."""
     significant = sorted(significant, key=lambda r: r["log10_p"])
     for r in significant[:FINALISTS]:
         if r.get("relation") is None:  # graph has found it already, for every pair at once
@@ -188,9 +361,67 @@ def order_relatives(significant: list[dict], q: Checkpoint, q_created: str | Non
                 r["relation"], r["basis"], r["_doc"] = _direction(a, q, seed, budget)
     _merges(open_candidate, q, significant, subject)
     for r in significant:
-        _date_order(r, q_created, subject)
-    # a relative written after the query (group 3) sorts after those it may come from, and is never `best`
+        r["relation"] = r.get("relation") or "relative"
+        _date_label(r, q_created, subject)
+    _betweenness(open_candidate, q, significant, subject)
     return sorted(significant, key=_rank)
+
+
+def _betweenness(open_candidate, q: Checkpoint, significant: list[dict], subject: str) -> None:
+    """Mark the relative that sits between the query and every other relative, if one clearly does.
+
+    Updates from a common base are independent: for a parent P of the query Q and any other relative X (a
+    sibling, P's own parent, a child of P), Q - P and X - P are nearly orthogonal, while for a sibling S of Q,
+    (Q - S) . (P - S) = |S - P|^2 > 0. So the parent is the candidate whose offsets to the query and to every
+    other relative meet at a right angle, where the weights (same basis, same shapes) can be compared at all.
+    Measured on the zoo before use (benchmarks/BENCHMARKS.md); it orders, it never labels a relation."""
+    pool = [r for r in significant if r["relation"] == "relative" and r["same_basis"]]
+    pool = sorted(pool, key=lambda r: -(r["closeness"] or 0.0))[:BETWEEN_CANDIDATES]
+    if len(pool) < 2:
+        return
+    vq = ffn_vector(q)
+    if vq is None:
+        return
+    vectors = {}
+    for r in pool:
+        with open_candidate(r) as ck:
+            v = ffn_vector(ck)
+        if v is not None and v.shape == vq.shape:
+            vectors[r["ref"]] = v
+    if len(vectors) < 2:
+        return
+    # a relative whose FFNs are the query's to within COPY_SHARE (an export, a vocabulary pruned) is a copy of
+    # it: its offset is rounding noise, at no angle to anything
+    scale = float(np.linalg.norm(vq))
+    vectors = {ref: v for ref, v in vectors.items() if np.linalg.norm(vq - v) > COPY_SHARE * scale}
+    worst = {}
+    for ref, v in vectors.items():
+        dq = vq - v
+        # another relative at the same point (FFNs untouched: a vocabulary pruned, an export) says nothing
+        others = [w - v for other, w in vectors.items() if other != ref
+                  and np.linalg.norm(w - v) > SAME_POINT * max(float(np.linalg.norm(dq)), 1e-30)]
+        if not others or np.linalg.norm(dq) == 0:
+            continue
+        worst[ref] = max(abs(float(dq @ d)) / float(np.linalg.norm(dq) * np.linalg.norm(d)) for d in others)
+    if len(worst) < 2:
+        return
+    ranked = sorted(worst, key=worst.get)
+    first = ranked[0]
+    rivals = [r for r in ranked[1:] if np.linalg.norm(vectors[r] - vectors[first])
+              > SAME_POINT * float(np.linalg.norm(vq - vectors[first]))]
+    if not rivals:
+        return
+    second = rivals[0]
+    for r in pool:
+        r["_between_cos"] = round(worst.get(r["ref"], float("nan")), 3)
+    if worst[first] <= BETWEEN_COS and worst[second] - worst[first] >= BETWEEN_MARGIN:
+        same = [r for r in pool if r["ref"] in vectors and np.linalg.norm(vectors[r["ref"]] - vectors[first])
+                <= SAME_POINT * float(np.linalg.norm(vq - vectors[first]))]
+        sentence = (f"sits between {subject} and every other relative in its basis (their offsets from it meet "
+                      f"at {math.degrees(math.acos(min(worst[first], 1.0))):.0f} degrees or more): the weights make "
+                      f"it the nearest relative on the path to them: the parent of {subject}, unless it is a child")
+        for r in same:  # the point that sits between, and every relative at it
+            r["_between"], r["basis"] = True, sentence
 
 
 MERGE_CANDIDATES = 8  # significant candidates in the query's basis tried pairwise as the ingredients of a merge

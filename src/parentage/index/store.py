@@ -23,8 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 from ..constants import INDEX_BUSY_SECONDS, INDEX_MAX_BLOB, index_url
 from ..errors import FormatError, IndexStoreError
 from .fingerprint import Fingerprint
+from .sketch import SKETCH_VERSION, Sketch, scan_row, take_sketch
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry: the statements taking a database from version k to k + 1, with {blob}, {id} and {big} filled in
 # per dialect.
@@ -39,6 +40,13 @@ MIGRATIONS: list[list[str]] = [
     [  # 1 -> 2: where the entry came from (path, hub, url), for `index list`
         "ALTER TABLE fingerprints ADD COLUMN source TEXT",
         "CREATE INDEX fingerprints_ref ON fingerprints (ref)",
+    ],
+    [  # 2 -> 3: a sketch per fingerprint (the scan's part apart, so a query reads 2 KB a model), cached pair results
+        "CREATE TABLE sketches (digest TEXT PRIMARY KEY REFERENCES blobs(digest) ON DELETE CASCADE,"
+        " version INTEGER NOT NULL, scan {blob} NOT NULL, data {blob} NOT NULL)",
+        "CREATE TABLE pairs (a TEXT NOT NULL REFERENCES blobs(digest) ON DELETE CASCADE,"
+        " b TEXT NOT NULL REFERENCES blobs(digest) ON DELETE CASCADE, setting TEXT NOT NULL, doc TEXT NOT NULL,"
+        " PRIMARY KEY (a, b, setting))",
     ],
 ]
 DIALECTS = {
@@ -223,12 +231,60 @@ class Store:
                 self._drop_blob(old[0][1])
             if not self._run("SELECT 1 FROM blobs WHERE digest = ?", (digest,)):
                 self._run("INSERT INTO blobs (digest, data) VALUES (?, ?)", (digest, blob))
+                self._put_sketch(digest, sketch_of(fp))
             self._run("INSERT INTO fingerprints (ref, commit_id, digest, arch, n_layers, hidden_size, n_params, "
                       "n_bytes, declared, added_at, tool_version, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (fp.ref, fp.commit, digest, s.get("family"), s.get("n_layers"), s.get("hidden_size"),
                        s.get("n_params"), len(blob), json.dumps(fp.meta["declared"]),
                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), fp.meta["tool_version"], fp.meta["source"]))
         return True
+
+    def _put_sketch(self, digest: str, sk: Sketch) -> None:
+        self._run("DELETE FROM sketches WHERE digest = ?", (digest,))
+        self._run("INSERT INTO sketches (digest, version, scan, data) VALUES (?, ?, ?, ?)",
+                  (digest, SKETCH_VERSION, scan_row(sk), sk.to_bytes()))
+
+    def scan_rows(self, entries: list[Entry], progress=None) -> dict[str, bytes]:
+        """The scan part of every entry's sketch, by digest; a sketch missing or of another version (an index
+        made before sketches, or by another parentage) is computed from its fingerprint and stored first."""
+        rows = {str(d): bytes(b) for d, v, b in self._run("SELECT digest, version, scan FROM sketches")
+                if v == SKETCH_VERSION}
+        missing = sorted({e.digest for e in entries} - set(rows))
+        for digest in missing:
+            entry = next(e for e in entries if e.digest == digest)
+            sk = sketch_of(self.load(entry))
+            with self._transaction():
+                self._put_sketch(digest, sk)
+            rows[digest] = scan_row(sk)
+            if progress is not None:
+                progress(1)
+        return rows
+
+    def sketch(self, entry: Entry) -> Sketch:
+        rows = self._run("SELECT version, data FROM sketches WHERE digest = ?", (entry.digest,))
+        if not rows or rows[0][0] != SKETCH_VERSION:
+            self.scan_rows([entry])
+            rows = self._run("SELECT version, data FROM sketches WHERE digest = ?", (entry.digest,))
+        try:
+            return Sketch.from_bytes(bytes(rows[0][1]), f"{self.where} [{entry.ref}]")
+        except FormatError as e:
+            raise IndexStoreError(e.where, e.problem) from None
+
+    def pair(self, a: str, b: str, setting: str) -> dict | None:
+        """A cached pair result (fingerprint digests a, b under `setting`), or None."""
+        rows = self._run("SELECT doc FROM pairs WHERE a = ? AND b = ? AND setting = ?", (a, b, setting))
+        if not rows:
+            return None
+        try:
+            doc = json.loads(rows[0][0])
+        except (TypeError, ValueError):
+            return None  # a damaged cache entry is recomputed, never trusted
+        return doc if isinstance(doc, dict) else None
+
+    def put_pair(self, a: str, b: str, setting: str, doc: dict) -> None:
+        with self._transaction():
+            self._run("DELETE FROM pairs WHERE a = ? AND b = ? AND setting = ?", (a, b, setting))
+            self._run("INSERT INTO pairs (a, b, setting, doc) VALUES (?, ?, ?, ?)", (a, b, setting, json.dumps(doc)))
 
     def _drop_blob(self, digest: str) -> None:
         if not self._run("SELECT 1 FROM fingerprints WHERE digest = ?", (digest,)):
@@ -278,6 +334,11 @@ class Store:
                 self._run("DELETE FROM fingerprints WHERE id = ?", (e.id,))
                 self._drop_blob(e.digest)
         return len(found)
+
+
+def sketch_of(fp: Fingerprint) -> Sketch:
+    with fp.open() as ck:
+        return take_sketch(ck)
 
 
 class _Transaction:

@@ -22,6 +22,7 @@ class StoredWeights:
     complete = False
     remote = False
     readers: tuple = ()  # no files: `declared`, `circumstantial` and `inspect` find none to read
+    scheme = None  # the decoded rows are kept, not the quantiser's parts: the method is known by the dtypes only
 
     def __init__(self, ref: str, fmt: str, infos: dict[str, TensorInfo], spans: dict[str, list[tuple[int, np.ndarray]]],
                  bytes_total: int, files: list[str], prints: dict | None = None):

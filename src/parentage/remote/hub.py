@@ -52,6 +52,9 @@ def _side_cap(name: str) -> int | None:
 # -- the manifest: what an online run learned, for offline runs ------------------------------------------------
 
 
+DATE_KEYS = ("repo_created", "commit_date")
+
+
 def _manifest_path(repo_id: str) -> Path:
     return cache_dir() / "remote" / (repo_id.replace("/", "--") + ".json")
 
@@ -70,10 +73,10 @@ def _load_manifest(repo_id: str) -> dict:
     return data
 
 
-def _save_manifest(repo_id: str, revision: str, commit: str, files: dict) -> None:
+def _save_manifest(repo_id: str, revision: str, commit: str, files: dict, dates: dict) -> None:
     data = _load_manifest(repo_id)
     data["refs"][revision] = commit
-    data["commits"][commit] = {"files": files}
+    data["commits"][commit] = {"files": files, "dates": dates}
     path = _manifest_path(repo_id)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,8 +112,25 @@ def _hub_error(ref: str, e: BaseException, endpoint: str) -> ParentageError:
     return RemoteError(ref, f"cannot reach the hub at {endpoint} ({type(e).__name__}: {_first_line(e)})")
 
 
-def _listing(ref: str, repo_id: str, revision: str | None, endpoint: str) -> tuple[str, dict[str, list]]:
-    """(commit, {file: [size, etag]}) for the revision, from the hub, or offline from the manifest."""
+def _iso(value) -> str | None:
+    """A hub date (a datetime from huggingface_hub, or a string from the manifest) as UTC ISO 8601, else None."""
+    import datetime
+
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime.datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _listing(ref: str, repo_id: str, revision: str | None, endpoint: str) -> tuple[str, dict[str, list], dict]:
+    """(commit, {file: [size, etag]}, {"repo_created", "commit_date"}) for the revision, from the hub, or
+    offline from the manifest."""
     rev = revision or "main"
     if hf_offline():
         manifest = _load_manifest(repo_id)
@@ -121,9 +141,10 @@ def _listing(ref: str, repo_id: str, revision: str | None, endpoint: str) -> tup
             raise NotCachedError(ref, f"HF_HUB_OFFLINE is set and revision {rev!r} of this repository was never "
                                       f"resolved online (no entry in {_manifest_path(repo_id)})")
         # the listing is a cache file: keep only entries of the shape an online run writes
+        saved = entry.get("dates") if isinstance(entry.get("dates"), dict) else {}
         return commit, {name: v for name, v in files.items() if isinstance(name, str) and isinstance(v, list)
                         and len(v) == 2 and isinstance(v[0], int) and not isinstance(v[0], bool) and v[0] >= 0
-                        and (v[1] is None or isinstance(v[1], str))}
+                        and (v[1] is None or isinstance(v[1], str))}, {k: _iso(saved.get(k)) for k in DATE_KEYS}
     from huggingface_hub import HfApi
 
     try:
@@ -136,8 +157,10 @@ def _listing(ref: str, repo_id: str, revision: str | None, endpoint: str) -> tup
     for s in info.siblings or []:
         etag = (s.lfs.sha256 if s.lfs else None) or s.blob_id
         files[s.rfilename] = [s.size, etag]
-    _save_manifest(repo_id, rev, info.sha, files)
-    return info.sha, files
+    # the hub's dates: when the repository was made and when this revision was committed (circumstantial)
+    dates = {"repo_created": _iso(getattr(info, "created_at", None)), "commit_date": _iso(getattr(info, "last_modified", None))}
+    _save_manifest(repo_id, rev, info.sha, files, dates)
+    return info.sha, files, dates
 
 
 def _download_side(ref: str, repo_id: str, commit: str, name: str, size: int | None, endpoint: str,
@@ -190,12 +213,12 @@ def resolve_hub(ref: str, repo_id: str, revision: str | None):
     from ..refs import Resolved, choose_weights, index_shards, local_weights_in_folder
 
     endpoint = hf_endpoint()
-    commit, files = _listing(ref, repo_id, revision, endpoint)
+    commit, files, dates = _listing(ref, repo_id, revision, endpoint)
     top = sorted(n for n in files if "/" not in n)
     cache = hf_cache_dir()
     repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo_dir / "snapshots" / commit
-    hub = {"repo_id": repo_id, "revision": revision or "main", "commit": commit}
+    hub = {"repo_id": repo_id, "revision": revision or "main", "commit": commit, **dates}
     kind, chosen = choose_weights(top, ref)
 
     # A snapshot that already holds every weight file is read from disk, as before.

@@ -8,17 +8,12 @@ def _p(x) -> str:
 
 
 def identify_human(doc: dict) -> str:
-    best = doc["best"]
-    if best is None:
-        head = "none: no indexed model is a significant ancestor or relative"
-    elif doc.get("best_relation") == "ancestor":
-        head = f"descends from {best}"
-    else:
-        n = sum(c["label"] == "related" for c in doc["candidates"])
-        head = (f"shares weight ancestry with {best}" + (f", the closest of {n} related models" if n > 1 else "")
-                + "; the weights do not say which came first")
+    head = doc.get("answer") or ("none: no indexed model is a significant ancestor or relative" if doc["best"] is None
+                                 else f"shares weight ancestry with {doc['best']}")
     lines = [f"{doc['query']}: {head}",
              f"  {doc['n_candidates']} candidates; {doc['correction']}"]
+    if doc.get("stage"):
+        lines.append(f"  {doc['stage']}")
     for r in doc["candidates"]:
         rel = f", {r['relation']}" if r.get("relation") else ""
         close = f", closeness {r['closeness']:.3f}" if r.get("closeness") is not None else ""
@@ -38,6 +33,8 @@ def identify_human(doc: dict) -> str:
 def graph_human(doc: dict) -> str:
     lines = [f"{len(doc['nodes'])} models, {len(doc['families'])} families; {doc['n_related_pairs']} related pairs of "
              f"{doc['n_pairs']} ({doc['correction']})"]
+    if doc.get("stage"):
+        lines.append(f"{doc['stage']}; {doc.get('n_pairs_cached', 0)} of them read from the cache")
     for family in doc["families"]:
         if len(family) == 1:
             continue

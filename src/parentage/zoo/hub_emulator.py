@@ -80,6 +80,8 @@ class Repo:
     commits: dict[str, dict[str, Entry]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     gated: bool = False
+    created: str | None = None  # the repository's creation date (ISO 8601, as the hub API writes it)
+    dates: dict[str, str] = field(default_factory=dict)  # commit -> its date
 
 
 @dataclass
@@ -128,8 +130,10 @@ class HubEmulator:
 
     # -- content --------------------------------------------------------------------------------------------
 
-    def add_files(self, repo_id: str, files: dict[str, File], revision: str = "main", gated: bool = False) -> str:
-        """A commit of `files` at `revision` of `repo_id`; returns the commit hash."""
+    def add_files(self, repo_id: str, files: dict[str, File], revision: str = "main", gated: bool = False,
+                  date: str | None = None) -> str:
+        """A commit of `files` at `revision` of `repo_id` (made at `date`, ISO 8601, if given); returns the
+        commit hash."""
         repo = self.repos.setdefault(repo_id, Repo())
         repo.gated = repo.gated or gated
         entries = {}
@@ -143,15 +147,19 @@ class HubEmulator:
                               + repo_id.encode() + str(len(repo.commits)).encode()).hexdigest()
         repo.commits[commit] = entries
         repo.refs[revision] = commit
+        if date is not None:
+            repo.dates[commit] = date
+            repo.created = repo.created or date
         return commit
 
-    def add_folder(self, repo_id: str, folder: str | Path, revision: str = "main", gated: bool = False) -> str:
+    def add_folder(self, repo_id: str, folder: str | Path, revision: str = "main", gated: bool = False,
+                   date: str | None = None) -> str:
         folder = Path(folder)
         files = {p.relative_to(folder).as_posix(): DiskFile(p) for p in sorted(folder.rglob("*")) if p.is_file()}
         for name, f in files.items():
             st = f.path.stat()
             f.etag = _etag_of(str(f.path), str(st.st_size), str(st.st_mtime_ns))
-        return self.add_files(repo_id, files, revision, gated)
+        return self.add_files(repo_id, files, revision, gated, date)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -279,6 +287,10 @@ def _handler(hub: HubEmulator, cdn: bool):
                 siblings.append(s)
             doc = {"id": repo_id, "modelId": repo_id, "sha": commit, "private": False,
                    "gated": "manual" if repo.gated else False, "siblings": siblings}
+            if repo.created:
+                doc["createdAt"] = repo.created
+            if commit in repo.dates:
+                doc["lastModified"] = repo.dates[commit]
             self._send(200, json.dumps(doc).encode(), {"Content-Type": "application/json"}, head)
 
         def _resolve(self, repo_id: str, revision: str, name: str, head: bool) -> None:

@@ -297,6 +297,7 @@ def dense(n_layers: int, hidden: int, ffn: int, vocab: int, heads: int, kv_heads
 
 
 LAYOUTS: dict[str, Callable[[int], Model]] = {
+    "smollm2-135m": lambda seed: dense(30, 576, 1536, 49152, 9, 3, False, "llama", seed, tie=True),
     "llama-7b": lambda seed: dense(32, 4096, 11008, 32000, 32, 32, False, "llama", seed),
     "qwen2.5-14b": lambda seed: dense(48, 5120, 13824, 152064, 40, 8, True, "qwen2", seed),
     "llama-3-70b": lambda seed: dense(80, 8192, 28672, 128256, 64, 8, False, "llama", seed, rope_theta=500000.0),
