@@ -184,20 +184,26 @@ def _pair_hash(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _basis(ck: Checkpoint) -> tuple[np.ndarray, int]:
-    """A count sketch of the leading FFN rows of every unit (index/direction.ffn_vector), and the key of their
+    """A count sketch of the leading FFN rows of every unit (the rows index/direction.ffn_vector takes, norm
+    gains folded in), a unit at a time so a DeepSeek-V3 query never holds them all, and the key of their
     shapes. Not invariant: it orders relatives in one basis (a parent is nearer its child than the child's
     siblings are, their updates being independent), where the invariant parts tie."""
-    from .direction import ffn_vector
+    from ..evidence.blocks import ffn_units, read_block
+    from .direction import MERGE_ROWS
 
-    v = ffn_vector(ck)
-    if v is None or not len(v):
+    units = [u for us in ffn_units(ck).values() for u in us]
+    if not units or any(t.prefix() < min(MERGE_ROWS, t.n_rows) for u in units for t in u.matrices):
         return np.zeros(BASIS, np.float32), 0
-    n = np.arange(len(v), dtype=np.uint64)
-    h = _mix(n ^ np.uint64(0x5BD1E9955BD1E995))
-    bucket = (h % np.uint64(BASIS)).astype(np.int64)
-    sign = np.where((h >> np.uint64(63)) == 1, -1.0, 1.0)
-    out = np.bincount(bucket, weights=sign * v.astype(np.float64), minlength=BASIS).astype(np.float32)
-    return out, basis_key(len(v), ck.summary.hidden_size)
+    out = np.zeros(BASIS)
+    offset = 0
+    for u in units:
+        for rows in read_block(ck, u, 0, min(MERGE_ROWS, u.n_rows)):
+            v = rows.ravel().astype(np.float64)
+            h = _mix(np.arange(offset, offset + len(v), dtype=np.uint64) ^ np.uint64(0x5BD1E9955BD1E995))
+            sign = np.where((h >> np.uint64(63)) == 1, -1.0, 1.0)
+            out += np.bincount((h % np.uint64(BASIS)).astype(np.int64), weights=sign * v, minlength=BASIS)
+            offset += len(v)
+    return out.astype(np.float32), basis_key(offset, ck.summary.hidden_size)
 
 
 def basis_key(length: int, hidden: int | None) -> int:
