@@ -134,7 +134,7 @@ def _identify_table(folder: Path, models: dict, db: str | None, modes: list[str]
         print("| query | recipe | parent (truth) | best | or | direction from | sketch rank of parent | shortlist | "
               "same as exhaustive | seconds |")
         print("|---|---|---|---|---|---|---|---|---|---|")
-        n_ok = n_named = n_derived = n_same = n_none = n_best = n_named_derived = 0
+        n_ok = n_named = n_derived = n_same = n_none = n_best = n_named_derived = n_between = n_between_ok = 0
         named_counts = []
         worst = 0
         for name, m in models.items():
@@ -160,6 +160,9 @@ def _identify_table(folder: Path, models: dict, db: str | None, modes: list[str]
             n_ok += ok
             n_named += named
             n_best += bool(want) and ok
+            if doc["best_direction_from"] == "weights" and doc["best_relation"] == "relative":  # `between` fired
+                n_between += 1
+                n_between_ok += ok
             n_named_derived += bool(want) and named
             n_derived += bool(want)
             n_same += same
@@ -173,7 +176,8 @@ def _identify_table(folder: Path, models: dict, db: str | None, modes: list[str]
                 f"(bases and students: no relative named as their ancestor); worst sketch rank of a parent {worst}")
         if exhaustive and mode == modes[0]:
             line += f"; best = exhaustive best for {n_same} of {len(models)}"
-        line += f"; median models named with best {np.median(named_counts):.0f}, most {max(named_counts)}"
+        line += (f"; median models named with best {np.median(named_counts):.0f}, most {max(named_counts)}; the "
+                 f"relative between the query and the others named first {n_between} times, right {n_between_ok}")
         print("\n" + line)
         summary.append(line)
     print("\n" + "\n".join(summary))

@@ -810,9 +810,47 @@ def gen_index(rng: random.Random, folder: Path, good: str) -> list[str]:
     return command
 
 
+_PRISTINE_PACK: dict[str, bytes] = {}
+
+
+def gen_pack(rng: random.Random, folder: Path, good: str) -> list[str]:
+    """A pack (index/pack.py) with a hostile byte, header value, offset or digest, then a command that reads it:
+    identify against it in place, import it, list it."""
+    import json as _json
+    import struct as _struct
+
+    from parentage.index import open_store
+    from parentage.index.pack import MAGIC, export_pack
+
+    if good not in _PRISTINE_PACK:
+        db = folder.parent / "pack-source.sqlite"
+        db.write_bytes(_pristine_index(good, folder.parent))
+        with open_store(str(db)) as store:
+            export_pack(store, folder.parent / "pristine.pack")
+        _PRISTINE_PACK[good] = (folder.parent / "pristine.pack").read_bytes()
+    data = _PRISTINE_PACK[good]
+    n = _struct.unpack("<IQ", data[len(MAGIC):len(MAGIC) + 12])[1]
+    head, body = data[len(MAGIC) + 12:len(MAGIC) + 12 + n], data[len(MAGIC) + 12 + n:]
+    choice = rng.randrange(4)
+    if choice == 0:
+        data = mutate_bytes(data, rng)
+    elif choice == 1:
+        data = data[: rng.randrange(len(data))]
+    else:
+        raw = mutate_json(_json.loads(head), rng).encode()
+        version = 1 if choice == 2 else rng.choice([0, 2, 2 ** 32 - 1])
+        data = MAGIC + _struct.pack("<IQ", version, len(raw)) + raw + body
+    pack = folder / "lineage.pack"
+    pack.write_bytes(data)
+    return rng.choice([["identify", good, "--db", str(pack), "--format", "json"],
+                       ["identify", good, "--db", str(pack), "--exhaustive"],
+                       ["index", "import", str(pack), "--db", str(folder / "imported.sqlite")],
+                       ["index", "list", "--db", str(pack), "--format", "json"]])
+
+
 GENERATORS = {
     "safetensors": gen_safetensors, "shards": gen_shards, "gguf": gen_gguf, "torch": gen_torch, "config": gen_config,
     "tokenizer_json": gen_tokenizer_json, "sentencepiece": gen_sentencepiece, "tiktoken": gen_tiktoken,
     "vocab_merges": gen_vocab_merges, "hub_cache": gen_hub_cache, "special": gen_special, "quantised": gen_quantised,
-    "onnx": gen_onnx, "index": gen_index,
+    "onnx": gen_onnx, "index": gen_index, "pack": gen_pack,
 }

@@ -483,6 +483,59 @@ def _add_line(r: dict) -> str:
     return f"{r['status']:<8} {r['ref']} @ {r['commit'][:12]}{size}"
 
 
+@index.command("export")
+@click.argument("file")
+@db_option
+@debug_option
+@click.option("--refs", "refs", multiple=True, metavar="MODEL", help="Only these entries (repeatable; default: all).")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def index_export(file: str, db: str | None, refs: tuple[str, ...], fmt: str) -> None:
+    """Write the index (or the entries --refs names) as one pack FILE: sketches together, then every
+    fingerprint, with an offset table and a digest per entry. Anyone can query it in place (`identify --db
+    FILE|URL|hf://datasets/org/name`) or import it.
+
+    \b
+    Examples:
+      parentage index export bases.pack
+      parentage index export llama.pack --refs meta-llama/Llama-3.1-8B --refs meta-llama/Llama-3.1-70B
+    """
+    from .index import open_store
+    from .index.pack import export_pack
+
+    with open_store(db) as store:
+        doc = export_pack(store, file, list(refs) or None)
+    if fmt == "json":
+        _emit_json(doc)
+    else:
+        _echo(f"wrote {doc['pack']}: {doc['n_entries']} models, {doc['n_bytes'] / 1e6:.1f} MB ({doc['scan_bytes'] / 1e3:.0f} kB "
+              f"read whole by each query, {doc['sketch_bytes'] / 1e6:.1f} MB of sketches, "
+              f"{doc['fingerprint_bytes'] / 1e6:.1f} MB of fingerprints)")
+
+
+@index.command("import")
+@click.argument("pack")
+@db_option
+@debug_option
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
+def index_import(pack: str, db: str | None, fmt: str) -> None:
+    """Copy every entry of PACK (a path, a URL, or hf://datasets/org/name[/file]) into the index, each checked
+    against its digest. Importing twice adds nothing; an interrupted import leaves no partial entry.
+
+    \b
+    Examples:
+      parentage index import bases.pack
+      parentage index import hf://datasets/org/lineage --db team.sqlite
+    """
+    from .index.pack import import_pack
+
+    results = import_pack(pack, db)
+    if fmt == "json":
+        _emit_json({"results": results})
+    else:
+        for r in results:
+            _echo(f"{r['status']:<16} {r['ref']} @ {r['commit'][:12]}")
+
+
 @index.command("list")
 @db_option
 @debug_option

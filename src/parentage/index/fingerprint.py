@@ -38,6 +38,7 @@ from ..pair import WEIGHT_ROW_LAYERS
 from ..constants import MAX_DIM, MAX_TENSORS
 from ..declared import declared_lineage
 from ..errors import FormatError
+from ..safeio import parse_json
 from ..evidence.blocks import ffn_units, has_two_views, read_block, value_units
 from ..evidence.heads import MIN_HEADS, head_layers
 from ..evidence.identical import RowPrints, shared_roles, tensor_prints
@@ -52,6 +53,7 @@ FFN_ROWS = 32  # leading rows of every FFN unit
 FIRST_LAYERS = WEIGHT_ROW_LAYERS  # layers whose first unit keeps FIRST_ROWS (compare may fit a map on them)
 FIRST_ROWS = 2 * FFN_ROWS  # a tested block [0, m) and a disjoint one [m, 2m) to fit a residual map on
 MIN_TOKENS, MAX_TOKENS = 2048, 8192  # canonical tokens: 5/4 of the width (a rotation fit), within these
+ID_ANCHORS = 192  # ... and the rows the no-tokenizer rule ranks first (index/sketch.py pairs them by id)
 WHOLE_UNITS = 2  # FFN units kept whole, spread over depth
 WHOLE_BYTES = 16 << 20  # ... when they fit this (as float16); a 7B model's FFN does not
 VALUE_ROWS = 32
@@ -179,7 +181,7 @@ def _parse(blob: bytes, where: str) -> Fingerprint:
     (n,) = struct.unpack("<Q", blob[8:16])
     if n > min(MAX_HEADER, len(blob) - 16):
         raise FormatError(where, f"fingerprint header of {n} bytes runs past the data")
-    head = json.loads(blob[16:16 + n])
+    head = parse_json(where, blob[16:16 + n], "the fingerprint's header", max_depth=None)  # fields checked below
     data = memoryview(blob)[16 + n:]
     arrays = {}
     for key, (dtype, shape, offset) in head["arrays"].items():
@@ -253,15 +255,25 @@ def _parse(blob: bytes, where: str) -> Fingerprint:
 # -- taking a fingerprint ----------------------------------------------------------------------------------------
 
 
-def canonical_tokens(ck: Checkpoint, vocab: Vocab | None, n_rows: int, k: int) -> np.ndarray:
-    """The k canonical token ids of this checkpoint (sorted): ordinary tokens with the smallest digests of their
-    byte strings; without a tokenizer, ids by the digest of the id (two same-size vocabularies are paired by id)."""
+def keyed_tokens(vocab: Vocab | None, n_rows: int, k: int) -> list[tuple[int, int]]:
+    """The canonical order: (64-bit digest, id) of ordinary tokens by the BLAKE2b digest of their byte strings,
+    smallest first, the first k; without a tokenizer, ids by the digest of the id (str(i)), so two same-size
+    vocabularies are paired by id."""
     if vocab is not None:
         items = [(s, i) for s, i in vocab.by_bytes().items() if i < n_rows]
     else:
         items = [(str(i).encode(), i) for i in range(n_rows)]
-    keyed = sorted((hashlib.blake2b(s, digest_size=8).digest(), i) for s, i in items)
-    return np.array(sorted(i for _, i in keyed[:k]), dtype=np.int64)
+    keyed = sorted((hashlib.blake2b(s, digest_size=8).digest(), i) for s, i in items)[:k]
+    return [(int.from_bytes(d, "big"), i) for d, i in keyed]
+
+
+def canonical_tokens(ck: Checkpoint, vocab: Vocab | None, n_rows: int, k: int) -> np.ndarray:
+    """The k canonical token ids of this checkpoint (sorted): `keyed_tokens`' first k, and the ID_ANCHORS ids
+    the no-tokenizer rule puts first (so a model with a tokenizer can still be paired by id with one without)."""
+    ids = {i for _, i in keyed_tokens(vocab, n_rows, k)}
+    if vocab is not None:
+        ids |= {i for _, i in keyed_tokens(None, n_rows, ID_ANCHORS)}
+    return np.array(sorted(ids), dtype=np.int64)
 
 
 class _Recorder:

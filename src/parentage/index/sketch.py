@@ -28,14 +28,16 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..checkpoint import PLAN_SEED, Checkpoint
 from ..errors import FormatError
+from .fingerprint import ID_ANCHORS
+from ..safeio import parse_json
 
-SKETCH_VERSION = 1  # bump when what a sketch holds or how it is computed changes: older ones are recomputed
+SKETCH_VERSION = 2  # bump when what a sketch holds or how it is computed changes: older ones are recomputed
 ANCHORS = 384  # anchor tokens (the Gram's side): 73,536 pairs, 144 KB as float16
 MIN_SHARED = 24  # anchors two sketches must share for a Gram correlation
 BUCKETS = 1024  # hashed Gram features: the scan reads 1 KB per model
@@ -59,13 +61,21 @@ class Sketch:
     basis: np.ndarray  # (BASIS,) float32 count sketch of the leading FFN rows, in the model's own basis
     basis_key: int  # what must match for two basis sketches to compare (the FFN rows' shapes), 0 for none
     meta: dict  # version and the model's shape (descriptive)
+    # the ID_ANCHORS anchors of the no-tokenizer rule (digests of str(id)), for a model with a tokenizer: so it
+    # can be paired by id with a copy shipped without one (empty when `anchors` follow that rule already)
+    id_anchors: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    id_gram: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float16))
 
     def to_bytes(self) -> bytes:
-        head = json.dumps({"version": SKETCH_VERSION, "m": len(self.anchors), "basis_key": self.basis_key,
-                           "meta": self.meta}).encode()
+        head = json.dumps({"version": SKETCH_VERSION, "m": len(self.anchors), "m_id": len(self.id_anchors),
+                           "basis_key": self.basis_key, "meta": self.meta}).encode()
         return (MAGIC + struct.pack("<I", len(head)) + head + self.anchors.astype("<u8").tobytes()
-                + self.gram.astype("<f2").tobytes() + self.vector.astype(np.int8).tobytes()
+                + self.gram.astype("<f2").tobytes() + self.id_anchors.astype("<u8").tobytes()
+                + self.id_gram.astype("<f2").tobytes() + self.vector.astype(np.int8).tobytes()
                 + self.minhash.astype("<u8").tobytes() + self.basis.astype("<f4").tobytes())
+
+    def anchor_sets(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(self.anchors, self.gram)] + ([(self.id_anchors, self.id_gram)] if len(self.id_anchors) else [])
 
     @classmethod
     def from_bytes(cls, blob: bytes, where: str) -> "Sketch":
@@ -73,37 +83,39 @@ class Sketch:
         if len(blob) < 12 or blob[:8] != MAGIC:
             raise FormatError(where, "not a parentage sketch (bad magic)")
         (n,) = struct.unpack("<I", blob[8:12])
+        head = parse_json(where, blob[12:12 + n], "the sketch's header")
         try:
-            head = json.loads(blob[12:12 + n])
-            version, m, meta, basis_key = head["version"], head["m"], head["meta"], head["basis_key"]
-        except (ValueError, KeyError, TypeError):
+            version, m, m_id, meta, basis_key = head["version"], head["m"], head["m_id"], head["meta"], head["basis_key"]
+        except (KeyError, TypeError):
             raise FormatError(where, "sketch header is corrupt") from None
         if not isinstance(version, int) or version > SKETCH_VERSION:
             raise FormatError(where, f"sketch made by a newer parentage (version {version}; this one reads "
                                      f"{SKETCH_VERSION}): upgrade parentage")
         if version != SKETCH_VERSION:
             raise FormatError(where, f"sketch version {version} is not {SKETCH_VERSION}: it is recomputed")
-        if not isinstance(m, int) or not 0 <= m <= ANCHORS or not isinstance(meta, dict) \
-                or not isinstance(basis_key, int) or not 0 <= basis_key < 2 ** 63:
+        counts_ok = all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= ANCHORS for x in (m, m_id))
+        if not counts_ok or not isinstance(meta, dict) or not isinstance(basis_key, int) or not 0 <= basis_key < 2 ** 63:
             raise FormatError(where, "sketch header is malformed")
-        sizes = [8 * m, m * (m - 1), BUCKETS, 8 * MINHASH, 4 * BASIS]
+        sizes = [8 * m, m * (m - 1), 8 * m_id, m_id * (m_id - 1), BUCKETS, 8 * MINHASH, 4 * BASIS]
         if len(blob) != 12 + n + sum(sizes):
             raise FormatError(where, f"sketch is {len(blob)} bytes, its header says {12 + n + sum(sizes)}")
         o = 12 + n
-        anchors = np.frombuffer(blob, "<u8", m, o).astype(np.uint64)
-        o += sizes[0]
-        gram = np.frombuffer(blob, "<f2", m * (m - 1) // 2, o).astype(np.float16)
-        o += sizes[1]
-        vector = np.frombuffer(blob, np.int8, BUCKETS, o)
-        o += sizes[2]
-        minhash = np.frombuffer(blob, "<u8", MINHASH, o).astype(np.uint64)
-        o += sizes[3]
-        basis = np.frombuffer(blob, "<f4", BASIS, o).astype(np.float32)
-        if not (np.isfinite(gram).all() and np.isfinite(basis).all()) or (m > 1 and np.abs(gram).max() > 1.01):
+        parts = []
+        for dtype, count, size in (("<u8", m, sizes[0]), ("<f2", m * (m - 1) // 2, sizes[1]), ("<u8", m_id, sizes[2]),
+                                   ("<f2", m_id * (m_id - 1) // 2, sizes[3]), (np.int8, BUCKETS, sizes[4]),
+                                   ("<u8", MINHASH, sizes[5]), ("<f4", BASIS, sizes[6])):
+            parts.append(np.frombuffer(blob, dtype, count, o).copy())
+            o += size
+        anchors, gram, id_anchors, id_gram, vector, minhash, basis = parts
+        for keys, g in ((anchors, gram), (id_anchors, id_gram)):
+            if not np.isfinite(g).all() or (len(g) and np.abs(g).max() > 1.01):
+                raise FormatError(where, "sketch values are out of range")
+            if len(keys) and np.any(keys[1:] < keys[:-1]):
+                raise FormatError(where, "sketch anchors are not in order")
+        if not np.isfinite(basis).all():
             raise FormatError(where, "sketch values are out of range")
-        if m and np.any(np.diff(anchors.astype(np.float64)) < 0):
-            raise FormatError(where, "sketch anchors are not in order")
-        return cls(anchors, gram, vector, minhash, basis, basis_key, meta)
+        return cls(anchors.astype(np.uint64), gram.astype(np.float16), vector, minhash.astype(np.uint64),
+                   basis.astype(np.float32), basis_key, meta, id_anchors.astype(np.uint64), id_gram.astype(np.float16))
 
     @property
     def n_bytes(self) -> int:
@@ -117,55 +129,65 @@ def take_sketch(ck: Checkpoint) -> Sketch:
     """The sketch of a live checkpoint or of an opened fingerprint (the same rows either way)."""
     from ..tokenizers import checkpoint_vocab
 
-    keys, rows = _anchor_rows(ck, checkpoint_vocab(ck))
-    gram, vector = _gram(keys, rows)
+    vocab = checkpoint_vocab(ck)
+    keys, rows = _anchor_rows(ck, vocab, ANCHORS)
+    gram, z = _gram(keys, rows)
+    id_keys, id_rows = _anchor_rows(ck, None, ID_ANCHORS) if vocab is not None else (np.zeros(0, np.uint64), None)
+    id_gram, id_z = _gram(id_keys, id_rows) if len(id_keys) else (np.zeros(0, np.float16), None)
+    vector = _hashed([(keys, z), (id_keys, id_z)])
     s = ck.summary
     w = ck.weights
     quantized = any(w.info(n).dtype not in FLOAT_DTYPES for n in w.names() if len(w.info(n).shape) == 2)
     meta = {"n_layers": s.n_layers, "hidden_size": s.hidden_size, "vocab_size": s.vocab_size,
             "n_experts": s.n_experts, "family": s.family, "quantized": quantized}
     basis, basis_key = _basis(ck)
-    return Sketch(keys, gram, vector, _minhash(ck), basis, basis_key, meta)
+    return Sketch(keys, gram, vector, _minhash(ck), basis, basis_key, meta, id_keys, id_gram)
 
 
-def _anchor_rows(ck: Checkpoint, vocab) -> tuple[np.ndarray, np.ndarray]:
-    """The anchors' digests (ascending) and their embedding rows (m, d), or empty arrays without an embedding."""
+def _anchor_rows(ck: Checkpoint, vocab, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first m anchors in the canonical order of index/fingerprint.keyed_tokens (rows every fingerprint
+    holds): their digests (ascending) and embedding rows (m, d); empty without a readable embedding."""
+    from .fingerprint import _compact, keyed_tokens
+
     embed = ck.find("embed") or ck.find("lm_head")
-    if embed is None or len(embed.shape) != 2:
+    if embed is None or len(embed.shape) != 2 or embed.piece.rows is not None or embed.piece.transposed:
         return np.zeros(0, np.uint64), np.zeros((0, 0), np.float32)
-    if vocab is not None:
-        items = [(s, i) for s, i in vocab.by_bytes().items() if i < embed.n_rows]
-    else:  # the fingerprint's rule: without a tokenizer, ids by the digest of the id
-        items = [(str(i).encode(), i) for i in range(embed.n_rows)]
-    # the canonical order of index/fingerprint.canonical_tokens, so the anchors are rows a fingerprint holds
-    keyed = sorted((hashlib.blake2b(s, digest_size=8).digest(), i) for s, i in items)[:ANCHORS]
-    keys = np.array([int.from_bytes(k, "big") for k, _ in keyed], dtype=np.uint64)
+    keyed = sorted(keyed_tokens(vocab, embed.n_rows, m))
+    if not keyed:
+        return np.zeros(0, np.uint64), np.zeros((0, 0), np.float32)
+    keys = np.array([k for k, _ in keyed], dtype=np.uint64)
     ids = np.array([i for _, i in keyed], dtype=np.int64)
-    if embed.piece.rows is not None or embed.piece.transposed or not len(ids):
+    if not embed.has_at(ids).all():  # a fingerprint taken before the plan held these rows
         return np.zeros(0, np.uint64), np.zeros((0, 0), np.float32)
-    from .fingerprint import _compact
-
     # as a fingerprint keeps them (float16 where in range), so a live query and its fingerprint sketch alike
     return keys, _compact(embed.read_at(ids)).astype(np.float32)  # (m, d)
 
 
-def _gram(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gram(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The anchors' cosines (upper triangle, float16) and the same standardised (float64, for hashing)."""
     m = len(keys)
     if m < 2:
-        return np.zeros(0, np.float16), np.zeros(BUCKETS, np.int8)
+        return np.zeros(0, np.float16), None
     x = rows - rows.mean(axis=0)  # (m, d); the mean direction is shared by all tokens (anisotropy), not kinship
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-    iu = np.triu_indices(m, 1)
-    cos = (x @ x.T)[iu]  # (m (m - 1) / 2,)
+    cos = (x @ x.T)[np.triu_indices(m, 1)]  # (m (m - 1) / 2,)
     gram = cos.astype(np.float16)  # fine enough to tell a parent from its siblings by their embedding drift
     z = cos - cos.mean()
-    z /= max(float(z.std()), 1e-12)
-    bucket, sign = _pair_hash(keys[iu[0]], keys[iu[1]])
+    return gram, z / max(float(z.std()), 1e-12)
+
+
+def _hashed(sets: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    """The standardised cosines of every anchor set, feature-hashed by their pairs' digests into BUCKETS signed
+    buckets (the same pair lands in the same bucket in any model), at unit norm, as int8."""
     v = np.zeros(BUCKETS)
-    np.add.at(v, bucket, sign * z)
+    for keys, z in sets:
+        if z is None:
+            continue
+        iu = np.triu_indices(len(keys), 1)
+        bucket, sign = _pair_hash(keys[iu[0]], keys[iu[1]])
+        np.add.at(v, bucket, sign * z)
     v /= max(float(np.linalg.norm(v)), 1e-12)
-    vector = np.clip(np.round(v * 127 / max(float(np.abs(v).max()), 1e-12)), -127, 127).astype(np.int8)
-    return gram, vector
+    return np.clip(np.round(v * 127 / max(float(np.abs(v).max()), 1e-12)), -127, 127).astype(np.int8)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -266,19 +288,26 @@ def copy_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def gram_correlation(q: Sketch, c: Sketch) -> tuple[float | None, int]:
     """The correlation of the two Grams on the anchors both hold, and how many they share (None below
-    MIN_SHARED)."""
-    if len(q.anchors) == len(c.anchors) and np.array_equal(q.anchors, c.anchors):  # one tokenizer: no reindexing
-        n, x, y = len(q.anchors), q.gram.astype(np.float32), c.gram.astype(np.float32)
-        if n < MIN_SHARED:
-            return None, n
+    MIN_SHARED), in whichever of their anchor sets share the most (by byte string, or by id when one of the
+    two has no tokenizer)."""
+    best = None
+    for qa, qg in q.anchor_sets():
+        for ca, cg in c.anchor_sets():
+            if len(qa) == len(ca) and np.array_equal(qa, ca):
+                shared = (len(qa), None, None)
+            else:
+                _, iq, ic = np.intersect1d(qa, ca, assume_unique=True, return_indices=True)
+                shared = (len(iq), iq, ic)
+            if best is None or shared[0] > best[0][0]:
+                best = (shared, qa, qg, ca, cg)
+    (n, iq, ic), qa, qg, ca, cg = best
+    if n < MIN_SHARED:
+        return None, n
+    if iq is None:  # one tokenizer: no reindexing
+        x, y = qg.astype(np.float32), cg.astype(np.float32)
     else:
-        _, iq, ic = np.intersect1d(q.anchors, c.anchors, assume_unique=True, return_indices=True)
-        n = len(iq)
-        if n < MIN_SHARED:
-            return None, n
-        gq, gc = _square(q.gram, len(q.anchors))[np.ix_(iq, iq)], _square(c.gram, len(c.anchors))[np.ix_(ic, ic)]
         iu = np.triu_indices(n, 1)
-        x, y = gq[iu], gc[iu]
+        x, y = _square(qg, len(qa))[np.ix_(iq, iq)][iu], _square(cg, len(ca))[np.ix_(ic, ic)][iu]
     if x.std() == 0 or y.std() == 0:
         return None, n
     return float(np.corrcoef(x, y)[0, 1]), n

@@ -80,9 +80,17 @@ class Entry:
 
 
 def open_store(url: str | None = None, create: bool = False) -> "Store":
-    """The index at `url` (a SQLite path, `sqlite:///path`, or `postgresql://...`; default: the data folder's).
+    """The index at `url` (a SQLite path, `sqlite:///path`, `postgresql://...`, or a pack by path, URL or
+    `hf://datasets/org/name`, read only: index/pack.py; default: the data folder's).
     Reading commands pass create=False: a missing index is an error, never an empty result."""
     url = index_url(url)
+    from .pack import is_pack_ref, open_pack
+
+    if is_pack_ref(url):  # a pack, queried in place (read only)
+        if create:
+            raise IndexStoreError(url, "is a pack, which is read only: give an index database to write to, and "
+                                       "`parentage index import` the pack into it")
+        return open_pack(url)
     if url.startswith(("postgresql://", "postgres://")):
         return Store(_connect_postgres(url), "postgresql", _redacted(url))
     path = Path(url[len("sqlite:///") - 1:] if url.startswith("sqlite:///") else url).expanduser()

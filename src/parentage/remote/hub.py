@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -337,6 +338,33 @@ def _head(url: str, endpoint: str, net: NetStats) -> tuple[int, str | None, str]
         raise RemoteError(url, "the server does not say how large the file is (no Content-Length)")
     etag = _normal_etag(r.headers.get("X-Linked-Etag") or r.headers.get("ETag")) or r.headers.get("Last-Modified")
     return int(size), etag, str(r.url)
+
+
+def open_remote_file(ref: str, default_name: str) -> RangeFile:
+    """One file read by range requests (through the range cache and the retries weights use): a URL, or
+    `hf://datasets/org/name[@revision][/path]` (`default_name` when it names no file)."""
+    endpoint = hf_endpoint()
+    if hf_offline():
+        raise NotCachedError(ref, "HF_HUB_OFFLINE is set; a remote pack is read online only (import it first)")
+    if ref.startswith("hf://"):
+        parts = ref[len("hf://"):].split("/")
+        if len(parts) < 3 or parts[0] != "datasets" or not all(_SAFE_PART.match(p) for p in parts[1:3]):
+            raise HubReferenceError(ref, "a pack on the hub is named hf://datasets/org/name[@revision][/file]")
+        name, _, revision = parts[2].partition("@")
+        path = "/".join(parts[3:]) or default_name
+        if any(p in ("", ".", "..") for p in path.split("/")):
+            raise HubReferenceError(ref, "the file inside the dataset is not a plain relative path")
+        url = f"{endpoint}/datasets/{parts[1]}/{name}/resolve/{quote(revision or 'main', safe='')}/{quote(path)}"
+    else:
+        url = ref
+    net = NetStats()
+    size, etag, final = _head(url, endpoint, net)
+    key = "\0".join(("file", url, str(etag), str(size)))
+    loc = Location(final, _headers_for(final, endpoint), None)
+    return RangeFile(ref, size, key, range_cache(), net, locate=lambda: loc)
+
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?$")
 
 
 def resolve_url(ref: str):

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-LFS_PATTERNS = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".onnx", ".onnx_data", ".onnx.data")  # the hub's default .gitattributes
+LFS_PATTERNS = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".onnx", ".onnx_data", ".onnx.data",
+                ".pack")  # the hub's default .gitattributes, and a pack (binary: uploaded with LFS)
 LFS_MIN_BYTES = 10 << 20  # the hub stores larger files in LFS whatever their name
 CHUNK = 1 << 20
 
@@ -117,6 +118,7 @@ class HubEmulator:
         self.faults = faults or Faults()
         self.tokens = tokens or set()
         self.counters = Counters()
+        self.log: list[dict] = []  # every request, as the server saw it
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
         self._burst_left = 0
@@ -248,6 +250,9 @@ def _handler(hub: HubEmulator, cdn: bool):
         def _serve(self, head: bool) -> None:
             with hub._lock:
                 hub.counters.requests += 1
+                # what a server operator sees of each request (the privacy tests read it)
+                hub.log.append({"method": "HEAD" if head else "GET", "path": self.path,
+                                "range": self.headers.get("Range"), "headers": dict(self.headers)})
             path = unquote(urlsplit(self.path).path)
             try:
                 if cdn:
@@ -257,7 +262,7 @@ def _handler(hub: HubEmulator, cdn: bool):
                 m = re.match(r"^/api/models/([^/]+/[^/]+?)(?:/revision/(.+))?$", path)
                 if m:
                     return self._model_info(m.group(1), m.group(2), head)
-                m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+                m = re.match(r"^/((?:datasets/)?[^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
                 if m:
                     return self._resolve(m.group(1), unquote(m.group(2)), m.group(3), head)
                 self._error(404, None, "Not Found", head)
