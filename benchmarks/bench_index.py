@@ -367,6 +367,7 @@ def sizes(layouts: list[str]) -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     print(f"# fingerprint sizes at full scale (procedural weights on the loopback hub), {_machine()}")
+    measured: dict[str, dict] = {}
     print("| layout | held | fingerprint | of which rows | sketch (of which scanned) | read to take it | seconds |")
     print("|---|---|---|---|---|---|---|")
     for layout in layouts:
@@ -400,9 +401,34 @@ print(json.dumps({{"held": cost["bytes_total"], "size": fp.n_bytes, "rows": rows
             print(f"| {layout} | failed: {r.stderr.strip().splitlines()[-1][:200]} |")
             continue
         d = json.loads(r.stdout.strip().splitlines()[-1])
+        measured[layout] = d
         print(f"| {layout} | {d['held'] / 1e9:,.1f} GB | {d['size'] / 1e6:,.1f} MB | {d['rows'] / 1e6:,.1f} MB | "
               f"{d['sketch'] / 1e3:,.0f} kB ({d['scan'] / 1e3:.1f} kB) | "
               f"{d['read'] / 1e6:,.0f} MB ({100 * d['read'] / d['held']:.2f}%) | {d['seconds']:.0f} |")
+    bases_estimate(measured)
+
+
+PARAMS_B = {"smollm2-135m": 0.135, "llama-7b": 6.7, "llama-3-70b": 70.6, "qwen1.5-110b": 111.0, "deepseek-v3": 671.0}
+
+
+def bases_estimate(measured: dict[str, dict]) -> None:
+    """What indexing the shipped list takes, each base costed as the measured layout nearest in size."""
+    import math
+
+    from parentage.index import shipped_bases
+
+    if not measured:
+        return
+    total = {"size": 0, "read": 0, "seconds": 0.0}
+    for b in shipped_bases():
+        near = min(measured, key=lambda k: abs(math.log(PARAMS_B[k] / b["params_b"])))
+        for key in total:
+            total[key] += measured[near][key]
+    n = len(shipped_bases())
+    print(f"\nthe shipped list ({n} bases), each costed as the measured layout nearest in parameters: "
+          f"{total['read'] / 1e9:,.0f} GB read through range requests, a pack of {total['size'] / 1e9:,.1f} GB, "
+          f"{total['seconds'] / 3600:.1f} hours on one process at loopback speed (a real link adds its latency "
+          f"and bandwidth: at 100 MB/s the reads alone take {total['read'] / 1e8 / 3600:.1f} hours)")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def test_a_pack_answers_as_the_index_it_was_made_from(family):
         assert [c["log10_p"] for c in from_pack["candidates"]] == [c["log10_p"] for c in from_db["candidates"]]
     r = CliRunner().invoke(cli, ["index", "list", "--db", str(family["pack"]), "--format", "json"])
     assert r.exit_code == 0 and len(json.loads(r.output)["entries"]) == 3
+    r = CliRunner().invoke(cli, ["graph", "--db", str(family["pack"]), "--format", "json"])
+    assert r.exit_code == 0 and len(json.loads(r.output)["nodes"]) == 3
 
 
 def test_import_is_idempotent_and_a_damaged_pack_writes_nothing(family, tmp_path):
@@ -169,3 +171,20 @@ def test_opening_a_sqlite_index_as_a_pack_is_refused(family):
     assert "pack" in str(e.value)
     with sqlite3.connect(family["db"]) as c:
         assert c.execute("SELECT count(*) FROM fingerprints").fetchone()[0] == 3
+
+
+def test_the_shipped_list_names_pretrained_hub_checkpoints_only():
+    from parentage.index import read_ref_list, shipped_bases
+
+    bases = shipped_bases()
+    refs = read_ref_list("bases")
+    assert len(refs) == len(bases) >= 100 and len(set(refs)) == len(refs)
+    families = {b["family"].split()[0] for b in bases}
+    for family in ("GPT-2", "Pythia", "Llama", "Mistral", "Mixtral", "Qwen", "DeepSeek", "Gemma", "Phi", "Falcon",
+                   "Yi", "InternLM", "Baichuan", "GLM", "OLMo", "SmolLM"):
+        assert family in families, family
+    for b in bases:
+        org, name = b["ref"].split("/")
+        assert org and name and b["params_b"] > 0 and b["arch"] in ("dense", "moe")
+        words = ("instruct", "-it", "gptq", "awq", "gguf", "int4", "fp8") + (() if name.endswith("-base") else ("chat",))
+        assert not any(w in name.lower() for w in words), name  # chatglm3-6b-base is GLM's pretrained base

@@ -443,7 +443,8 @@ def index() -> None:
 @click.argument("models", nargs=-1)
 @db_option
 @debug_option
-@click.option("--from", "from_file", default=None, metavar="FILE", help="Also every model listed in FILE, one a line.")
+@click.option("--from", "from_file", default=None, metavar="FILE",
+              help="Also every model listed in FILE, one a line; `bases`: the shipped list of open base models.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Processes (default: one per core).")
 @click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
               help="Run on a Ray cluster instead of local processes (needs the `ray` extra).")
@@ -459,6 +460,7 @@ def index_add(models: tuple[str, ...], db: str | None, from_file: str | None, wo
     Examples:
       parentage index add ./zoo/models/*
       parentage index add --from hub-models.txt --ray auto
+      parentage index add --from bases --db bases.sqlite && parentage index export bases.pack --db bases.sqlite
     """
     from .index import add_models, read_ref_list
 

@@ -79,8 +79,28 @@ def add_models(refs: list[str], db: str | None = None, replace: bool = False, wo
     return sorted(results, key=lambda r: order.get(r["ref"], 0))
 
 
+BASES = "bases"  # `index add --from bases`: the shipped list of open base models (data/bases.tsv)
+
+
+def shipped_bases() -> list[dict]:
+    """The pretrained checkpoints of the open families (data/bases.tsv): hub id, revision, family, parameters
+    (billions, from the model cards) and architecture, one dict each."""
+    from importlib.resources import files
+
+    out = []
+    for line in files("parentage").joinpath("data/bases.tsv").read_text("utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            repo, revision, family, params, arch = line.split("\t")
+            out.append({"ref": repo, "revision": revision, "family": family, "params_b": float(params), "arch": arch})
+    return out
+
+
 def read_ref_list(path: str) -> list[str]:
-    """One reference a line (paths, hub ids, URLs); blank lines and # comments skipped."""
+    """One reference a line (paths, hub ids, URLs); blank lines and # comments skipped. `bases` is the shipped
+    list of open base models (`shipped_bases`), each at its listed revision (to read a file of that name, give
+    ./bases)."""
+    if path == BASES:
+        return [b["ref"] if b["revision"] == "main" else f"{b['ref']}@{b['revision']}" for b in shipped_bases()]
     from ..safeio import read_prefix
     from ..errors import FormatError
 

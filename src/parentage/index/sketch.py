@@ -37,7 +37,7 @@ from ..errors import FormatError
 from .fingerprint import ID_ANCHORS
 from ..safeio import parse_json
 
-SKETCH_VERSION = 2  # bump when what a sketch holds or how it is computed changes: older ones are recomputed
+SKETCH_VERSION = 3  # bump when what a sketch holds or how it is computed changes: older ones are recomputed
 ANCHORS = 384  # anchor tokens (the Gram's side): 73,536 pairs, 144 KB as float16
 MIN_SHARED = 24  # anchors two sketches must share for a Gram correlation
 BUCKETS = 1024  # hashed Gram features: the scan reads 1 KB per model
@@ -130,7 +130,8 @@ def take_sketch(ck: Checkpoint) -> Sketch:
     from ..tokenizers import checkpoint_vocab
 
     vocab = checkpoint_vocab(ck)
-    keys, rows = _anchor_rows(ck, vocab, ANCHORS)
+    # without a tokenizer, exactly the id anchors a model with one also keeps (the same rows, centred alike)
+    keys, rows = _anchor_rows(ck, vocab, ANCHORS if vocab is not None else ID_ANCHORS)
     gram, z = _gram(keys, rows)
     id_keys, id_rows = _anchor_rows(ck, None, ID_ANCHORS) if vocab is not None else (np.zeros(0, np.uint64), None)
     id_gram, id_z = _gram(id_keys, id_rows) if len(id_keys) else (np.zeros(0, np.float16), None)
