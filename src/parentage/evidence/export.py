@@ -271,7 +271,10 @@ def export_check(a: Checkpoint, b: Checkpoint, seed: int, identity: list[TensorI
         checks.append(check)
         if fitted is not None:
             scales[(role.layer, role.role)] = fitted
-    _rescaled_norms(a, b, checks, scales)
+    # AWQ always rescales input channels (the norms carry the inverse), even where the rows checked stay within
+    # the quantiser's error without a fit: so its norms are checked against the scales fitted anyway
+    awq = any(t.dtype.startswith("AWQ") for ck in (a, b) for t in ck.tensors.values())
+    _rescaled_norms(a, b, checks, scales, awq)
     return _summarise(a, b, checks)
 
 
@@ -288,13 +291,13 @@ def _identical(rec: TensorIdentity, da: str, db: str) -> TensorCheck:
     return TensorCheck(rec.key, rec.role, rec.layer, "cast", child=child)
 
 
-def _rescaled_norms(a: Checkpoint, b: Checkpoint, checks: list[TensorCheck], scales: dict) -> None:
+def _rescaled_norms(a: Checkpoint, b: Checkpoint, checks: list[TensorCheck], scales: dict, awq: bool = False) -> None:
     """A norm gain that changed by the input scales fitted on the layers it feeds (AWQ divides the gain by them)
     is `rescaled`, not altered. Only asked when some matrix of the pair lay within its quantiser's error only
     after such scales were fitted (the quantiser did rescale channels), and the change's profile over channels
     must be the scales' (up to one constant, which a per-row and per-column fit cannot tell apart), to within
     a quarter of its own spread or three standard errors of the fitted scales, and at most RESCALE_TOL."""
-    if not any(c.fitted for c in checks):
+    if not (awq or any(c.fitted for c in checks)):
         return
     for c in checks:
         if c.relation != "beyond" or c.role not in NORM_INPUTS:

@@ -61,7 +61,7 @@ HEADS = MIN_HEADS  # whole KV heads per layer ...
 HEAD_BYTES = 16 << 20  # ... when all layers' fit this
 OUTPUT_BYTES = 16 << 20  # leading rows of every output projection, as many (up to OUTPUT_ROWS) as fit this
 MIN_OUTPUT_ROWS = 8  # findings.output_kept compares no fewer
-FLOAT_TYPES = {"F64", "F32", "F16", "BF16"}
+FLOAT_TYPES = {"F64", "F32", "F16", "BF16"}  # stored in any other type, a matrix is quantized
 MAGIC = b"PARENTFP"
 MAX_HEADER = 64 << 20
 
@@ -337,11 +337,7 @@ def take(ck: Checkpoint) -> Fingerprint:
     spans = {name: _merged(v) for name, v in rec.rows.items()}
     if embed_source is not None:
         spans[embed_source] = _exact(spans.get(embed_source, []), token_ids)
-    # a quantised tensor's decoded values are kept exactly (scale times code rarely fits float16), so the
-    # export check can find its grid on the fingerprint
-    exact = {n for n in spans if ck.weights.info(n).dtype not in FLOAT_TYPES}
-    spans = {name: [(s, r.astype(np.float32) if name in exact else _compact(r)) for s, r in v]
-             for name, v in spans.items() if v}
+    spans = {name: [(s, _compact(r)) for s, r in v] for name, v in spans.items() if v}
     return Fingerprint(source_meta(ck), spans, prints, vocab)
 
 

@@ -51,6 +51,7 @@ class Screened:
     created: str | None  # the candidate's file date (circumstantial)
     same_basis: bool  # the order tests see kinship as stored: no re-parameterisation between the two
     quantized: bool = False  # its matrices are stored quantised (a cue: such models are nearly always leaves)
+    shape: tuple = ()  # (layers, width, FFN width, experts): whether it has the query's own structure
 
 
 def pair_closeness(doc: dict) -> float | None:
@@ -70,7 +71,11 @@ def _screen_one(store, entry: Entry, q: Checkpoint, seed: int, budget: str | Non
     v = doc["verdict"]
     created = fp.meta.get("created") if isinstance(fp.meta.get("created"), str) else None
     return Screened(entry.id, v["log10_p"], v["label"], v["summary"], pair_closeness(doc), created, same_basis(doc),
-                    is_quantized(fp.meta["infos"]))
+                    is_quantized(fp.meta["infos"]), shape_of(fp.meta["summary"]))
+
+
+def shape_of(summary: dict) -> tuple:
+    return tuple(summary.get(k) for k in ("n_layers", "hidden_size", "intermediate_size", "n_experts"))
 
 
 def is_quantized(infos: list) -> bool:
@@ -220,7 +225,8 @@ def _row(e: Entry, s: Screened, penalty: float) -> dict:
         label = s.label
     return {"ref": e.ref, "commit": e.commit, "log10_p": None if corrected is None else round(corrected, 2),
             "log10_p_pair": s.log10_p, "label": label, "summary": s.summary, "closeness": s.closeness,
-            "relation": None, "basis": None, "created": s.created, "same_basis": s.same_basis, "quantized": s.quantized, "_id": e.id}
+            "relation": None, "basis": None, "created": s.created, "same_basis": s.same_basis, "quantized": s.quantized, "_shape": s.shape,
+            "_id": e.id}
 
 
 # -- ordering the significant candidates ------------------------------------------------------------------------
@@ -262,8 +268,11 @@ def _date_label(r: dict, q_created: str | None, subject: str) -> None:
 
 def _rank(r: dict) -> tuple:
     c = r["closeness"]
-    weights = {"ancestor": 0, "descendant": 2}.get(r["relation"], 1)
-    early = r["created"] if r["_dates"] == "before" else "~"
+    weights = -1 if r.get("_alike") else {"ancestor": 0, "descendant": 2}.get(r["relation"], 1)
+    # earliest first among relatives dated before, and among ancestors by structure (a family's first member
+    # is an ancestor of every later one); an export's source is the nearest of its ancestors, not the earliest
+    export = r["relation"] == "ancestor" and not _structural(r)
+    early = r["created"] if r["_dates"] == "before" and not export else "~"
     return (weights, not r.get("_between"), DATE_GROUPS[r["_dates"]], not r["same_basis"], bool(r.get("quantized")),
             early, c is None, -(c or 0.0), r["log10_p"])
 
@@ -312,6 +321,12 @@ def best_answer(ordered: list[dict]) -> dict:
     if tied:
         named = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
         more = f" (or {named}: nothing in the weights or dates orders them)"
+    if best.get("_alike"):
+        others = [r["ref"] for r in ordered[1:] if r.get("_alike") or _structural(r)]
+        return {"direction_from": "weights", "or": others,
+                "sentence": f"grew as {best['ref']} did, from the structure of "
+                            f"{', '.join(others[:3])}{f' and {len(others) - 3} more' if len(others) > 3 else ''}: "
+                            f"{best['ref']} is its parent, a sibling grown alike, or a child"}
     if _structural(best) and tied:
         named = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
         return {"direction_from": "weights", "or": tied,
@@ -363,8 +378,26 @@ def order_relatives(significant: list[dict], q: Checkpoint, q_created: str | Non
     for r in significant:
         r["relation"] = r.get("relation") or "relative"
         _date_label(r, q_created, subject)
+    _grown_alike(significant, q, subject)
     _betweenness(open_candidate, q, significant, subject)
     return sorted(significant, key=_rank)
+
+
+def _grown_alike(significant: list[dict], q: Checkpoint, subject: str) -> None:
+    """Where the weights say the query grew from a structure (layers inserted, experts upcycled, tokens added),
+    a relative that already has the query's own grown structure (layers, widths and experts, which none of the
+    structural ancestors has) was grown the same way: the query's parent, or a sibling grown alike. It is
+    ranked before them. (Closeness is not compared: an MoE pair's and a dense-to-MoE pair's are not alike.)"""
+    grown = [r for r in significant if _structural(r)]
+    if not grown:
+        return
+    own = shape_of(vars(q.summary))
+    bases = {r.get("_shape") for r in grown}
+    for r in significant:
+        if r["relation"] == "relative" and r.get("_shape") == own and own not in bases and r["_dates"] != "after":
+            r["_alike"] = True
+            r["basis"] = (f"has {subject}'s own structure, grown as {subject} was from its relatives "
+                          f"({grown[0]['basis']}): its parent, a sibling grown alike, or a child")
 
 
 def _betweenness(open_candidate, q: Checkpoint, significant: list[dict], subject: str) -> None:

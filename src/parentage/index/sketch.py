@@ -34,7 +34,7 @@ import numpy as np
 
 from ..checkpoint import PLAN_SEED, Checkpoint
 from ..errors import FormatError
-from .fingerprint import ID_ANCHORS
+from .fingerprint import FLOAT_TYPES, ID_ANCHORS
 from ..safeio import parse_json
 
 SKETCH_VERSION = 3  # bump when what a sketch holds or how it is computed changes: older ones are recomputed
@@ -45,7 +45,6 @@ BASIS = 256  # count-sketch buckets of the leading FFN rows (distances within 9%
 MINHASH = 32  # minimum hashes of the row digests
 MIN_DISTINCT = 16  # a sampled row with fewer distinct values is a constant or a codebook: no evidence of copying
 COPY_ROUNDINGS = ("native", "F16", "BF16")  # a cast copy meets its source in one of these
-FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}  # stored in any other type, a matrix is quantized
 MAGIC = b"PARENTSK"
 EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)  # a minhash slot with no digest (a model without informative rows)
 _SEEDS = np.array([int.from_bytes(hashlib.blake2b(b"minhash%d" % i, digest_size=8).digest(), "little")
@@ -138,7 +137,7 @@ def take_sketch(ck: Checkpoint) -> Sketch:
     vector = _hashed([(keys, z), (id_keys, id_z)])
     s = ck.summary
     w = ck.weights
-    quantized = any(w.info(n).dtype not in FLOAT_DTYPES for n in w.names() if len(w.info(n).shape) == 2)
+    quantized = any(w.info(n).dtype not in FLOAT_TYPES for n in w.names() if len(w.info(n).shape) == 2)
     meta = {"n_layers": s.n_layers, "hidden_size": s.hidden_size, "vocab_size": s.vocab_size,
             "n_experts": s.n_experts, "family": s.family, "quantized": quantized}
     basis, basis_key = _basis(ck)
