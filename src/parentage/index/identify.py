@@ -273,8 +273,10 @@ def _rank(r: dict) -> tuple:
     # is an ancestor of every later one); an export's source is the nearest of its ancestors, not the earliest
     export = r["relation"] == "ancestor" and not _structural(r)
     early = r["created"] if r["_dates"] == "before" and not export else "~"
+    dated = r["created"] if r["_dates"] == "before" else "~"
+    # the last keys make the order the same whatever order the candidates came in (shortlist or exhaustive)
     return (weights, not r.get("_between"), DATE_GROUPS[r["_dates"]], not r["same_basis"], bool(r.get("quantized")),
-            early, c is None, -(c or 0.0), r["log10_p"])
+            early, c is None, -(c or 0.0), dated, r["log10_p"], r["ref"])
 
 
 CLOSE_TIE = 0.01  # closeness (evidence.neurons) differences below this do not order two relatives
