@@ -319,3 +319,19 @@ def test_hub_dates_are_kept_with_the_entry_and_order_relatives_offline_too(onlin
             assert source_meta(ck)["created"] == "2024-06-01T00:00:00.000000Z"
     finally:
         hub.stop()
+
+
+def test_a_hub_fingerprint_records_the_digests_the_hub_lists(online, monkeypatch, models, tmp_path):
+    from parentage.index.fingerprint import take
+
+    hub = HubEmulator().start()
+    try:
+        hub.add_folder("acme/a", models["a"])
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        with Checkpoint.open("acme/a") as ck:
+            fp = take(ck)
+        digests = fp.meta["file_digests"]
+        assert digests and all(len(v) == 64 for v in digests.values())
+        assert set(digests) <= {n.rsplit("/", 1)[-1] for n in fp.meta["files"]} | set(fp.meta["files"])
+    finally:
+        hub.stop()

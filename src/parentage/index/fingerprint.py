@@ -203,6 +203,9 @@ def _parse(blob: bytes, where: str) -> Fingerprint:
     if meta["hub"] is not None and not (isinstance(meta["hub"], dict)
                                         and all(isinstance(v, (str, type(None))) for v in meta["hub"].values())):
         raise FormatError(where, "fingerprint field 'hub' is malformed")
+    digests = meta.get("file_digests", {})
+    if not (isinstance(digests, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items())):
+        raise FormatError(where, "fingerprint field 'file_digests' is malformed")
     if not all(isinstance(f, str) for f in meta["files"]) or meta["bytes_total"] < 0:
         raise FormatError(where, "fingerprint file list or size is malformed")
     if not isinstance(meta["infos"], list) or len(meta["infos"]) > MAX_TENSORS:
@@ -407,8 +410,10 @@ def source_meta(ck: Checkpoint) -> dict:
     commit = (hub or {}).get("commit") or hashlib.sha256(json.dumps(
         [files, [[n, w.info(n).dtype, list(w.info(n).shape)] for n in w.names()], w.bytes_total]).encode()).hexdigest()[:40]
     config = {k: v for k, v in ck.config.items() if _jsonable(v)}
+    # the content digests the hub lists for its LFS files (a local file is not hashed whole just for this)
+    digests = {w.name: w.content_sha256 for w in ck.resolved.weights if isinstance(getattr(w, "content_sha256", None), str)}
     return {
-        "created": _created(ck),
+        "created": _created(ck), "file_digests": digests,
         "plan": PLAN_VERSION, "tool_version": __version__, "ref": ck.ref, "source": ck.resolved.source,
         "root": str(ck.resolved.root), "hub": hub, "commit": commit, "format": ck.format,
         "is_gguf": any(r.format == "gguf" for r in w.readers), "files": files, "bytes_total": w.bytes_total,

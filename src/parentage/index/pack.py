@@ -80,7 +80,7 @@ def export_pack(store, path: str | Path, refs: list[str] | None = None, progress
                       "tool_version": m["tool_version"], "n_bytes": len(blob), "declared": m["declared"],
                       "arch": e.arch, "n_layers": e.n_layers, "hidden_size": e.hidden_size, "n_params": e.n_params,
                       "source": {"kind": m["source"], "hub": m.get("hub"), "files": m["files"],
-                                 "created": m.get("created")},
+                                 "file_digests": m.get("file_digests") or {}, "created": m.get("created")},
                       "fingerprint": [0, len(blob)], "sketch": [0, len(raw)]})
     header = {"pack": PACK_VERSION, "tool_version": __version__, "plan": PLAN_VERSION, "sketch_version": SKETCH_VERSION,
               "scan_row": SCAN_ROW, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
