@@ -189,3 +189,27 @@ def test_graph_from_sketch_shortlists_matches_every_pair_and_caches_what_it_comp
     with sqlite3.connect(db) as c:  # a damaged cache entry is recomputed, never trusted
         c.execute("UPDATE pairs SET doc = '{\"log10_p\": \"x\"}'")
     assert family_graph(db, k=2)["edges"] == quick["edges"]
+
+
+def test_verify_tests_a_declared_base_even_when_the_sketch_ranks_it_out(family, indexed, tmp_path):
+    """A shortlist of one holds the base; the declared stranger still gets the full tests, so the claim is
+    found unsupported rather than left untested."""
+    from parentage.index.verify import verify
+
+    liar = tmp_path / "liar"
+    liar.mkdir()
+    for f in family["child"].iterdir():
+        (liar / f.name).write_bytes(f.read_bytes())
+    (liar / "README.md").write_text(f"---\nbase_model: {family['stranger'].name}\n---\n")
+    import parentage.index.identify as ident
+
+    saved = ident.SHORTLIST_MAX
+    ident.SHORTLIST_MAX, floor = 1, ident.SHORTLIST_MIN
+    ident.SHORTLIST_MIN = 1
+    try:
+        doc = verify(str(liar), indexed)
+    finally:
+        ident.SHORTLIST_MAX, ident.SHORTLIST_MIN = saved, floor
+    assert doc["status"] == "unsupported_claim", doc["reason"]
+    refs = {c["ref"] for c in doc["identify"]["candidates"]}
+    assert str(family["stranger"]) in refs and str(family["base"]) in refs

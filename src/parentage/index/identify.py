@@ -151,7 +151,9 @@ def shortlist(store, entries: list[Entry], q: Checkpoint, k: int | None = None) 
 
 
 def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, budget: str | None = None,
-             workers: int | None = None, exhaustive: bool = False, k: int | None = None) -> dict:
+             workers: int | None = None, exhaustive: bool = False, k: int | None = None,
+             also: set[str] | None = None) -> dict:
+    """`also`: refs given the full tests whatever their sketches say (verify's declared bases)."""
     t0 = time.perf_counter()
     with open_store(db) as store:
         entries = store.entries()
@@ -171,6 +173,7 @@ def identify(query: str, db: str | None = None, top: int = 5, seed: int = 0, bud
                                           "sketch_bytes": 0, "scores": {}}
             else:
                 chosen, stage = shortlist(store, entries, q, k)
+                chosen += [e for e in entries if also and e.ref in also and e not in chosen]
             workers = workers or os.cpu_count() or 1
             if len(chosen) >= PARALLEL_MIN and workers > 1:
                 chunks = [[e.id for e in chosen[i:i + CHUNK]] for i in range(0, len(chosen), CHUNK)]

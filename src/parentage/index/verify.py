@@ -36,7 +36,9 @@ def verify(model: str, db: str | None = None, seed: int = 0, budget: str | None 
         declared = declared_bases(ck)
     with open_store(db) as store:
         entries = store.entries()
-    doc = identify(model, db, top=len(entries), seed=seed, budget=budget, workers=workers)
+    # the declared bases get the full tests even where the sketch would rank them out of the shortlist
+    said = {e.ref for e in entries if declared and mentions(declared, entry_names(e))}
+    doc = identify(model, db, top=len(entries), seed=seed, budget=budget, workers=workers, also=said)
     by_ref = {c["ref"]: c for c in doc["candidates"]}
     named = [e for e in entries if declared and mentions(declared, entry_names(e)) and e.ref in by_ref]
     related = [c for c in doc["candidates"] if c["label"] == "related" and c["relation"] != "descendant"]
