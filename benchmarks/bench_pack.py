@@ -21,11 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from parentage.zoo import procedural as P
 from parentage.zoo.hub_emulator import DiskFile, HubEmulator
+
+from hubproc import HubProcess
 
 
 def families(layouts: list[str]) -> dict[str, tuple[P.Model, dict[str, P.Model]]]:
@@ -58,19 +59,8 @@ def serve(layouts: list[str], pack: str) -> None:
         time.sleep(3600)
 
 
-class Hub:
-    def __init__(self, layouts: list[str], pack: str = ""):
-        self.proc = subprocess.Popen([sys.executable, __file__, "serve", ",".join(layouts), pack],
-                                     stdout=subprocess.PIPE, text=True)
-        self.url = self.proc.stdout.readline().strip()
-
-    def counters(self) -> dict:
-        with urllib.request.urlopen(f"{self.url}/_emulator/counters") as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+def Hub(layouts: list[str], pack: str = "") -> HubProcess:
+    return HubProcess([__file__, "serve", ",".join(layouts), pack])
 
 
 CLI = str(Path(sys.executable).parent / "parentage")

@@ -16,6 +16,8 @@ Cases:
   dsv3    the seed's third case: DeepSeek-V3-shaped A (61 layers, MLA, 256 + 1 experts, FP8 block scales); B with
           every attention tensor and the shared experts frozen, the rest moved by 2% noise.
   faults  the 7B remote pair with 10% of CDN responses cut mid-body and 503 bursts: same verdict.
+  latency the 110B derived pair behind a link of 0, 20 and 50 ms round trips (100 MB/s shared by all
+          responses at 20 and 50 ms; handshakes cost 2 more round trips per connection): wall time, requests.
   errors  a missing repo, a gated repo without a token, an unreachable host: one line each, exit 1.
 """
 
@@ -27,11 +29,12 @@ import platform
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from parentage.zoo import procedural as P
-from parentage.zoo.hub_emulator import Faults, HubEmulator
+from parentage.zoo.hub_emulator import Faults, HubEmulator, Link
+
+from hubproc import HubProcess
 
 def _7b(seed):
     return P.LAYOUTS["llama-7b"](seed)
@@ -42,7 +45,7 @@ def models(case: str) -> dict:
         a = _7b(1)
         b = P.inserted_and_widened(a, 2, [10, 20], a.config["intermediate_size"], noise=0.01)
         return {"acme/llama-7b": a, "acme/llama-7b-cpt": b, "other/llama-7b": _7b(3)}
-    if case == "110b":
+    if case in ("110b", "latency"):
         a = P.LAYOUTS["qwen1.5-110b"](1)
         return {"qwen/qwen1.5-110b": a, "acme/135b": P.inserted_and_widened(a, 2, [26, 53], 59392),
                 "other/110b": P.LAYOUTS["qwen1.5-110b"](3)}
@@ -54,10 +57,13 @@ def models(case: str) -> dict:
     raise SystemExit(f"unknown case {case!r}")
 
 
-def serve(case: str, faults: str) -> None:
-    """Build the case's repositories and serve them until killed; the first stdout line is the hub's URL."""
+def serve(case: str, faults: str, link: str) -> None:
+    """Build the case's repositories and serve them until killed; the first stdout line is the hub's URL.
+    faults: "drop,burst" shares; link: "rtt_seconds,bytes_per_second" (0 for no cap)."""
     drop, burst = (float(x) for x in faults.split(",")) if faults else (0.0, 0.0)
-    hub = HubEmulator(Faults(drop=drop, burst=burst, burst_len=3, retry_after="1", seed=1)).start()
+    rtt, bandwidth = (float(x) for x in link.split(",")) if link else (0.0, 0.0)
+    hub = HubEmulator(Faults(drop=drop, burst=burst, burst_len=3, retry_after="1", seed=1),
+                      link=Link(rtt=rtt, bandwidth=bandwidth or None)).start()
     for repo, m in models(case).items():
         hub.add_files(repo, m.files(), gated=repo.startswith("gated/"))
     print(hub.url, flush=True)
@@ -65,18 +71,8 @@ def serve(case: str, faults: str) -> None:
         time.sleep(3600)
 
 
-class Emulator:
-    def __init__(self, case: str, faults: str = ""):
-        self.proc = subprocess.Popen([sys.executable, __file__, "serve", case, faults], stdout=subprocess.PIPE, text=True)
-        self.url = self.proc.stdout.readline().strip()
-
-    def counters(self) -> dict:
-        with urllib.request.urlopen(f"{self.url}/_emulator/counters") as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+def Emulator(case: str, faults: str = "", link: str = "") -> HubProcess:
+    return HubProcess([__file__, "serve", case, faults, link])
 
 
 RUNNER = """
@@ -189,6 +185,29 @@ def case_remote(case: str, workdir: Path, pairs: list[tuple[str, str, str]]) -> 
     return lines
 
 
+LINKS = [(0.0, 0.0), (0.02, 100e6), (0.05, 100e6)]  # (round trip s, bytes/s; 0: loopback speed)
+
+
+def case_latency(workdir: Path) -> list[str]:
+    """The 110B derived pair behind a link with a round-trip delay and a bandwidth cap, each from cold caches."""
+    lines = ["| link | verdict (log10 p) | transferred | requests | connections | wall | peak RSS |",
+             "|---|---|---|---|---|---|---|"]
+    for rtt, bw in LINKS:
+        emu = Emulator("latency", "", f"{rtt},{bw}")
+        try:
+            doc = run_compare("qwen/qwen1.5-110b", "acme/135b", env_for(workdir, f"latency-{rtt}", emu.url))
+            c = emu.counters()
+        finally:
+            emu.stop()
+        requests = sum(p.get("n_requests", 0) for p in doc["cost"]["per_input"])
+        link = f"{rtt * 1000:.0f} ms round trip, " + (f"{bw / 1e6:.0f} MB/s" if bw else "loopback speed")
+        lines.append(f"| {link} | {doc['verdict']['label']} ({doc['verdict']['log10_p']}) | "
+                     f"{(c['cdn_bytes'] + c['hub_bytes']) / 1e6:,.0f} MB | {requests:,} | {c['connections']:,} | "
+                     f"{doc['wall']:.0f} s | {doc['peak_rss'] / 2**30:.2f} GiB |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
 def case_errors(workdir: Path) -> list[str]:
     emu = Emulator("errors")
     cli = [sys.executable, "-c", "from parentage.cli import main; main()", "compare"]
@@ -215,14 +234,14 @@ def machine() -> str:
 
 def main() -> None:
     if sys.argv[1] == "serve":
-        return serve(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "")
+        return serve(sys.argv[2], *(sys.argv[3:5] + ["", ""])[:2])
     case, workdir = sys.argv[1], Path(sys.argv[2])
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"## remote compare, `python benchmarks/bench_remote.py {case} {workdir}`; {machine()}\n")
     todo = ["7b", "110b", "dsv3", "faults", "errors"] if case == "all" else [case]
     for c in todo:
-        if c == "errors":
-            print("\n".join(case_errors(workdir)), "\n", flush=True)
+        if c in ("errors", "latency"):
+            print("\n".join(case_errors(workdir) if c == "errors" else case_latency(workdir)), "\n", flush=True)
             continue
         print(HEADER)
         if c == "7b":

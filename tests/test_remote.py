@@ -335,3 +335,45 @@ def test_a_hub_fingerprint_records_the_digests_the_hub_lists(online, monkeypatch
         assert set(digests) <= {n.rsplit("/", 1)[-1] for n in fp.meta["files"]} | set(fp.meta["files"])
     finally:
         hub.stop()
+
+
+def test_the_emulated_link_charges_round_trips_handshakes_and_one_shared_bandwidth():
+    """The loopback hub's link: a round trip before every answer, two more per new connection, and a bandwidth
+    that concurrent responses share (so more requests in flight hide latency, never bandwidth)."""
+    import http.client
+    import threading
+    import time
+
+    from parentage.zoo.hub_emulator import BytesFile, Link
+
+    rtt, bandwidth, size = 0.05, 20e6, 2_000_000
+    with HubEmulator(link=Link(rtt=rtt, bandwidth=bandwidth)) as hub:
+        hub.add_files("acme/big", {"w.safetensors": BytesFile(bytes(size))})
+        etag = next(iter(hub.blobs))
+        port = hub.cdn.server_address[1]
+
+        def get(conn, lo, hi):
+            conn.request("GET", f"/blobs/{etag}", headers={"Range": f"bytes={lo}-{hi - 1}"})
+            r = conn.getresponse()
+            assert r.status == 206 and len(r.read()) == hi - lo
+
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        t = time.perf_counter()
+        get(conn, 0, 10)  # a new connection: handshake (2 trips) and the request (1 trip)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        get(conn, 10, 20)  # kept alive: one trip
+        second = time.perf_counter() - t
+        conn.close()
+        assert 3 * rtt <= first < 3 * rtt + 0.5 and rtt <= second < 2 * rtt + 0.3
+
+        t = time.perf_counter()
+        threads = [threading.Thread(target=lambda k=k: get(http.client.HTTPConnection("127.0.0.1", port),
+                                                           k * size // 2, (k + 1) * size // 2)) for k in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        both = time.perf_counter() - t
+        assert both >= size / bandwidth  # two halves in parallel still need the whole file's time on the pipe
+        assert hub.counters.connections == 3

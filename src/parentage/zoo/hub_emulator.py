@@ -7,7 +7,10 @@ X-Linked-Etag, X-Linked-Size). Errors carry the hub's X-Error-Code (RepoNotFound
 EntryNotFound, GatedRepo). The CDN answers Range requests with 206 and Content-Range, and 416 past the end.
 
 Faults (`Faults`) hit the CDN: a share of responses dropped mid-body, bursts of 503 with Retry-After, and a slow
-trickle. Counters say what was served, so a test or benchmark can check the bytes that crossed the wire.
+trickle. A link (`Link`) stands between the client and both servers: a round-trip delay before every answer and
+handshake round trips on every new connection (TCP, then TLS 1.3, as a real hub is reached), and one bandwidth
+shared by every response body, so concurrency buys back latency but never bandwidth. Counters say what was
+served, so a test or benchmark can check the bytes that crossed the wire.
 
 A file is anything with `size` and `read(offset, n)`: a file on disk (`DiskFile`), or bytes generated on the fly
 (`zoo.procedural`), so checkpoints of 100B+ parameters exist without disk.
@@ -98,6 +101,33 @@ class Faults:
 
 
 @dataclass
+class Link:
+    """The network between the client and the hub: what loopback lacks."""
+
+    rtt: float = 0.0  # seconds per round trip: one before each answer, HANDSHAKE_TRIPS more per new connection
+    bandwidth: float | None = None  # bytes per second, shared by all response bodies; None: loopback speed
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _free_at: float = 0.0  # when the shared pipe has sent everything queued so far
+
+    def delay(self, trips: float = 1) -> None:
+        if self.rtt:
+            time.sleep(self.rtt * trips)
+
+    def send(self, nbytes: int) -> None:
+        """Wait until `nbytes` more have crossed the pipe, queued behind every other response's bytes."""
+        if not self.bandwidth:
+            return
+        with self._lock:
+            start = max(time.monotonic(), self._free_at)
+            self._free_at = start + nbytes / self.bandwidth
+            done = self._free_at
+        time.sleep(max(0.0, done - time.monotonic()))
+
+
+HANDSHAKE_TRIPS = 2  # a TCP handshake, then TLS 1.3's one round trip
+
+
+@dataclass
 class Counters:
     cdn_bytes: int = 0  # body bytes of weight files served
     hub_bytes: int = 0  # body bytes of everything else (API JSON, small files)
@@ -105,6 +135,7 @@ class Counters:
     ranges: int = 0
     dropped: int = 0
     errors_503: int = 0
+    connections: int = 0
 
 
 def _etag_of(*parts: str) -> str:
@@ -112,10 +143,11 @@ def _etag_of(*parts: str) -> str:
 
 
 class HubEmulator:
-    def __init__(self, faults: Faults | None = None, tokens: set[str] | None = None):
+    def __init__(self, faults: Faults | None = None, tokens: set[str] | None = None, link: Link | None = None):
         self.repos: dict[str, Repo] = {}
         self.blobs: dict[str, File] = {}
         self.faults = faults or Faults()
+        self.link = link or Link()
         self.tokens = tokens or set()
         self.counters = Counters()
         self.log: list[dict] = []  # every request, as the server saw it
@@ -217,6 +249,12 @@ def _handler(hub: HubEmulator, cdn: bool):
         def log_message(self, *args) -> None:
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            with hub._lock:
+                hub.counters.connections += 1
+            hub.link.delay(HANDSHAKE_TRIPS)
+
         def do_HEAD(self) -> None:
             self._serve(head=True)
 
@@ -233,6 +271,7 @@ def _handler(hub: HubEmulator, cdn: bool):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if not head and body:
+                hub.link.send(len(body))
                 self.wfile.write(body)
                 with hub._lock:
                     setattr(hub.counters, counter, getattr(hub.counters, counter) + len(body))
@@ -254,6 +293,8 @@ def _handler(hub: HubEmulator, cdn: bool):
                 hub.log.append({"method": "HEAD" if head else "GET", "path": self.path,
                                 "range": self.headers.get("Range"), "headers": dict(self.headers)})
             path = unquote(urlsplit(self.path).path)
+            if not path.startswith("/_emulator/"):
+                hub.link.delay()
             try:
                 if cdn:
                     return self._cdn(path, head)
@@ -367,6 +408,7 @@ def _handler(hub: HubEmulator, cdn: bool):
                     n = min(n, max(1, int(hub.faults.trickle_bps / 20)))
                     time.sleep(n / hub.faults.trickle_bps)
                 data = f.read(pos, n)
+                hub.link.send(len(data))
                 self.wfile.write(data)
                 with hub._lock:
                     hub.counters.cdn_bytes += len(data)
