@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from parentage.cli import cli
+from parentage import pair
 from parentage.pair import compare, parse_budget_text
+from parentage.verdict import RELATED_LEVEL
 from parentage.report.terminal import format_human
 from parentage.evidence.hidden import align_hidden
 from parentage.evidence.neurons import Blocks, index_test
@@ -632,3 +634,44 @@ def test_frozen_layers_shifted_by_an_insertion_are_still_found_frozen(tmp_path):
     frozen = [f["layer_b"] for f in doc["alignment"]["components"]["layers"] if f["ffn"]["status"] == "identical"]
     assert frozen == [3, 4]
     assert doc["alignment"]["notes"][0].startswith("layers 3 and 4 of B frozen")
+
+
+WIDE = Shape(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, ffn=4096, vocab=384)
+
+
+@pytest.fixture(scope="module")
+def wide_family(tmp_path_factory):
+    """FFNs wide against the budget, as a large model's are: 1% of the bytes holds no whole FFN."""
+    root = tmp_path_factory.mktemp("wide")
+    rng = np.random.default_rng(3)
+    base = random_state_dict("llama", WIDE, seed=0)
+    return {"base": _write(root / "base", base, shape=WIDE),
+            "obfuscated": _write(root / "obfuscated", _obfuscate(_noisy(base, rng), rng, shape=WIDE), shape=WIDE),
+            "independent": _write(root / "independent", random_state_dict("llama", WIDE, seed=1), shape=WIDE)}
+
+
+def _agreement(doc):
+    return next(e for e in doc["evidence"] if e["name"] == "ffn_neuron_agreement")
+
+
+def test_where_no_whole_ffn_fits_the_invariant_test_reads_blocks_of_rows_and_still_finds_a_relabelled_copy(
+        wide_family, monkeypatch):
+    monkeypatch.setattr(pair, "MIN_BUDGET_BYTES", 400 << 10)  # a default budget of whole FFNs
+    doc = compare(str(wide_family["base"]), str(wide_family["obfuscated"]))
+    ev = _agreement(doc)
+    spans = ev["details"]["b_rows_read"].values()
+    assert spans and all(0 < hi - lo < WIDE.ffn for lo, hi in spans) and not ev["details"]["b_layers_read_whole"]
+    assert "blocks" in ev["summary"]
+    assert ev["log10_p"] < -6 and doc["verdict"]["label"] == "related"
+    full = compare(str(wide_family["base"]), str(wide_family["obfuscated"]), budget="100%")
+    assert doc["cost"]["bytes_read"] < full["cost"]["bytes_read"] / 2
+
+
+def test_where_no_whole_ffn_fits_an_independent_model_is_still_called_unrelated_with_the_power_said(
+        wide_family, monkeypatch):
+    monkeypatch.setattr(pair, "MIN_BUDGET_BYTES", 400 << 10)
+    doc = compare(str(wide_family["base"]), str(wide_family["independent"]))
+    ev = _agreement(doc)
+    assert ev["counted"] and ev["log10_p"] > -2 and ev["details"]["max_power_log10_p"] <= RELATED_LEVEL
+    assert all(hi - lo < WIDE.ffn for lo, hi in ev["details"]["b_rows_read"].values())
+    assert doc["verdict"]["label"] == "unrelated"

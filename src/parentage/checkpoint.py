@@ -201,10 +201,10 @@ class Tensor:
         # a fingerprint holds exactly the rows it recorded, so its runs are never bridged
         gap = MAX_GAP_ROWS if self.weights.complete else 1
         breaks = np.flatnonzero(np.diff(sorted_ids) > gap) + 1
-        parts = []
-        for span in np.split(sorted_ids, breaks):
-            lo, hi = int(span[0]), int(span[-1]) + 1
-            parts.append(self.read_rows(lo, hi)[span - lo])
+        spans = np.split(sorted_ids, breaks)
+        # the spans are independent reads: in flight together on a remote file (a round trip each otherwise)
+        parts = map_reads(self.weights, lambda span: self.read_rows(int(span[0]), int(span[-1]) + 1)[span - span[0]],
+                          spans)
         out = np.empty((len(ids), parts[0].shape[1]), dtype=np.float32)
         out[order] = np.concatenate(parts)
         return out

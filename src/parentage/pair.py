@@ -27,7 +27,7 @@ from .evidence import Evidence
 from .evidence.baselines import honestagi_std_profile, raw_cosine
 from .evidence.blocks import ffn_units, has_two_views, read_block, value_units, view
 from .evidence.heads import MIN_HEADS, head_layers, head_order_test, read_head_bases
-from .evidence.hidden import HiddenMap, align_hidden
+from .evidence.hidden import ROTATION_MIN_GRAM, HiddenMap, align_hidden, gram_agreement
 from .evidence.export import export_check
 from .evidence.subsets import subsets
 from .evidence.updates import ROWS as UPDATE_ROWS, update_types, wide_read_bytes
@@ -35,6 +35,7 @@ from .evidence.identical import identical_tensors
 from .findings import SHAPE_FIELDS, TestCells, describe, explain
 from .report.words import shape_value
 from .evidence.neurons import (agreement_test, index_test, layer_scores, map_blocks, rank_order_test, read_blocks, read_raw,
+                               relabelled_power,
                                split_rank_cells, token_neuron_mask, TOKEN_NEURON_QUANTILE)
 from .tokenizers import checkpoint_vocab, lineage, shared_tokens
 from .verdict import RELATED_LEVEL, decide
@@ -52,6 +53,9 @@ WEIGHT_ROWS = 256  # rows per layer for that
 HEAD_SHARE = 0.1  # of the budget, for key and value rows of whole heads
 TOKEN_NEURON_TOKENS = 8192  # shared-token embedding rows of A that token neurons are checked against
 MIN_WHOLE_UNITS = 2  # B's FFNs read whole for the invariant test when the order tests decide nothing
+# Where B's FFNs are read in blocks, they are sized to find a relabelled copy whose neurons' two matchings agree
+# this often (a rotated copy with 1% noise agrees on nearly all; a whole-FFN read of a 100B model is gigabytes).
+AGREEMENT_RECOVERY = 0.75
 DECIDED_WHOLE_SHARE = 0.25  # of the default budget, for whole FFNs once the order tests have decided
 EXPERT_SHARE = 0.25  # of the budget, for the expert map (A's dense FFNs read whole, or routers and experts)
 UPDATE_SHARE = 0.02  # of the checkpoints' bytes, at most, for the wider rows of the update types
@@ -155,12 +159,19 @@ def _hidden(a: Checkpoint, b: Checkpoint, vocabs, budget: Budget, rng, notes: li
     x = ea.read_at(sample[:, 0])
     y = eb.read_at(sample[:, 1])
     hmap, ev = align_hidden(x, y)
+    geometry = None  # computed only where it decides something: whether a rotation is worth fitting
     if hmap.kind not in ("permutation", "rotation") and len(pairs) > len(sample):
-        # Not a permutation: fitting a rotation needs at least as many tokens as dimensions.
-        more = _sample_pairs(pairs, int(min(len(pairs), max(d_a, d_b) * 5 // 4)), rng)
-        x = ea.read_at(more[:, 0])
-        y = eb.read_at(more[:, 1])
-        hmap, ev = align_hidden(x, y)
+        geometry = gram_agreement(x, y)
+        if geometry >= ROTATION_MIN_GRAM:
+            # Not a permutation: fitting a rotation needs at least as many tokens as dimensions.
+            more = _sample_pairs(pairs, int(min(len(pairs), max(d_a, d_b) * 5 // 4)), rng)
+            x = ea.read_at(more[:, 0])
+            y = eb.read_at(more[:, 1])
+            hmap, ev = align_hidden(x, y)
+        else:
+            notes.append(f"no rotation of the residual stream fitted: the shared tokens' embeddings do not share "
+                         f"their geometry (Gram correlation {geometry:.2f}), which any rotation would keep")
+    ev.details["gram_correlation"] = None if geometry is None else round(geometry, 4)
     ev.details["shared_tokens"] = int(len(pairs))
     return hmap, ev, pairs
 
@@ -194,12 +205,16 @@ def _hidden_from_weights(a: Checkpoint, b: Checkpoint, rng, why: str, fallback: 
 
 
 def _token_mask(a: Checkpoint, pairs: np.ndarray, raw_a: list[np.ndarray], budget: Budget,
-                rng: np.random.Generator) -> tuple[np.ndarray | None, str]:
+                rng: np.random.Generator, hmap: HiddenMap) -> tuple[np.ndarray | None, str]:
     """A's token neurons in the sampled blocks (evidence.neurons.token_neuron_mask), checked against as many of
-    A's shared-token embedding rows as TOKEN_NEURON_TOKENS and a tenth of the budget allow."""
+    A's shared-token embedding rows as TOKEN_NEURON_TOKENS and a tenth of the budget allow. Only under a fitted
+    residual map: token neurons become twins across models because the map sends A's token directions onto B's;
+    without one (no alignment found) nothing does (and a 100B model's check reads 134 MB of embeddings)."""
     ea = a.find("embed") or a.find("lm_head")
     if ea is None or len(pairs) < MIN_SHARED_TOKENS:
         return None, "not checked: the residual map was not fitted on shared tokens"
+    if hmap.kind not in ("permutation", "rotation"):
+        return None, "not checked: no residual map was fitted, so no token direction of A is carried onto B's"
     per_token = ea.shape[-1] * _bytes_per_value(a)
     n = int(min(len(pairs), TOKEN_NEURON_TOKENS, max(MIN_SHARED_TOKENS, budget.bytes_per_model * 0.1 / per_token)))
     sample = _sample_pairs(pairs, n, rng)
@@ -275,10 +290,16 @@ def _ffn(a, b, hmap, budget: Budget, meter: "_Meter", rng, notes, token_pairs: n
         left = budget.bytes_per_model - spent
         if decided and not budget.explicit:  # corroboration only: a 100B model's FFN is gigabytes
             left = min(left, DECIDED_WHOLE_SHARE * budget.bytes_per_model)
-        chosen = _whole_units(b, ub, left, floor)
+        if not budget.explicit:  # B's own share: a 7B model beside a 671B one is not read at 1% of the 671B
+            left = min(left, Budget.parse(None, b, b).bytes_per_model - meter.spent(b))
+        chosen = _whole_units(b, ub, left)
+        spans = [(0, u.n_rows) for u in chosen]
+        # Undecided, and too few whole FFNs fit (a 7B model's is 180 MB, a 110B's 1.6 GB): blocks of B's rows
+        # instead, as many as the power against a relabelled copy needs, not as many as the budget would allow.
+        in_blocks = floor > len(chosen)
         if n_mats == 1 and not all(u.down.has(0, u.down.n_rows) for u in ua):
-            chosen = []  # A's ungated views need its down projections whole, which a fingerprint does not hold
-        if chosen:
+            chosen, in_blocks = [], False  # A's ungated views need its down projections whole, which a fingerprint does not hold
+        if chosen or in_blocks:
             first = (min(u.layer for u in ua), min(u.layer for u in ub))
             if n_mats == 2:  # the gate and up blocks are already read and mapped
                 views = [(blocks_a.mats[0][i], blocks_a.mats[1][i]) for i in range(len(ua))]
@@ -286,9 +307,13 @@ def _ffn(a, b, hmap, budget: Budget, meter: "_Meter", rng, notes, token_pairs: n
             else:
                 views = [tuple(unit_rows(hmap.apply(view(a, u, k, start, start + m)), inplace=True) for k in (0, 1)) for u in ua]
                 stacks = None
-            mask, token_note = _token_mask(a, token_pairs, raw_a, budget, token_rng)
+            mask, token_note = _token_mask(a, token_pairs, raw_a, budget, token_rng, hmap)
             del raw_a
-            ev_k, cells_k = agreement_test(ua, views, b, chosen, first, mask, token_note, stacks)
+            if in_blocks:
+                chosen = _whole_units(b, ub, 0, floor)  # spread over depth
+                counted = m if mask is None else int(np.median((~mask).sum(axis=1)))
+                spans = _agreement_blocks(chosen, start, m, counted, len(ua))
+            ev_k, cells_k = agreement_test(ua, views, b, chosen, first, mask, token_note, stacks, spans)
             cells_k, cells_rank = split_rank_cells(cells_k)
             out.append(ev_k)
             if cells_rank:
@@ -352,6 +377,30 @@ def _whole_units(b: Checkpoint, units: list, budget_left: float, floor: int = 0)
         return candidates
     idx = np.unique(np.linspace(0, len(candidates) - 1, n).round().astype(int))
     return [candidates[i] for i in idx]
+
+
+def _agreement_blocks(units: list, start: int, m: int, counted: int, n_a_units: int) -> list[tuple[int, int]]:
+    """B's neurons [lo, hi) to read of each unit: a block around A's offsets [start, start + m) (an unrelabelled
+    copy keeps its partners there), of the fewest rows that find a relabelled copy of which only part of the
+    neurons still agree (log10 p at RELATED_LEVEL over all cells, at AGREEMENT_RECOVERY); whole when no block does."""
+    n_b = min(u.n_rows for u in units)
+    n_cells = n_a_units * len(units)
+
+    def enough(k: int) -> bool:
+        return relabelled_power(counted, k, n_b, n_cells, recovery=AGREEMENT_RECOVERY) <= RELATED_LEVEL
+
+    lo, hi = min(n_b, 4 * m), n_b  # the smallest k with enough(k), by bisection (power grows with k)
+    if enough(lo):
+        hi = lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    k = hi
+    spans = []
+    for u in units:
+        first = int(np.clip(start + m // 2 - k // 2, 0, max(0, u.n_rows - k)))
+        spans.append((first, min(u.n_rows, first + k)))
+    return spans
 
 
 def _whole_cost(b: Checkpoint, unit) -> float:

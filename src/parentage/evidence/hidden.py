@@ -27,6 +27,11 @@ PERMUTATION_COVERAGE = 0.5  # mutual pairs must cover this share of dimensions t
 PERMUTATION_DOMINANCE = 0.5  # ... and the fitted orthogonal map must put this much of each row on one column
 SHUFFLED_RESIDUAL_MAX_DIM = 1024
 PERMUTATION_MIN_R = 0.5  # without a fitted map (fewer tokens than dimensions): mean |r| of the mutual pairs
+# A rotation is worth fitting (reading d more token rows per side, an SVD of d x d) only where the shared tokens'
+# geometry agrees, which any rotation keeps. Measured on the sketches' anchor tokens (BENCHMARKS, issue 25): every
+# derivation that kept its embeddings 0.99-1.00, every unrelated model 0.016 or below, including models trained
+# on the same text.
+ROTATION_MIN_GRAM = 0.2
 
 
 @dataclass
@@ -60,6 +65,23 @@ class HiddenMap:
             out["n_paired"] = int((self.perm >= 0).sum())
             out["n_in_place"] = int((self.perm == np.arange(self.d_a)).sum())
         return out
+
+
+def centred_cosines(rows: np.ndarray) -> np.ndarray:
+    """The cosines between rows after removing their mean (the direction all tokens share is anisotropy, not
+    kinship): the upper triangle, (m (m - 1) / 2,). Unchanged by any rotation of the residual stream."""
+    x = rows - rows.mean(axis=0)  # (m, d)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    return (x @ x.T)[np.triu_indices(len(rows), 1)]
+
+
+def gram_agreement(ea: np.ndarray, eb: np.ndarray) -> float:
+    """Correlation of the centred cosines of the same tokens in A and in B: 1 for a rotated (or permuted, or
+    untouched) copy, near 0 for unrelated embeddings; ea (n, d_a), eb (n, d_b) with n >= 3."""
+    x, y = centred_cosines(ea.astype(np.float32)), centred_cosines(eb.astype(np.float32))
+    if x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

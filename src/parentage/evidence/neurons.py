@@ -10,9 +10,11 @@ Two statistics, because an adversary may or may not have relabelled B's neurons:
   (new neurons appended), upcycled and layer-inserted models keep neuron order; a permuted model defeats it.
 
 - `agreement_test` (analytic null, approximate). Invariant to neuron permutations: A's block is matched against
-  all of B's neurons twice, once by gate rows and once by up rows (rectangular assignment, so widened or
-  pruned FFNs work), and K counts the neurons both matchings send to the same B neuron. For two independent
-  matchings K ~ Poisson(m / n_B); the rate is raised to what the pair's own non-corresponding cells show (decoys),
+  B's neurons twice, once by gate rows and once by up rows (rectangular assignment, so widened or pruned FFNs
+  work), and K counts the neurons both matchings send to the same B neuron. B's neurons are all of them where
+  the budget holds the whole FFN, else a block of k rows around A's offsets (a 100B model's FFN is gigabytes):
+  a relabelled copy then still puts about m k / n_B of A's neurons' partners in it, and the block is as large as
+  that power needs (pair.py). For two independent matchings K ~ Poisson(m / k); the rate is raised to what the pair's own non-corresponding cells show (decoys),
   so a pair whose gate and up rows correlate inside each model is not mistaken for kin. The first layer of each
   model is left out: it reads token embeddings directly, and models trained on similar text grow token-detector
   neurons there that match across independent models (observed: K up to 7% of neurons at layer 0 vs <= 2.5%
@@ -40,6 +42,7 @@ from ..stats import bonferroni, fixed_points_tail, inversions_tail, poisson_tail
 from . import Evidence
 from .blocks import Unit, has_two_views, read_block, view
 from .hidden import HiddenMap
+from ..verdict import RELATED_LEVEL
 
 
 @dataclass
@@ -222,28 +225,40 @@ def _assignment(score: np.ndarray) -> np.ndarray:
 WHOLE_CHUNK_VALUES = 1 << 24  # B's whole FFN is read this many values at a time (64 MB as float32)
 
 
-def _abs_cos_whole(stacked: np.ndarray, b_ck: Checkpoint, ub: Unit, k: int) -> np.ndarray:
-    """|cos| of A's stacked unit rows (sum of m, d) with every neuron of B's unit in view k: (sum of m, n_b).
-    B is read in row chunks, so a whole FFN of a 100B model (gigabytes) is never held at once; each entry is the
-    same dot product as from one read (BLAS may sum it in another order: last-bit differences only)."""
-    n = ub.n_rows
+def _abs_cos_whole(stacked: np.ndarray, b_ck: Checkpoint, ub: Unit, k: int, span: tuple[int, int]) -> np.ndarray:
+    """|cos| of A's stacked unit rows (sum of m, d) with B's neurons [lo, hi) of the unit in view k:
+    (sum of m, hi - lo). B is read in row chunks, so a whole FFN of a 100B model (gigabytes) is never held at
+    once; each entry is the same dot product as from one read (BLAS may sum it in another order: last-bit
+    differences only)."""
+    lo, hi = span
     if len(ub.matrices) != 2 and k == 1:  # down columns: the whole writer is read anyway (small models)
-        return np.abs(stacked @ unit_rows(view(b_ck, ub, k, 0, n), inplace=True).T)
-    out = np.empty((stacked.shape[0], n), dtype=np.float32)
+        return np.abs(stacked @ unit_rows(view(b_ck, ub, k, lo, hi), inplace=True).T)
+    out = np.empty((stacked.shape[0], hi - lo), dtype=np.float32)
     step = max(1, WHOLE_CHUNK_VALUES // max(stacked.shape[1], 1))
-    for s in range(0, n, step):
-        e = min(n, s + step)
-        np.abs(stacked @ unit_rows(view(b_ck, ub, k, s, e), inplace=True).T, out=out[:, s:e])
+    for s in range(lo, hi, step):
+        e = min(hi, s + step)
+        np.abs(stacked @ unit_rows(view(b_ck, ub, k, s, e), inplace=True).T, out=out[:, s - lo:e - lo])
     return out
+
+
+def relabelled_power(m: int, k: int, n_b: int, n_cells: int, inflation: float = 1.0, recovery: float = 1.0) -> float:
+    """log10 p the agreement test reaches on a relabelled copy, all cells alike: of A's m counted neurons per
+    cell, about m k / n_B have their partner among the k of B's n_B neurons read, and a share `recovery` of them
+    agrees; two independent matchings agree on Poisson(m / k). Bonferroni over the cells."""
+    return bonferroni([poisson_tail(int(int(m * k / n_b) * recovery), m / k * inflation)] * n_cells)
 
 
 def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarray]], b_ck: Checkpoint,
                    b_units: list[Unit], skip_layers: tuple[int, int],
                    token_mask: np.ndarray | None = None, token_note: str = "",
-                   stacks: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Evidence, list[Cell]]:
+                   stacks: tuple[np.ndarray, np.ndarray] | None = None,
+                   b_spans: list[tuple[int, int]] | None = None) -> tuple[Evidence, list[Cell]]:
     """a_views: per A unit, its block's two views (gate and up rows, or up rows and down columns) in B's basis,
-    rows unit-normalised; b_units: the B units to read whole; token_mask: (n_units, m) A's token neurons, which
-    are matched (the assignment stays one-to-one over the whole block) but not counted."""
+    rows unit-normalised; b_units: the B units to read; b_spans: the neurons [lo, hi) read of each (all of them
+    when None); token_mask: (n_units, m) A's token neurons, which are matched (the assignment stays one-to-one
+    over the whole block) but not counted."""
+    b_spans = b_spans or [(0, u.n_rows) for u in b_units]
+    span_of = {id(u): sp for u, sp in zip(b_units, b_spans)}
     raw = []  # (A unit, B unit, K, lambda0)
     ranks: list[Cell] = []
     sizes = [v[0].shape[0] for v in a_views]
@@ -257,10 +272,12 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
         if not has_two_views(ub):
             continue
         # One product per view for all of A's blocks, (sum of m, n_b); B's view is read, used and dropped.
-        s1, s2 = (_abs_cos_whole(stacked, b_ck, ub, k) for k, stacked in ((0, stack1), (1, stack2)))
+        span = span_of[id(ub)]
+        n_read = span[1] - span[0]
+        s1, s2 = (_abs_cos_whole(stacked, b_ck, ub, k, span) for k, stacked in ((0, stack1), (1, stack2)))
         for i, (ua, m) in enumerate(zip(a_units, sizes)):
             counted = np.ones(m, dtype=bool) if token_mask is None else ~token_mask[i]
-            if ua.layer == skip_layers[0] or ub.n_rows < m or counted.sum() < MIN_COUNTED_ROWS:
+            if ua.layer == skip_layers[0] or n_read < m or counted.sum() < MIN_COUNTED_ROWS:
                 continue
             rows = slice(offsets[i], offsets[i] + m)
             to_b = _assignment(s1[rows])
@@ -268,13 +285,13 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
             # descriptive: how alike the agreed neurons are, in both views (1 for a relabelled exact copy)
             idx = np.arange(m)[agree]
             matched = float((s1[rows][idx, to_b[idx]].mean() + s2[rows][idx, to_b[idx]].mean()) / 2) if idx.size else 0.0
-            raw.append((ua, ub, int(agree.sum()), int(counted.sum()) / ub.n_rows, matched))
+            raw.append((ua, ub, int(agree.sum()), int(counted.sum()) / n_read, matched))
             ranks.append(Cell(ua, ub, *_rank_order(to_b[agree])))
         del s1, s2
     if not raw:
         return Evidence("ffn_neuron_agreement", None, None, False, "not run: no FFN pairs beyond the first layers", {}), []
     inflation = _decoy_inflation(raw)
-    cells = [Cell(ua, ub, poisson_tail(k, lam0 * inflation), k, int(round(lam0 * ub.n_rows)),
+    cells = [Cell(ua, ub, poisson_tail(k, lam0 * inflation), k, int(round(lam0 * _n_read(span_of[id(ub)]))),
                   {"null_mean": round(lam0 * inflation, 3), "matched_cos": round(cos, 6)}) for ua, ub, k, lam0, cos in raw]
     best, second = _best_two(cells)
     # The test stands on the second-best cell: n_cells * p of any cell but the best is still a valid p-value
@@ -286,28 +303,46 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
                f"{best.a.label} ~ {best.b.label} (null mean {best.extra['null_mean']:.2f})"
                + (f" and on {second.stat} at {second.a.label} ~ {second.b.label}" if second is not None else "")
                + "; permutation-invariant")
+    m = min(c.n for c in cells)  # counted rows (token neurons left out): the weakest cell bounds the power
+    partial = [(sp, u.n_rows) for u, sp in zip(b_units, b_spans) if _n_read(sp) < u.n_rows]
+    needed = None
+    if partial and second is not None:
+        (lo, hi), n_b = partial[0]
+        partners = int(m * (hi - lo) / n_b)
+        # the fewest agreements in a cell that would have reached RELATED_LEVEL: what the budget left of the power
+        needed = next((k for k in range(1, partners + 1)
+                       if bonferroni([poisson_tail(k, m / (hi - lo) * inflation)] * len(cells)) <= RELATED_LEVEL), None)
+        summary += (f"; B's neurons read in blocks ({hi - lo:,} of {n_b:,} per layer; whole FFNs do not fit the budget): a "
+                    f"relabelled copy puts about {partners} of each cell's partners there, and is found where "
+                    + (f"{needed} of them agree" if needed else "they all agree") + " (raise --budget to read whole FFNs)")
     if second is None:  # the count alone is no evidence here: say why there is no p-value beside it
         read = sorted({c.b.layer for c in cells})
-        why = (f"only {len(read)} of B's layers was read whole (raise --budget to read two)" if len(read) < 2 else
+        why = (f"only {len(read)} of B's layers was read (raise --budget to read two)" if len(read) < 2 else
                "every other cell shares a layer with the best one")
         summary += f"; no p-value: the test stands on a second cell on other layers of both models, and {why}"
-    m = min(c.n for c in cells)  # counted rows (token neurons left out): the weakest cell bounds the power
     details = {
-        "null": "agreements of two independent matchings ~ Poisson(m / n_B), rate raised to the pair's decoy cells "
+        "null": "agreements of two independent matchings ~ Poisson(m / k), k of B's neurons read, rate raised to the pair's decoy cells "
                 "(approximate); the second-best cell on other layers of both models, times the number of cells; "
                 "first layers and A's token neurons left out",
         "invariant": True,  # survives relabelled neurons and a rotated residual stream
         "decoy_inflation": round(inflation, 3),
         "best_cell_bonferroni_log10_p": round(min(0.0, best.log10_p + math.log10(len(cells))), 3),
         "token_neurons": token_note or None,
-        "b_layers_read_whole": sorted({c.b.layer for c in cells}),
-        "max_power_log10_p": (bonferroni([poisson_tail(m, m / max(u.n_rows for u in b_units) * inflation)] * len(cells))
-                              if second is not None else 0.0),
+        "b_layers_read_whole": sorted({c.b.layer for c in cells if _n_read(span_of[id(c.b)]) == c.b.n_rows}),
+        "b_rows_read": {c.b.label: list(span_of[id(c.b)]) for c in cells},
+        "agreements_needed": needed,  # in blocks: per cell, for a relabelled copy to reach RELATED_LEVEL
+        # against a relabelled copy (unrelabelled, A's block lies inside B's and all m can agree)
+        "max_power_log10_p": (max(relabelled_power(m, _n_read(sp), u.n_rows, len(cells), inflation)
+                                  for u, sp in zip(b_units, b_spans)) if second is not None else 0.0),
         "cells": [c.to_dict() for c in cells if c.log10_p < -2],
         "cell_log10_p": [round(c.log10_p, 3) for c in cells],
         "closeness": _closeness(cells, "matched_cos"),
     }
     return Evidence("ffn_neuron_agreement", log10_p, best.stat / best.n, True, summary, details), cells + ranks
+
+
+def _n_read(span: tuple[int, int]) -> int:
+    return span[1] - span[0]
 
 
 def _best_two(cells: list[Cell]) -> tuple[Cell, Cell | None]:

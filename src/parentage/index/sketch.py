@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checkpoint import PLAN_SEED, Checkpoint
+from ..evidence.hidden import centred_cosines
 from ..errors import FormatError
 from .fingerprint import FLOAT_TYPES, ID_ANCHORS
 from ..safeio import parse_json
@@ -168,9 +169,7 @@ def _gram(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
     m = len(keys)
     if m < 2:
         return np.zeros(0, np.float16), None
-    x = rows - rows.mean(axis=0)  # (m, d); the mean direction is shared by all tokens (anisotropy), not kinship
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-    cos = (x @ x.T)[np.triu_indices(m, 1)]  # (m (m - 1) / 2,)
+    cos = centred_cosines(rows)  # (m (m - 1) / 2,)
     gram = cos.astype(np.float16)  # fine enough to tell a parent from its siblings by their embedding drift
     z = cos - cos.mean()
     return gram, z / max(float(z.std()), 1e-12)
