@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from parentage.cli import cli
-from parentage import pair
+from parentage import pair as pair_module
 from parentage.pair import compare, parse_budget_text
 from parentage.verdict import RELATED_LEVEL
 from parentage.report.terminal import format_human
@@ -656,7 +656,7 @@ def _agreement(doc):
 
 def test_where_no_whole_ffn_fits_the_invariant_test_reads_blocks_of_rows_and_still_finds_a_relabelled_copy(
         wide_family, monkeypatch):
-    monkeypatch.setattr(pair, "MIN_BUDGET_BYTES", 400 << 10)  # a default budget of whole FFNs
+    monkeypatch.setattr(pair_module, "MIN_BUDGET_BYTES", 400 << 10)  # a default budget of whole FFNs
     doc = compare(str(wide_family["base"]), str(wide_family["obfuscated"]))
     ev = _agreement(doc)
     spans = ev["details"]["b_rows_read"].values()
@@ -669,7 +669,7 @@ def test_where_no_whole_ffn_fits_the_invariant_test_reads_blocks_of_rows_and_sti
 
 def test_where_no_whole_ffn_fits_an_independent_model_is_still_called_unrelated_with_the_power_said(
         wide_family, monkeypatch):
-    monkeypatch.setattr(pair, "MIN_BUDGET_BYTES", 400 << 10)
+    monkeypatch.setattr(pair_module, "MIN_BUDGET_BYTES", 400 << 10)
     doc = compare(str(wide_family["base"]), str(wide_family["independent"]))
     ev = _agreement(doc)
     assert ev["counted"] and ev["log10_p"] > -2 and ev["details"]["max_power_log10_p"] <= RELATED_LEVEL
