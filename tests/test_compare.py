@@ -675,3 +675,27 @@ def test_where_no_whole_ffn_fits_an_independent_model_is_still_called_unrelated_
     assert ev["counted"] and ev["log10_p"] > -2 and ev["details"]["max_power_log10_p"] <= RELATED_LEVEL
     assert all(hi - lo < WIDE.ffn for lo, hi in ev["details"]["b_rows_read"].values())
     assert doc["verdict"]["label"] == "unrelated"
+
+
+def test_a_large_pair_probes_one_row_per_sampled_block_and_reads_the_rest_only_where_a_probe_row_is_identical(
+        family, tmp_path, monkeypatch):
+    from parentage.evidence import identical
+
+    rng = np.random.default_rng(11)
+    base = random_state_dict("llama", SHAPE, seed=0)
+    frozen = _noisy(base, rng)
+    frozen["model.layers.1.mlp.up_proj.weight"] = base["model.layers.1.mlp.up_proj.weight"]  # a frozen tensor
+    child = _write(tmp_path / "frozen", frozen)
+    compare(str(family["base"]), str(family["independent"]))  # side files read once per process: not in the bytes
+    whole = {p: compare(str(family["base"]), str(x)) for p, x in (("independent", family["independent"]), ("frozen", child))}
+    monkeypatch.setattr(identical, "PROBE_MIN_BYTES", 0)  # as a pair of large models is read
+    for name, other in (("independent", family["independent"]), ("frozen", child)):
+        doc = compare(str(family["base"]), str(other))
+        ev = next(e for e in doc["evidence"] if e["name"] == "identical_tensors")
+        assert ev["details"]["probe_rows"] == 4
+        assert doc["verdict"]["label"] == whole[name]["verdict"]["label"]
+        if name == "independent":  # a related pair's other tests read the whole samples anyway
+            assert doc["cost"]["bytes_read"] < whole[name]["cost"]["bytes_read"]
+    assert ev["details"]["identical"] == ["layers.1.mlp_up.weight"]  # the frozen tensor, read on all its rows ...
+    frozen_rows = next(c for c in doc["alignment"]["components"]["frozen_tensors"] if "mlp_up" in " ".join(c["tensors"]))
+    assert frozen_rows["layers"] == [1]

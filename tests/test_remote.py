@@ -377,3 +377,22 @@ def test_the_emulated_link_charges_round_trips_handshakes_and_one_shared_bandwid
         both = time.perf_counter() - t
         assert both >= size / bandwidth  # two halves in parallel still need the whole file's time on the pipe
         assert hub.counters.connections == 3
+
+
+def test_a_slow_link_is_noticed_and_gets_more_requests_in_flight(online, monkeypatch, models):
+    from parentage.remote import ranges
+    from parentage.zoo.hub_emulator import Link
+
+    for rtt, slow in ((0.0, False), (0.02, True)):
+        monkeypatch.setattr(ranges, "_WAIT", {"seconds": 0.0, "n": 0})
+        hub = HubEmulator(link=Link(rtt=rtt)).start()
+        hub.add_folder("acme/a", models["a"])
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        try:
+            with Checkpoint.open("acme/a") as ck:
+                for t in list(ck.tensors.values())[:8]:
+                    t.sample_rows(16, 0)
+        finally:
+            hub.stop()
+        assert ranges.slow_link() is slow
+        assert ranges.pool()._max_workers == (32 if slow else 8)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from . import names as N
-from .constants import CONCURRENT_LOCAL_BYTES, MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, READ_PARALLEL
+from .constants import (CONCURRENT_LOCAL_BYTES, MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, READ_PARALLEL,
+                        SLOW_LINK_PARALLEL)
 from .errors import ArchitectureError, FormatError, LimitError, NoWeightsError
 from .readers import GGUFFile, WeightSet, open_file
 from .readers.base import background_reads, in_background, rows_cols
@@ -143,12 +144,13 @@ class Tensor:
         block = read(p.source, lo, hi)  # one contiguous read spanning the rows we need
         return block if hi - lo == src.size and src[0] == lo and np.all(np.diff(src) == 1) else block[src - lo]
 
-    def sample_steps(self, k: int, seed: int) -> np.ndarray | None:
+    def sample_steps(self, k: int, seed: int, probe: bool = False) -> np.ndarray | None:
         """The quantiser's step at each value of `sample_rows(k, seed)` for a quantised weight (`packed.Packed`),
         else None (a float type's spacing follows from the values: `dtypes.float_steps`)."""
         if not (hasattr(self.weights, "has_steps") and self.weights.has_steps(self.piece.source)):
             return None
-        parts = map_reads(self.weights, lambda s: self._read_rows(*s, read=self.weights.steps), self.sample_spans(k, seed))
+        parts = map_reads(self.weights, lambda s: self._read_rows(*s, read=self.weights.steps),
+                          self.sample_spans(k, seed, probe))
         return np.concatenate(parts)
 
     def read_steps(self, start: int, stop: int) -> np.ndarray | None:
@@ -209,20 +211,21 @@ class Tensor:
         out[order] = np.concatenate(parts)
         return out
 
-    def sample_rows(self, k: int, seed: int) -> np.ndarray:
+    def sample_rows(self, k: int, seed: int, probe: bool = False) -> np.ndarray:
         """k rows in SAMPLE_BLOCKS contiguous blocks, one at a seeded offset inside each stratum of the rows (all
         rows when there are at most k). The offsets depend on (seed, kind of role, shape) only, not on the layer or
         expert, so every test sampling this tensor gets the same rows (read once), and a same-shaped tensor of
         another layer or model is sampled alike (a layer moved by insertions is compared on the same rows); spread
         blocks, so rows that training left untouched in one region (rare tokens) do not stand for the tensor."""
-        key = (k, seed)
+        key = (k, seed, probe)
         if getattr(self, "_sample_key", None) != key:
-            spans = self.sample_spans(k, seed)
+            spans = self.sample_spans(k, seed, probe)
             blocks = map_reads(self.weights, lambda s: self.read_rows(*s), spans)
             self._sample_key, self._sample = key, np.concatenate(blocks)
         return self._sample
 
-    def sample_spans(self, k: int, seed: int) -> list[tuple[int, int]]:
+    def sample_spans(self, k: int, seed: int, probe: bool = False) -> list[tuple[int, int]]:
+        """`probe`: the first row of each block only (a quarter of the bytes; see identical.PROBE_MIN_BYTES)."""
         n = self.n_rows
         if n <= k:
             return [(0, n)]
@@ -230,10 +233,11 @@ class Tensor:
         per = k // blocks
         rng = np.random.default_rng([zlib.crc32(f"{self.role.role}.{self.role.param}".encode()), seed])
         edges = np.linspace(0, n, blocks + 1).astype(int)
-        return [(int(s), int(s) + per) for s in (rng.integers(lo, hi - per + 1) for lo, hi in zip(edges, edges[1:]))]
+        starts = [int(rng.integers(lo, hi - per + 1)) for lo, hi in zip(edges, edges[1:])]
+        return [(s, s + (1 if probe else per)) for s in starts]
 
 
-_READ_POOL = None
+_READ_POOLS: dict = {}  # workers -> pool
 
 
 def map_reads(weights: WeightSet, fn, items: list) -> list:
@@ -242,22 +246,26 @@ def map_reads(weights: WeightSet, fn, items: list) -> list:
     pages, which a virtual disk serves several at once (the cold 7B pair: 14-16 s sequential, 10 s with 8 in
     flight). A small local checkpoint is read in order: its reads are memory copies, and threads only add
     waiting on the GIL."""
-    global _READ_POOL
     nested = threading.current_thread().name.startswith("parentage-read")  # a worker waiting on its own pool deadlocks
     waits = weights.remote or weights.bytes_total > CONCURRENT_LOCAL_BYTES
     if len(items) < 2 or nested or not waits:
         return [fn(x) for x in items]
-    if _READ_POOL is None:
+    n = READ_PARALLEL
+    if weights.remote:
+        from .remote.ranges import slow_link
+
+        n = SLOW_LINK_PARALLEL if slow_link() else READ_PARALLEL
+    if n not in _READ_POOLS:
         from concurrent.futures import ThreadPoolExecutor
 
-        _READ_POOL = ThreadPoolExecutor(READ_PARALLEL, thread_name_prefix="parentage-read")
+        _READ_POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="parentage-read")
     if in_background():  # the workers read on behalf of a background test: counted as its reads
         task = fn
 
         def fn(x):
             with background_reads():
                 return task(x)
-    return list(_READ_POOL.map(fn, items))
+    return list(_READ_POOLS[n].map(fn, items))
 
 
 @dataclass

@@ -94,15 +94,13 @@ def align_hidden(ea: np.ndarray, eb: np.ndarray) -> tuple[HiddenMap, Evidence]:
     n, d_a = ea.shape
     d_b = eb.shape[1]
     corr = _standardise(ea).T @ _standardise(eb)  # (d_a, d_b) column correlations over the shared tokens
-    score = np.abs(corr)
-    best_b = score.argmax(axis=1)  # (d_a,)
-    best_a = score.argmax(axis=0)  # (d_b,)
+    best_b, best_a = _abs_argmax(corr)  # (d_a,), (d_b,)
     mutual = best_a[best_b] == np.arange(d_a)
     perm = np.where(mutual, best_b, -1)
     in_place = int((perm == np.arange(d_a)).sum())
     n_paired = int(mutual.sum())
     log10_p = fixed_points_tail(in_place, n_paired, d_b) if n_paired else 0.0
-    paired_corr = float(score[mutual, best_b[mutual]].mean()) if n_paired else 0.0
+    paired_corr = float(np.abs(corr[mutual, best_b[mutual]]).mean()) if n_paired else 0.0
     signs = np.sign(corr[np.arange(d_a), best_b]).astype(np.float32)
 
     residual = residual_null = None
@@ -140,6 +138,22 @@ def align_hidden(ea: np.ndarray, eb: np.ndarray) -> tuple[HiddenMap, Evidence]:
         "max_power_log10_p": fixed_points_tail(min(d_a, d_b), min(d_a, d_b), d_b),
     }
     return hmap, Evidence("hidden_dimension_order", log10_p, in_place / d_a, True, summary, details)
+
+
+def _abs_argmax(corr: np.ndarray, rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """argmax of |corr| along each row and each column, a slab of rows at a time (a 110B model's (8192, 8192)
+    |corr| would be another 268 MB)."""
+    best_b = np.empty(corr.shape[0], dtype=np.int64)
+    col_max = np.full(corr.shape[1], -1.0, dtype=corr.dtype)
+    best_a = np.zeros(corr.shape[1], dtype=np.int64)
+    for lo in range(0, corr.shape[0], rows):
+        slab = np.abs(corr[lo:lo + rows])  # (rows, d_b)
+        best_b[lo:lo + rows] = slab.argmax(axis=1)
+        top = slab.argmax(axis=0)
+        value = slab[top, np.arange(slab.shape[1])]
+        better = value > col_max  # strictly: the first row wins ties, as argmax over all rows does
+        col_max[better], best_a[better] = value[better], top[better] + lo
+    return best_b, best_a
 
 
 def _residual(ea: np.ndarray, eb: np.ndarray, r: np.ndarray) -> float:

@@ -28,6 +28,10 @@ from .blocks import sampled_experts
 MIN_ELEMENTS = 256  # smaller tensors are too easy to match by construction (e.g. a copied default)
 MIN_DISTINCT = 16  # fewer distinct values than this: a constant or a tiny codebook, no evidence
 ROWS_PER_TENSOR = 16  # in Tensor.sample_rows' spread blocks: the rows the baselines read too
+# Two live checkpoints this large are first compared on the first row of each sampled block (a "probe": a
+# quarter of the bytes; the 16 rows of every tensor of a 110B pair are 500 MB), and a tensor on all 16 rows only
+# where a probe row is identical: an unrelated pair then reads a quarter, a frozen tensor is still read whole.
+PROBE_MIN_BYTES = 1 << 30
 # bigger = finer; GGUF and FP8 types rank below all, and compare only with their own type
 PRECISION = {"F64": 3, "F32": 2, "F16": 1, "BF16": 1}
 ROUNDINGS = ("F16", "BF16")  # the coarser types a finer tensor may be rounded to (F64 -> F32 is decoding itself)
@@ -169,20 +173,30 @@ def _distinct_per_row(v: np.ndarray) -> np.ndarray:
     return (new & ~nan).sum(axis=1).astype(np.int64) + nan.any(axis=1)
 
 
-def tensor_prints(t: Tensor, seed: int, roundings: tuple[str, ...] | None = None) -> RowPrints | None:
-    """The prints of a tensor's sampled rows (Tensor.sample_rows) in `roundings` (default: all): computed from a
-    live checkpoint, only those asked for (the quantisers are the costly part), or looked up in a fingerprint
-    (None when it did not record them)."""
+def tensor_prints(t: Tensor, seed: int, roundings: tuple[str, ...] | None = None, probe: bool = False
+                  ) -> RowPrints | None:
+    """The prints of a tensor's sampled rows (Tensor.sample_rows; `probe`: their probe rows) in `roundings`
+    (default: all): computed from a live checkpoint, only those asked for (the quantisers are the costly part),
+    or looked up in a fingerprint (None when it did not record them)."""
     if not t.weights.complete:
         return t.weights.prints.get(t.role.key)
     key = (ROWS_PER_TENSOR, seed)
-    if getattr(t, "_prints_key", None) != key:
-        t._prints_key, t._prints = key, RowPrints({}, {}, {})
+    cache = "_probe_prints" if probe else "_prints"
+    if getattr(t, cache + "_key", None) != key:
+        setattr(t, cache + "_key", key)
+        setattr(t, cache, RowPrints({}, {}, {}))
+    prints = getattr(t, cache)
     want = roundings_of(t.dtype, t.shape[-1] if len(t.shape) > 1 else 1) if roundings is None else roundings
-    missing = tuple(r for r in want if r not in t._prints.digests)
+    missing = tuple(r for r in want if r not in prints.digests)
     if missing:  # rows are not kept: a 100B model samples thousands of tensors
-        prints_of_rows(t.sample_rows(ROWS_PER_TENSOR, seed), t.dtype, missing, into=t._prints)
-    return t._prints
+        prints_of_rows(t.sample_rows(ROWS_PER_TENSOR, seed, probe), t.dtype, missing, into=prints)
+    return prints
+
+
+def probing(a: Checkpoint, b: Checkpoint) -> bool:
+    """Whether this pair's sampled rows are read in two stages (PROBE_MIN_BYTES)."""
+    return a.weights.complete and b.weights.complete and \
+        max(a.weights.bytes_total, b.weights.bytes_total) >= PROBE_MIN_BYTES
 
 
 def _compare(ta: Tensor, tb: Tensor, pa: RowPrints | None, pb: RowPrints | None, key: str, role, layer
@@ -211,8 +225,16 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
     out, bits = [], 0.0
     roles = shared_roles(a, b)
     todo = [r for r in roles if a.tensors[r].shape == b.tensors[r].shape and _castable(a.tensors[r], b.tensors[r])]
+    probe = probing(a, b)
     for ck, other in ((a, b), (b, a)):  # the sampled rows, fetched concurrently when remote (prints cached)
-        ck.map_reads(lambda r: tensor_prints(ck.tensors[r], seed, _wanted(ck.tensors[r], other.tensors[r], ck is a)), todo)
+        ck.map_reads(lambda r: tensor_prints(ck.tensors[r], seed, _wanted(ck.tensors[r], other.tensors[r], ck is a),
+                                             probe), todo)
+    if probe:  # the whole sample of each tensor a probe row found identical in, fetched the same way
+        todo = [r for r in todo if _compare(a.tensors[r], b.tensors[r], *_prints_pair(a.tensors[r], b.tensors[r], seed, True),
+                                            r.key, r.role, r.layer)[0].identical]
+        for ck, other in ((a, b), (b, a)):
+            ck.map_reads(lambda r: tensor_prints(ck.tensors[r], seed, _wanted(ck.tensors[r], other.tensors[r], ck is a)),
+                         todo)
     for role in roles:
         ta, tb = a.tensors[role], b.tensors[role]
         if role.role == "lm_head" and (a.summary.tied_embeddings or b.summary.tied_embeddings):
@@ -221,11 +243,23 @@ def compare_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[list[T
             out.append(TensorIdentity(role.key, role.role, role.layer, tb.n_rows, 0, 0, False,
                                       len(tb.shape) == 2 and min(tb.shape) > 1, comparable=False))
             continue
-        record, found_bits = _compare(ta, tb, tensor_prints(ta, seed, _wanted(ta, tb, True)), tensor_prints(tb, seed, _wanted(tb, ta, False)),
-                                      role.key, role.role, role.layer)
+        record, found_bits = _staged(ta, tb, seed, probe, role.key, role.role, role.layer)
         out.append(record)
         bits += found_bits  # one bit per distinct value in identical rows: very conservative
     return out, bits
+
+
+def _prints_pair(ta: Tensor, tb: Tensor, seed: int, probe: bool = False) -> tuple:
+    return tensor_prints(ta, seed, _wanted(ta, tb, True), probe), tensor_prints(tb, seed, _wanted(tb, ta, False), probe)
+
+
+def _staged(ta: Tensor, tb: Tensor, seed: int, probe: bool, key: str, role, layer) -> tuple[TensorIdentity, int]:
+    """`_compare` on the probe rows, and on the whole sample where one of them is identical (or `probe` is off)."""
+    if probe:
+        record, found = _compare(ta, tb, *_prints_pair(ta, tb, seed, True), key, role, layer)
+        if record.comparable and not record.identical:
+            return record, found
+    return _compare(ta, tb, *_prints_pair(ta, tb, seed), key, role, layer)
 
 
 def shared_roles(a: Checkpoint, b: Checkpoint) -> list:
@@ -262,7 +296,7 @@ def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) 
     """A's layer i against B's layer j (a layer moved by insertions or removals): every role both hold in one
     shape, on the same sampled rows (`Tensor.sample_spans` does not depend on the layer). Records carry B's key
     and layer."""
-    out = []
+    out, probe = [], probing(a, b)
     experts = _experts_per_layer(b)
     for role in a.layer_roles(i):
         if role.expert is not None and role.expert not in sampled_experts(experts.get((j, role.role), 0)):
@@ -270,8 +304,7 @@ def layer_identity(a: Checkpoint, b: Checkpoint, i: int, j: int, seed: int = 0) 
         ta, tb = a.tensors[role], b.find(role.role, j, role.expert, role.param)
         if tb is None or ta.shape != tb.shape:
             continue
-        out.append(_compare(ta, tb, tensor_prints(ta, seed, _wanted(ta, tb, True)), tensor_prints(tb, seed, _wanted(tb, ta, False)),
-                            tb.role.key, role.role, j)[0])
+        out.append(_staged(ta, tb, seed, probe, tb.role.key, role.role, j)[0])
     return out
 
 
@@ -304,6 +337,8 @@ def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evid
         details={"identical": identical, "identical_low_information": low_info,
                  "partly_identical": [r.to_dict() for r in partly], "n_compared": n,
                  "n_not_comparable": len(all_records) - n, "rows_per_tensor": ROWS_PER_TENSOR,
+                 # a large pair: tensors with no identical row among the first of each block were read no further
+                 "probe_rows": SAMPLE_BLOCKS if probing(a, b) else None,
                  # informative identical tensors whose copy side the storages say (a cast, a GGUF export, a
                  # dequantised export: index/direction.py orders relatives by it)
                  "copies": {side: sum(1 for r in records if r.all_identical and r.informative and r.child == side)

@@ -128,6 +128,8 @@ DEPTH_WINDOW = 0.15  # relative depth within which units are paired then
 
 
 def _subset(x: Blocks, idx: list[int]) -> Blocks:
+    if idx == list(range(len(x.units))):  # all of them: a 110B model's blocks are 255 MB, not copied
+        return x
     return Blocks([x.units[i] for i in idx], [mat[idx] for mat in x.mats])
 
 

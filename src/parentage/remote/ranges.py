@@ -20,7 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..constants import COALESCE_GAP, HTTP_MAX_WAIT, HTTP_PARALLEL, HTTP_RETRIES, HTTP_TIMEOUT, http_backoff
+from ..constants import (COALESCE_GAP, HTTP_MAX_WAIT, HTTP_PARALLEL, HTTP_RETRIES, HTTP_TIMEOUT, SLOW_LINK_PARALLEL,
+                         SLOW_LINK_SECONDS, http_backoff)
 from ..errors import FormatError, NotCachedError, RemoteError
 from .cache import RangeCache
 
@@ -57,16 +58,33 @@ class Location:
     etag: str | None
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 
 
 def pool() -> ThreadPoolExecutor:
-    global _POOL
+    """The range requests' workers: more of them once the link has shown itself slow (`slow_link`)."""
+    n = SLOW_LINK_PARALLEL if slow_link() else HTTP_PARALLEL
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(HTTP_PARALLEL, thread_name_prefix="parentage-range")
-        return _POOL
+        if n not in _POOLS:
+            _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="parentage-range")
+        return _POOLS[n]
+
+
+# -- the link, as the answers so far show it -----------------------------------------------------------------
+
+_WAIT = {"seconds": 0.0, "n": 0}  # running mean of the wait for an answer's first byte (headers)
+
+
+def _waited(seconds: float) -> None:
+    with _POOL_LOCK:
+        _WAIT["n"] = min(_WAIT["n"] + 1, 64)  # a mean over about the last 64 answers
+        _WAIT["seconds"] += (seconds - _WAIT["seconds"]) / _WAIT["n"]
+
+
+def slow_link() -> bool:
+    """Whether answers take SLOW_LINK_SECONDS or more to start: then more requests go in flight at once."""
+    return _WAIT["n"] >= 4 and _WAIT["seconds"] >= SLOW_LINK_SECONDS
 
 
 # -- progress on stderr, in bytes fetched --------------------------------------------------------------------
@@ -322,7 +340,9 @@ class RangeFile:
 
     def _get(self, session, loc: Location, a: int, b: int) -> bytes:
         headers = {**loc.headers, "Range": f"bytes={a}-{b - 1}", "Accept-Encoding": "identity"}
+        sent = time.perf_counter()
         with session.stream("GET", loc.url, headers=headers, timeout=HTTP_TIMEOUT, follow_redirects=True) as r:
+            _waited(time.perf_counter() - sent)
             status = r.status_code
             if status in RETRY_STATUS:
                 self.net.add(0)
