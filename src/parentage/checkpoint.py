@@ -237,7 +237,7 @@ class Tensor:
         return [(s, s + (1 if probe else per)) for s in starts]
 
 
-_READ_POOLS: dict = {}  # workers -> pool
+_READ_POOLS: dict = {}  # (workers, background) -> pool
 
 
 def map_reads(weights: WeightSet, fn, items: list) -> list:
@@ -255,17 +255,20 @@ def map_reads(weights: WeightSet, fn, items: list) -> list:
         from .remote.ranges import slow_link
 
         n = SLOW_LINK_PARALLEL if slow_link() else READ_PARALLEL
-    if n not in _READ_POOLS:
+    # A background test (the identity test's thousands of sampled rows) has workers of its own: in one pool the
+    # foreground's few reads would queue behind all of them (a 110B pair's hidden stage waited 40 s so).
+    key = (n, in_background())
+    if key not in _READ_POOLS:
         from concurrent.futures import ThreadPoolExecutor
 
-        _READ_POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="parentage-read")
-    if in_background():  # the workers read on behalf of a background test: counted as its reads
+        _READ_POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="parentage-read")
+    if key[1]:  # the workers read on behalf of a background test: counted as its reads
         task = fn
 
         def fn(x):
             with background_reads():
                 return task(x)
-    return list(_READ_POOLS[n].map(fn, items))
+    return list(_READ_POOLS[key].map(fn, items))
 
 
 @dataclass
