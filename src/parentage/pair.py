@@ -353,6 +353,8 @@ def _candidate_maps(a, b, hmap: HiddenMap, ua, ub, start: int, m: int, n_min: in
     def from_rows() -> HiddenMap | None:
         x = np.concatenate([r for u in layers_a for lo, hi in spans for r in rows(a, u, lo, hi)])
         y = np.concatenate([r for u in layers_b for lo, hi in spans for r in rows(b, u, lo, hi)])
+        if gram_agreement(x, y) < ROTATION_MIN_GRAM:  # not the same neurons in any basis: no map to fit (d x d)
+            return None
         row_map, _ = align_hidden(x, y)
         return row_map if row_map.kind in ("permutation", "rotation") else None
 
