@@ -18,16 +18,30 @@ import numpy as np
 from ..constants import MAX_TENSORS
 from ..errors import CheckpointNotFoundError, FormatError, LimitError
 from .base import Reader, TensorInfo, is_local
-from . import onnx
 from .gguf import GGUFFile
-from .onnx import ONNXFile
 from .safetensors import SafetensorsFile
-from .torch_bin import TorchZipFile
 
 __all__ = ["Reader", "TensorInfo", "WeightSet", "open_file", "sniff_format", "GGUFFile", "ONNXFile", "SafetensorsFile",
            "TorchZipFile"]
 
-READERS = {"safetensors": SafetensorsFile, "gguf": GGUFFile, "torch": TorchZipFile, "onnx": ONNXFile}
+# format -> (module, class); the ONNX and torch adapters are imported when a file needs them (start-up time of
+# every command that reads neither)
+READERS = {"safetensors": ("safetensors", "SafetensorsFile"), "gguf": ("gguf", "GGUFFile"),
+           "torch": ("torch_bin", "TorchZipFile"), "onnx": ("onnx", "ONNXFile")}
+
+
+def reader_class(fmt: str) -> type:
+    import importlib
+
+    module, name = READERS[fmt]
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __getattr__(name: str):
+    lazy = {cls: fmt for fmt, (_, cls) in READERS.items()}
+    if name in lazy:
+        return reader_class(lazy[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sniff_format(source) -> str:
@@ -53,6 +67,8 @@ def sniff_format(source) -> str:
         return "safetensors"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "torch"  # a bare pickle: torch's legacy format, refused by the torch reader with a clear line
+    from . import onnx  # the last format tried: only now worth importing
+
     if onnx.sniff(head):
         return "onnx"
     if len(head) < 9 and str(where).endswith(".safetensors"):
@@ -72,8 +88,8 @@ def open_file(source, siblings=None) -> Reader:
                                        "end and its pickle must be read whole); ask for the safetensors files, or "
                                        "download it")
     if fmt == "onnx":
-        return ONNXFile(source, siblings)
-    return READERS[fmt](source)
+        return reader_class("onnx")(source, siblings)
+    return reader_class(fmt)(source)
 
 
 class WeightSet:
