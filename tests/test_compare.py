@@ -699,3 +699,24 @@ def test_a_large_pair_probes_one_row_per_sampled_block_and_reads_the_rest_only_w
     assert ev["details"]["identical"] == ["layers.1.mlp_up.weight"]  # the frozen tensor, read on all its rows ...
     frozen_rows = next(c for c in doc["alignment"]["components"]["frozen_tensors"] if "mlp_up" in " ".join(c["tensors"]))
     assert frozen_rows["layers"] == [1]
+
+
+def test_where_b_is_a_fingerprint_that_holds_no_block_the_invariant_test_says_it_could_not_run(wide_family, monkeypatch):
+    """A fingerprint keeps a few leading rows of each FFN: neither whole FFNs nor blocks of B can be read, so the
+    undecided pair's invariant test is not run (and says why) rather than failing."""
+    from parentage.checkpoint import Checkpoint
+    from parentage.index import take
+    from parentage.index.fingerprint import Fingerprint
+    from parentage.pair import compare_checkpoints
+
+    from parentage.index import fingerprint
+
+    monkeypatch.setattr(pair_module, "MIN_BUDGET_BYTES", 400 << 10)
+    monkeypatch.setattr(fingerprint, "WHOLE_BYTES", 0)  # as a large model's fingerprint: no FFN kept whole
+    with Checkpoint.open(wide_family["independent"]) as a, Checkpoint.open(wide_family["base"]) as b:
+        stored = Fingerprint.from_bytes(take(b).to_bytes(), "test")
+        with stored.open() as fb:
+            doc = compare_checkpoints(a, fb)
+    ev = _agreement(doc)
+    assert ev["log10_p"] is None and "not run" in ev["summary"]
+    assert doc["verdict"]["label"] != "related"

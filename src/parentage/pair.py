@@ -296,7 +296,7 @@ def _ffn(a, b, hmap, budget: Budget, meter: "_Meter", rng, notes, token_pairs: n
         spans = [(0, u.n_rows) for u in chosen]
         # Undecided, and too few whole FFNs fit (a 7B model's is 180 MB, a 110B's 1.6 GB): blocks of B's rows
         # instead, as many as the power against a relabelled copy needs, not as many as the budget would allow.
-        in_blocks = floor > len(chosen)
+        in_blocks = floor > len(chosen) and bool(_whole_units(b, ub, 0, floor))  # B's rows held (not a fingerprint)
         if n_mats == 1 and not all(u.down.has(0, u.down.n_rows) for u in ua):
             chosen, in_blocks = [], False  # A's ungated views need its down projections whole, which a fingerprint does not hold
         if chosen or in_blocks:
