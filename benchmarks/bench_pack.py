@@ -32,12 +32,15 @@ from hubproc import HubProcess
 def families(layouts: list[str]) -> dict[str, tuple[P.Model, dict[str, P.Model]]]:
     """layout -> (the base, {derived repo: model})."""
     out = {}
-    for layout in layouts:
+    for k, layout in enumerate(layouts):
+        # a seed of its own per base: values are drawn from (seed, tensor name), so two layouts sharing a seed would
+        # share every tensor of a shape both have (Llama-3-70B's and Qwen1.5-110B's attention): kin, not strangers
+        seed = 100 + k
         if layout == "deepseek-v3":
-            a = P.deepseek_v3(1)
+            a = P.deepseek_v3(seed)
             out[layout] = (a, {"acme/v3-frozen": P.frozen_copy(a, 2, lambda n: "self_attn" in n or "shared_experts" in n)})
             continue
-        a = P.LAYOUTS[layout](1)
+        a = P.LAYOUTS[layout](seed)
         d = {f"acme/{layout}-drift": P.drifted(a, 2)}
         if layout == "llama-7b":
             d[f"acme/{layout}-grown"] = P.inserted_and_widened(a, 3, [10, 20], a.config["intermediate_size"], noise=0.01)
