@@ -677,7 +677,7 @@ def test_where_no_whole_ffn_fits_an_independent_model_is_still_called_unrelated_
     assert doc["verdict"]["label"] == "unrelated"
 
 
-def test_a_large_pair_probes_one_row_per_sampled_block_and_reads_the_rest_only_where_a_probe_row_is_identical(
+def test_a_large_pair_probes_the_first_sampled_block_and_reads_the_rest_only_where_a_probe_row_is_identical(
         family, tmp_path, monkeypatch):
     from parentage.evidence import identical
 

@@ -225,7 +225,9 @@ class Tensor:
         return self._sample
 
     def sample_spans(self, k: int, seed: int, probe: bool = False) -> list[tuple[int, int]]:
-        """`probe`: the first row of each block only (a quarter of the bytes; see identical.PROBE_MIN_BYTES)."""
+        """`probe`: the first block only (a quarter of the bytes and of the requests; see
+        identical.PROBE_MIN_BYTES), except for the embeddings, whose rows training leaves untouched in places
+        (rare tokens), so they are probed on every block."""
         n = self.n_rows
         if n <= k:
             return [(0, n)]
@@ -233,8 +235,8 @@ class Tensor:
         per = k // blocks
         rng = np.random.default_rng([zlib.crc32(f"{self.role.role}.{self.role.param}".encode()), seed])
         edges = np.linspace(0, n, blocks + 1).astype(int)
-        starts = [int(rng.integers(lo, hi - per + 1)) for lo, hi in zip(edges, edges[1:])]
-        return [(s, s + (1 if probe else per)) for s in starts]
+        spans = [(s, s + per) for s in (int(rng.integers(lo, hi - per + 1)) for lo, hi in zip(edges, edges[1:]))]
+        return spans[:1] if probe and self.role.role not in ("embed", "lm_head") else spans
 
 
 _READ_POOLS: dict = {}  # (workers, background) -> pool

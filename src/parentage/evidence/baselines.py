@@ -68,7 +68,7 @@ def honestagi_std_profile(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Eviden
                if value is not None else "HonestAGI std-profile correlation not computable (needs >= 3 layers with attention)")
     return Evidence("baseline_honestagi_std_profile", None, value, False, summary,
                     {"per_role": per_role, "profiles": profiles,
-                     "rows_sampled": SAMPLE_BLOCKS if probe else SAMPLE_ROWS})
+                     "rows_sampled": SAMPLE_ROWS // SAMPLE_BLOCKS if probe else SAMPLE_ROWS})
 
 
 def raw_cosine(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
@@ -84,4 +84,4 @@ def raw_cosine(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
     value = float(np.mean(list(cosines.values()))) if cosines else None
     summary = (f"mean raw cosine of same-named tensors {value:.2f} (no null; a permutation or rotation drives it to 0 "
                "without changing the model)" if value is not None else "no same-shaped matrices to compare by name")
-    return Evidence("baseline_raw_cosine", None, value, False, summary, {"per_tensor": cosines, "rows_sampled": SAMPLE_BLOCKS if probe else SAMPLE_ROWS})
+    return Evidence("baseline_raw_cosine", None, value, False, summary, {"per_tensor": cosines, "rows_sampled": SAMPLE_ROWS // SAMPLE_BLOCKS if probe else SAMPLE_ROWS})
