@@ -11,7 +11,6 @@ that ignores Range is refused rather than let us stream a 40 GB shard.
 
 from __future__ import annotations
 
-import email.utils
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -120,6 +119,8 @@ def _retry_after(headers) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # rare (a Retry-After given as a date), and 20 ms of start-up
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
