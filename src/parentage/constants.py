@@ -81,6 +81,7 @@ ENV_INDEX = "PARENTAGE_INDEX"  # the fingerprint index: a SQLite path or a postg
 ENV_DATA = "PARENTAGE_DATA"  # parentage's data folder (the default index lives there)
 ENV_RANGE_CACHE_BYTES = "PARENTAGE_RANGE_CACHE_BYTES"
 ENV_HTTP_BACKOFF = "PARENTAGE_HTTP_BACKOFF"  # tests shorten the waits
+ENV_SERVE = "PARENTAGE_SERVE"  # the socket of a `parentage serve` commands go to; "off": every command in-process
 ENV_HF_ENDPOINT = "HF_ENDPOINT"
 ENV_HF_CACHE = "HF_HUB_CACHE"
 ENV_HF_HOME = "HF_HOME"
@@ -93,6 +94,21 @@ def cache_dir() -> Path:
         return Path(os.environ[ENV_CACHE])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "parentage"
+
+
+def serve_socket() -> Path | None:
+    """Where `parentage serve` listens and commands look for it: PARENTAGE_SERVE, else serve.sock in the cache
+    folder; None when PARENTAGE_SERVE says off."""
+    value = os.environ.get(ENV_SERVE, "").strip()
+    if value.lower() in {"off", "0", "no", "false"}:
+        return None
+    return Path(value) if value else cache_dir() / "serve.sock"
+
+
+# `parentage serve` (serve.py)
+SERVE_MAX_REQUEST = 1 << 20  # bytes of one request (arguments, folder, environment): real ones are a few kB
+SERVE_REQUEST_SECONDS = 10.0  # a client that has not sent its whole request by then is dropped
+SERVE_STOP_GRACE = 5.0  # a worker asked to stop (its client left, or the server stops) is killed after this
 
 
 def data_dir() -> Path:

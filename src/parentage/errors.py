@@ -103,3 +103,7 @@ class NotInFingerprintError(ParentageError, LookupError):
 class IndexStoreError(ParentageError, OSError):
     """The fingerprint index cannot be used: not a parentage database, corrupt, from a newer version, or its
     server unreachable."""
+
+
+class ServeError(ParentageError, OSError):
+    """`parentage serve` cannot listen where asked (a server already answers there, or the path is taken)."""
