@@ -46,6 +46,7 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
 }
 MAX_GAP_ROWS = 32  # rows this close are read in one span (Tensor.read_at)
 SAMPLE_BLOCKS = 4  # contiguous blocks a tensor's row sample is spread over (Tensor.sample_rows)
+PROBE_ROWS = 1  # a probe (identical.PROBE_MIN_BYTES) reads the first row of the first block: one row says "differs"
 PLAN_SEED = 0  # the seed of the rows a fingerprint samples (Tensor.sample_rows): tests on one use it too
 # The same numbers in GGUF metadata, under "{arch}.".
 GGUF_KEYS: dict[str, str] = {
@@ -225,9 +226,9 @@ class Tensor:
         return self._sample
 
     def sample_spans(self, k: int, seed: int, probe: bool = False) -> list[tuple[int, int]]:
-        """`probe`: the first block only (a quarter of the bytes and of the requests; see
-        identical.PROBE_MIN_BYTES), except for the embeddings, whose rows training leaves untouched in places
-        (rare tokens), so they are probed on every block."""
+        """`probe`: the first PROBE_ROWS rows of the first block only (see identical.PROBE_MIN_BYTES), except
+        for the embeddings, whose rows training leaves untouched in places (rare tokens), so they are probed on
+        every block."""
         n = self.n_rows
         if n <= k:
             return [(0, n)]
@@ -236,7 +237,9 @@ class Tensor:
         rng = np.random.default_rng([zlib.crc32(f"{self.role.role}.{self.role.param}".encode()), seed])
         edges = np.linspace(0, n, blocks + 1).astype(int)
         spans = [(s, s + per) for s in (int(rng.integers(lo, hi - per + 1)) for lo, hi in zip(edges, edges[1:]))]
-        return spans[:1] if probe and self.role.role not in ("embed", "lm_head") else spans
+        if probe and self.role.role not in ("embed", "lm_head"):
+            return [(spans[0][0], spans[0][0] + min(PROBE_ROWS, per))]
+        return spans
 
 
 _READ_POOLS: dict = {}  # (workers, background) -> pool
