@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from parentage.cli import cli
-from parentage import pair as pair_module
+from parentage import checkpoint, pair as pair_module
 from parentage.pair import compare, parse_budget_text
 from parentage.verdict import RELATED_LEVEL
 from parentage.report.terminal import format_human
@@ -677,9 +677,9 @@ def test_where_no_whole_ffn_fits_an_independent_model_is_still_called_unrelated_
     assert doc["verdict"]["label"] == "unrelated"
 
 
-def test_a_large_pair_probes_one_row_per_tensor_and_reads_the_rest_only_where_the_probe_row_is_identical(
+def test_a_large_pair_probes_the_leading_rows_of_each_tensor_and_reads_the_rest_only_where_a_probe_row_is_identical(
         family, tmp_path, monkeypatch):
-    from parentage.evidence import identical
+    from parentage.evidence import baselines, identical
 
     rng = np.random.default_rng(11)
     base = random_state_dict("llama", SHAPE, seed=0)
@@ -689,13 +689,21 @@ def test_a_large_pair_probes_one_row_per_tensor_and_reads_the_rest_only_where_th
     compare(str(family["base"]), str(family["independent"]))  # side files read once per process: not in the bytes
     whole = {p: compare(str(family["base"]), str(x)) for p, x in (("independent", family["independent"]), ("frozen", child))}
     monkeypatch.setattr(identical, "PROBE_MIN_BYTES", 0)  # as a pair of large models is read
-    for name, other in (("independent", family["independent"]), ("frozen", child)):
-        doc = compare(str(family["base"]), str(other))
-        ev = next(e for e in doc["evidence"] if e["name"] == "identical_tensors")
-        assert ev["details"]["probe_rows"] == 1
-        assert doc["verdict"]["label"] == whole[name]["verdict"]["label"]
-        if name == "independent":  # a related pair's other tests read the whole samples anyway
-            assert doc["cost"]["bytes_read"] < whole[name]["cost"]["bytes_read"]
+    probed, default = {}, checkpoint.PROBE_BYTES
+    identical_in = {n: next(e for e in d["evidence"] if e["name"] == "identical_tensors")["details"]["identical"]
+                    for n, d in whole.items()}
+    for probe_bytes in (default, 1):  # these narrow rows: the whole first block, then one row
+        for module in (checkpoint, identical, baselines):
+            monkeypatch.setattr(module, "PROBE_BYTES", probe_bytes)
+        for name, other in (("independent", family["independent"]), ("frozen", child)):
+            doc = compare(str(family["base"]), str(other))
+            ev = next(e for e in doc["evidence"] if e["name"] == "identical_tensors")
+            assert ev["details"]["probe_bytes"] == probe_bytes
+            assert doc["verdict"]["label"] == whole[name]["verdict"]["label"]
+            assert ev["details"]["identical"] == identical_in[name]
+            if name == "independent":  # a related pair's other tests read the whole samples anyway
+                probed[probe_bytes] = doc["cost"]["bytes_read"]
+    assert probed[1] < probed[default] < whole["independent"]["cost"]["bytes_read"]
     assert ev["details"]["identical"] == ["layers.1.mlp_up.weight"]  # the frozen tensor, read on all its rows ...
     frozen_rows = next(c for c in doc["alignment"]["components"]["frozen_tensors"] if "mlp_up" in " ".join(c["tensors"]))
     assert frozen_rows["layers"] == [1]

@@ -46,7 +46,10 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
 }
 MAX_GAP_ROWS = 32  # rows this close are read in one span (Tensor.read_at)
 SAMPLE_BLOCKS = 4  # contiguous blocks a tensor's row sample is spread over (Tensor.sample_rows)
-PROBE_ROWS = 1  # a probe (identical.PROBE_MIN_BYTES) reads the first row of the first block: one row says "differs"
+# A probe (identical.PROBE_MIN_BYTES) reads the leading rows of a tensor's first sampled block, about this many
+# bytes and at least one row: a request costs a round trip more than its bytes, so a narrow tensor's block is read
+# whole (a frozen one then costs no second request for it), and one row of a 110B model's FFN says "differs".
+PROBE_BYTES = 32 << 10
 PLAN_SEED = 0  # the seed of the rows a fingerprint samples (Tensor.sample_rows): tests on one use it too
 # The same numbers in GGUF metadata, under "{arch}.".
 GGUF_KEYS: dict[str, str] = {
@@ -220,15 +223,19 @@ class Tensor:
         blocks, so rows that training left untouched in one region (rare tokens) do not stand for the tensor."""
         key = (k, seed, probe)
         if getattr(self, "_sample_key", None) != key:
-            spans = self.sample_spans(k, seed, probe)
+            spans, head = self.sample_spans(k, seed, probe), []
+            if not probe and getattr(self, "_sample_key", None) == (k, seed, True):
+                probed = self.sample_spans(k, seed, True)  # the probe rows just read lead the sample: not again
+                if len(probed) == 1 and spans[0][0] == probed[0][0] < probed[0][1] < spans[0][1]:
+                    spans, head = [(probed[0][1], spans[0][1])] + spans[1:], [self._sample]
             blocks = map_reads(self.weights, lambda s: self.read_rows(*s), spans)
-            self._sample_key, self._sample = key, np.concatenate(blocks)
+            self._sample_key, self._sample = key, np.concatenate(head + blocks)
         return self._sample
 
     def sample_spans(self, k: int, seed: int, probe: bool = False) -> list[tuple[int, int]]:
-        """`probe`: the first PROBE_ROWS rows of the first block only (see identical.PROBE_MIN_BYTES), except
-        for the embeddings, whose rows training leaves untouched in places (rare tokens), so they are probed on
-        every block."""
+        """`probe`: the leading rows of the first block only, PROBE_BYTES of them (see identical.PROBE_MIN_BYTES),
+        except for the embeddings, whose rows training leaves untouched in places (rare tokens), so they are probed
+        on every block."""
         n = self.n_rows
         if n <= k:
             return [(0, n)]
@@ -238,7 +245,9 @@ class Tensor:
         edges = np.linspace(0, n, blocks + 1).astype(int)
         spans = [(s, s + per) for s in (int(rng.integers(lo, hi - per + 1)) for lo, hi in zip(edges, edges[1:]))]
         if probe and self.role.role not in ("embed", "lm_head"):
-            return [(spans[0][0], spans[0][0] + min(PROBE_ROWS, per))]
+            info = self.weights.info(self.piece.source)
+            rows = int(min(per, max(1, PROBE_BYTES * info.n_rows // max(info.nbytes, 1))))
+            return [(spans[0][0], spans[0][0] + rows)]
         return spans
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checkpoint import PROBE_ROWS, Checkpoint
+from ..checkpoint import PROBE_BYTES, Checkpoint
 from .identical import probing, shared_roles
 from . import Evidence
 
@@ -68,7 +68,8 @@ def honestagi_std_profile(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Eviden
                if value is not None else "HonestAGI std-profile correlation not computable (needs >= 3 layers with attention)")
     return Evidence("baseline_honestagi_std_profile", None, value, False, summary,
                     {"per_role": per_role, "profiles": profiles,
-                     "rows_sampled": PROBE_ROWS if probe else SAMPLE_ROWS})
+                     "rows_sampled": None if probe else SAMPLE_ROWS,
+                     "probe_bytes": PROBE_BYTES if probe else None})
 
 
 def raw_cosine(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
@@ -85,4 +86,5 @@ def raw_cosine(a: Checkpoint, b: Checkpoint, seed: int = 0) -> Evidence:
     summary = (f"mean raw cosine of same-named tensors {value:.2f} (no null; a permutation or rotation drives it to 0 "
                "without changing the model)" if value is not None else "no same-shaped matrices to compare by name")
     return Evidence("baseline_raw_cosine", None, value, False, summary,
-                    {"per_tensor": cosines, "rows_sampled": PROBE_ROWS if probe else SAMPLE_ROWS})
+                    {"per_tensor": cosines, "rows_sampled": None if probe else SAMPLE_ROWS,
+                     "probe_bytes": PROBE_BYTES if probe else None})

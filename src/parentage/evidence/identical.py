@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checkpoint import PROBE_ROWS, SAMPLE_BLOCKS, Checkpoint, Tensor
+from ..checkpoint import PROBE_BYTES, SAMPLE_BLOCKS, Checkpoint, Tensor
 from ..dtypes import decode, round_to_bf16
 from . import LOG10_P_FLOOR, Evidence
 from .blocks import sampled_experts
@@ -28,11 +28,11 @@ from .blocks import sampled_experts
 MIN_ELEMENTS = 256  # smaller tensors are too easy to match by construction (e.g. a copied default)
 MIN_DISTINCT = 16  # fewer distinct values than this: a constant or a tiny codebook, no evidence
 ROWS_PER_TENSOR = 16  # in Tensor.sample_rows' spread blocks: the rows the baselines read too
-# Two live checkpoints this large are first compared on one row of each tensor, the first of its first sampled
-# block (a "probe", PROBE_ROWS: a sixteenth of the bytes and a quarter of the requests; the 16 rows of every
-# tensor of a 110B pair are 500 MB in 5,800 requests), and a tensor on all 16 rows only where its probe row is
-# identical: an unrelated pair reads a sixteenth, a frozen tensor is still read and reported on all 16.
-# Embeddings are probed on every block (`sample_spans`).
+# Two live checkpoints this large are first compared on a "probe" of each tensor, the leading rows of its first
+# sampled block (about PROBE_BYTES: one row of a 110B model's FFN, the whole block of a narrow tensor; the 16 rows
+# of every tensor of a 110B pair are 500 MB in 5,800 requests), and a tensor on all 16 rows only where a probe
+# row is identical: an unrelated 110B pair reads a twentieth of those bytes in a quarter of the requests, a frozen
+# tensor is still read and reported on all 16. Embeddings are probed on every block (`sample_spans`).
 PROBE_MIN_BYTES = 1 << 30
 # bigger = finer; GGUF and FP8 types rank below all, and compare only with their own type
 PRECISION = {"F64": 3, "F32": 2, "F16": 1, "BF16": 1}
@@ -340,7 +340,7 @@ def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evid
                  "partly_identical": [r.to_dict() for r in partly], "n_compared": n,
                  "n_not_comparable": len(all_records) - n, "rows_per_tensor": ROWS_PER_TENSOR,
                  # a large pair: tensors with no identical row among the first of each block were read no further
-                 "probe_rows": PROBE_ROWS if probing(a, b) else None,
+                 "probe_bytes": PROBE_BYTES if probing(a, b) else None,
                  # informative identical tensors whose copy side the storages say (a cast, a GGUF export, a
                  # dequantised export: index/direction.py orders relatives by it)
                  "copies": {side: sum(1 for r in records if r.all_identical and r.informative and r.child == side)

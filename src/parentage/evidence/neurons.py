@@ -210,9 +210,10 @@ def token_neuron_mask(raw: list[np.ndarray], token_rows: np.ndarray, rng: np.ran
     n_units, m = raw[0].shape[:2]
     score = np.zeros(n_units * m, dtype=np.float32)
     for x in raw:
-        rows = unit_rows(x.reshape(n_units * m, -1), inplace=False)
+        rows = x.reshape(n_units * m, -1)  # not copied: normalised a slab at a time (DeepSeek-V3's are 300 MB)
         for lo in range(0, rows.shape[0], 1024):  # (1024, n_tokens) slabs bound memory
-            score[lo:lo + 1024] = np.maximum(score[lo:lo + 1024], np.abs(rows[lo:lo + 1024] @ e.T).max(axis=1))
+            slab = unit_rows(rows[lo:lo + 1024], inplace=False)
+            score[lo:lo + 1024] = np.maximum(score[lo:lo + 1024], np.abs(slab @ e.T).max(axis=1))
     return (score > threshold).reshape(n_units, m), threshold
 
 
