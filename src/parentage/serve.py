@@ -266,15 +266,14 @@ class _Server:
             waits = [c.deadline for c in self.clients if c.request is None]
             waits += [c.stop_sent + grace for c in self.running.values() if c.stop_sent is not None]
             timeout = max(0.0, min(waits) - now()) if waits else None
-            if not self.signalled:
-                for key, _ in self.sel.select(timeout):
-                    if key.data is None:
-                        self._accept(now() + SERVE_REQUEST_SECONDS)
-                    elif key.data == "wake":
-                        _drain(self.wake_r)
-                    else:
-                        self._readable(key.data, now())
-            if self.signalled:
+            for key, _ in self.sel.select(0.0 if self.signalled and self.listening else timeout):
+                if key.data is None:
+                    self._accept(now() + SERVE_REQUEST_SECONDS)
+                elif key.data == "wake":
+                    _drain(self.wake_r)
+                else:
+                    self._readable(key.data, now())
+            if self.signalled:  # SIGTERM or Ctrl-C arrived (the wake-up socket ended the wait)
                 self.stop(kill=True)
             self._reap()
             t = now()
