@@ -2,6 +2,7 @@
 
     python benchmarks/bench_speed.py pairs ZOO [--modeldna PATH] [--serve] [--limit N]   # every pair of a zoo
     python benchmarks/bench_speed.py startup MODEL                             # --help, inspect
+    python benchmarks/bench_speed.py parts A B                                 # where one compare's time goes
 
 `pairs` runs `parentage compare A B --format json` and (with --modeldna, the path of modelDNA 0.1.0's
 `modeldna` command, installed in a scratch venv: it is not a dependency) `modeldna compare B A --json` on each
@@ -155,6 +156,47 @@ def bench_startup(model: str) -> None:
         print(f"| `{title}` | {med:.3f} | {worst:.3f} |")
 
 
+PARTS_RUN = """
+import json, sys, time
+t0 = time.perf_counter()
+from parentage.pair import compare
+t1 = time.perf_counter()
+compare(sys.argv[1], sys.argv[2])
+t2 = time.perf_counter()
+compare(sys.argv[1], sys.argv[2])
+print(json.dumps([t2 - t1, time.perf_counter() - t2]))
+"""
+
+
+def bench_parts(a: str, b: str, runs: int = 9) -> None:
+    """Where a fresh process's compare time goes: each stage timed as the difference of two medians, or inside
+    one process (the compare's first and second call)."""
+    import parentage
+
+    compileall.compile_dir(Path(parentage.__file__).parent, quiet=1)
+    py = [sys.executable]
+    steps = {"the interpreter (`python -c pass`)": py + ["-c", "pass"],
+             "+ numpy": py + ["-c", "import numpy"],
+             "click and the CLI module (no numpy)": py + ["-c", "import parentage.cli"],
+             "numpy, click and every module a compare imports": py + ["-c", "import parentage.cli, parentage.pair"],
+             "`parentage compare A B --format json`": PARENTAGE + ["compare", a, b, "--format", "json"]}
+    alone = {**os.environ, "PARENTAGE_SERVE": "off"}
+    times = {k: [] for k in steps}
+    calls = []
+    for _ in range(runs):
+        for k, cmd in steps.items():
+            times[k].append(_timed(cmd, alone)[0])
+        calls.append(json.loads(_timed(py + ["-c", PARTS_RUN, a, b], alone)[1]))
+    print(f"## Where a compare's time goes: {a} ~ {b} ({machine()})\n\n`python benchmarks/bench_speed.py parts A B` "
+          f"(medians of {runs} fresh processes each, taking turns)\n")
+    print("| stage | median s |\n|---|---|")
+    for k in steps:
+        print(f"| {k} | {statistics.median(times[k]):.3f} |")
+    first, warm = statistics.median(c[0] for c in calls), statistics.median(c[1] for c in calls)
+    print(f"| the compare's first call in a process (in-process timer) | {first:.3f} |")
+    print(f"| its second call (warm) | {warm:.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -165,9 +207,14 @@ def main() -> None:
     p.add_argument("--serve", action="store_true", help="Also time each pair through a running `parentage serve`.")
     s = sub.add_parser("startup")
     s.add_argument("model")
+    q = sub.add_parser("parts")
+    q.add_argument("a")
+    q.add_argument("b")
     args = ap.parse_args()
     if args.what == "pairs":
         bench_pairs(args.zoo, args.modeldna, args.limit, args.serve)
+    elif args.what == "parts":
+        bench_parts(args.a, args.b)
     else:
         bench_startup(args.model)
 

@@ -115,11 +115,17 @@ def test_a_served_command_costs_the_client_no_numpy(server, pair):
     assert not {"numpy", "click", "parentage.pair"} & imported
 
 
-def test_errors_keep_their_one_line_and_exit_status_when_served(server, pair, tmp_path):
+def test_bad_input_keeps_its_one_error_line_and_exit_status_when_served(server, pair, tmp_path):
     missing = tmp_path / "missing"
     proc = server.run("compare", pair[0], missing)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"parentage: error: {missing}: no such file or folder"]
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(Path(pair[0], "model.safetensors").read_bytes()[:100])
+    proc = server.run("inspect", truncated)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"parentage: error: {truncated}: ")
     assert server.run("compare", pair[0]).returncode == 2  # usage error
     gate = server.run("compare", pair[0], pair[1], "--fail-on", "related")
     assert gate.returncode == 3

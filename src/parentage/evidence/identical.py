@@ -31,7 +31,7 @@ ROWS_PER_TENSOR = 16  # in Tensor.sample_rows' spread blocks: the rows the basel
 # Two live checkpoints this large are first compared on a "probe" of each tensor, the leading rows of its first
 # sampled block (about PROBE_BYTES: one row of a 110B model's FFN, the whole block of a narrow tensor; the 16 rows
 # of every tensor of a 110B pair are 500 MB in 5,800 requests), and a tensor on all 16 rows only where a probe
-# row is identical: an unrelated 110B pair reads a twentieth of those bytes in a quarter of the requests, a frozen
+# row is identical: an unrelated 110B pair reads a tenth of those bytes in a quarter of the requests, a frozen
 # tensor is still read and reported on all 16. Embeddings are probed on every block (`sample_spans`).
 PROBE_MIN_BYTES = 1 << 30
 # bigger = finer; GGUF and FP8 types rank below all, and compare only with their own type
@@ -339,7 +339,7 @@ def identical_tensors(a: Checkpoint, b: Checkpoint, seed: int = 0) -> tuple[Evid
         details={"identical": identical, "identical_low_information": low_info,
                  "partly_identical": [r.to_dict() for r in partly], "n_compared": n,
                  "n_not_comparable": len(all_records) - n, "rows_per_tensor": ROWS_PER_TENSOR,
-                 # a large pair: tensors with no identical row among the first of each block were read no further
+                 # a large pair: tensors with no identical row among their probe rows were read no further
                  "probe_bytes": PROBE_BYTES if probing(a, b) else None,
                  # informative identical tensors whose copy side the storages say (a cast, a GGUF export, a
                  # dequantised export: index/direction.py orders relatives by it)

@@ -11,16 +11,16 @@ Two statistics, because an adversary may or may not have relabelled B's neurons:
 
 - `agreement_test` (analytic null, approximate). Invariant to neuron permutations: A's block is matched against
   B's neurons twice, once by gate rows and once by up rows (rectangular assignment, so widened or pruned FFNs
-  work), and K counts the neurons both matchings send to the same B neuron. B's neurons are all of them where
-  the budget holds the whole FFN, else a block of k rows around A's offsets (a 100B model's FFN is gigabytes):
-  a relabelled copy then still puts about m k / n_B of A's neurons' partners in it, and the block is as large as
+  work), and K counts the neurons both matchings send to the same B neuron. B's neurons are all of them where the
+  budget holds the whole FFN, else a block of k rows around A's offsets (a 100B model's FFN is gigabytes): a
+  relabelled copy then still puts about m k / n_B of A's neurons' partners in it, and the block is as large as
   that power needs (pair.py). For two independent matchings K ~ Poisson(m / k); the rate is raised to what the
-  pair's own non-corresponding cells show (decoys), so a pair whose gate and up rows correlate inside each model is not mistaken for kin. The first layer of each
-  model is left out: it reads token embeddings directly, and models trained on similar text grow token-detector
-  neurons there that match across independent models (observed: K up to 7% of neurons at layer 0 vs <= 2.5%
-  elsewhere for independent zoo models). The same holds for A's *token neurons* in any layer (rows that point
-  along one shared token's embedding; in the last layers of real models with tied embeddings they are the
-  majority): they are matched but not counted (`token_neuron_mask`).
+  pair's own non-corresponding cells show (decoys), so a pair whose gate and up rows correlate inside each model
+  is not mistaken for kin. The first layer of each model is left out: it reads token embeddings directly, and
+  models trained on similar text grow token-detector neurons there that match across independent models (observed:
+  K up to 7% of neurons at layer 0 vs <= 2.5% elsewhere for independent zoo models). The same holds for A's *token
+  neurons* in any layer (rows that point along one shared token's embedding; in the last layers of real models
+  with tied embeddings they are the majority): they are matched but not counted (`token_neuron_mask`).
 
 Every cell gets a p-value; a test's p-value is the Bonferroni combination over its cells (valid whatever the
 dependence between cells, and when only some layers match), and the layer alignment is drawn on the cells. The
