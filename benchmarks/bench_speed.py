@@ -176,9 +176,9 @@ def bench_parts(a: str, b: str, runs: int = 9) -> None:
     compileall.compile_dir(Path(parentage.__file__).parent, quiet=1)
     py = [sys.executable]
     steps = {"the interpreter (`python -c pass`)": py + ["-c", "pass"],
-             "+ numpy": py + ["-c", "import numpy"],
-             "click and the CLI module (no numpy)": py + ["-c", "import parentage.cli"],
-             "numpy, click and every module a compare imports": py + ["-c", "import parentage.cli, parentage.pair"],
+             "the interpreter and numpy": py + ["-c", "import numpy"],
+             "the interpreter, click and the CLI module (no numpy)": py + ["-c", "import parentage.cli"],
+             "the interpreter, numpy, click and every module a compare imports": py + ["-c", "import parentage.cli, parentage.pair"],
              "`parentage compare A B --format json`": PARENTAGE + ["compare", a, b, "--format", "json"]}
     alone = {**os.environ, "PARENTAGE_SERVE": "off"}
     times = {k: [] for k in steps}
@@ -188,7 +188,7 @@ def bench_parts(a: str, b: str, runs: int = 9) -> None:
             times[k].append(_timed(cmd, alone)[0])
         calls.append(json.loads(_timed(py + ["-c", PARTS_RUN, a, b], alone)[1]))
     print(f"## Where a compare's time goes: {a} ~ {b} ({machine()})\n\n`python benchmarks/bench_speed.py parts A B` "
-          f"(medians of {runs} fresh processes each, taking turns)\n")
+          f"(medians of {runs} fresh processes each, the commands run in rounds)\n")
     print("| stage | median s |\n|---|---|")
     for k in steps:
         print(f"| {k} | {statistics.median(times[k]):.3f} |")
